@@ -1,0 +1,196 @@
+"""The ``ktrain`` command line: parses options, renders with Rich, and calls the library.
+
+No training logic lives here: every command builds a ``ktrain.run.Job`` (or calls ``run_demo``)
+and shows what it returns.
+"""
+
+import functools
+import os
+import sys
+from typing import Annotated
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # silence TensorFlow's C++ start-up chatter
+
+import click
+import typer
+from rich.console import Console
+
+from cli.options import engine_options
+from cli.render import RichProgress, results_table
+from ktrain.errors import KtrainError
+
+app = typer.Typer(
+    help="Transfer knowledge from a trained teacher network to a small student.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+console = Console()
+errors = Console(stderr=True)
+
+KD_PANEL = "Knowledge distillation"
+
+
+def user_errors(command):
+    """Turn a KtrainError into ``error: <message>`` on one line and exit status 2."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except KtrainError as exc:
+            errors.print(f"error: {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+def _quiet_tensorflow_import() -> None:
+    """Import TensorFlow with its C++ start-up lines (oneDNN, CUDA probing) kept off the terminal."""
+    if "tensorflow" in sys.modules:
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            import tensorflow  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _job(command: str, student: str, dataset: str, engine: dict, **extra):
+    from ktrain.config import OptimizerConfig, ScheduleConfig, TrainConfig
+    from ktrain.run import Job
+
+    config = TrainConfig(
+        epochs=engine["epochs"],
+        batch_size=engine["batch_size"],
+        eval_batch_size=engine["eval_batch_size"],
+        seed=engine["seed"],
+        jit=engine["jit"],
+        strategy=engine["strategy"],
+        optimizer=OptimizerConfig(
+            name=engine["optimizer"].lower(),
+            learning_rate=engine["learning_rate"],
+            beta1=engine["beta1"],
+            beta2=engine["beta2"],
+            rho=engine["rho"],
+            momentum=engine["momentum"],
+            decay=engine["decay"],
+            clip_norm=engine["clip_norm"],
+            clip_value=engine["clip_value"],
+        ),
+        schedule=ScheduleConfig(
+            lr_patience=engine["lr_patience"],
+            lr_decay=engine["lr_decay"],
+            lr_min=engine["lr_min"],
+            early_stopping_patience=engine["early_stopping_patience"],
+            use_final_model=engine["use_final_model"],
+        ),
+    )
+    return Job(
+        command=command,
+        student=student,
+        dataset=dataset,
+        config=config,
+        out_folder=engine["out_folder"],
+        prefix=engine["prefix"],
+        data_dir=engine["data_dir"],
+        val_split=engine["val_split"],
+        reinit=engine["reinit"],
+        start_weights=engine["start_weights"],
+        debug=engine["debug"],
+        **extra,
+    )
+
+
+def _execute(job, verbosity: int) -> dict:
+    job.config.validate()  # fail fast, before the slow TensorFlow start-up
+    _quiet_tensorflow_import()
+    from ktrain.run import run_job
+
+    results = run_job(job, RichProgress(console, verbosity))
+    console.print(results_table(results))
+    saved = next(entry["saved_to"] for entry in results["results"] if entry["role"] == "student")
+    console.print(f"student saved to {saved}")
+    return results
+
+
+@app.command()
+@user_errors
+@engine_options
+def train(
+    model: Annotated[str, typer.Argument(help="Model to train: a .keras/.h5 file or zoo:NAME.")],
+    dataset: Annotated[str, typer.Argument(help="digits, a TFDS name (mnist, cifar10, ...) or an .npz file.")],
+    engine: dict = None,
+):
+    """Train MODEL on DATASET with labels only (to make a teacher, or a from-scratch baseline)."""
+    _execute(_job("train", model, dataset, engine, method="supervised"), engine["verbosity"])
+
+
+@app.command()
+@user_errors
+@engine_options
+def distill(
+    teacher: Annotated[str, typer.Argument(help="Trained teacher: a .keras/.h5 file or zoo:NAME.")],
+    student: Annotated[str, typer.Argument(help="Student: a .keras/.h5 file or zoo:NAME.")],
+    dataset: Annotated[str, typer.Argument(help="digits, a TFDS name (mnist, cifar10, ...) or an .npz file.")],
+    temperature: Annotated[float, typer.Option("-t", "--temperature", help="Distillation temperature T.", rich_help_panel=KD_PANEL)] = 2.0,
+    kd_lambda: Annotated[float, typer.Option("-kdl", "--kd-lambda-supervised", help="Weight λ of the hard-label cross-entropy.", rich_help_panel=KD_PANEL)] = 0.1,
+    engine: dict = None,
+):
+    """Distill TEACHER into STUDENT on DATASET with KD: T²·KL(teacher ‖ student) + λ·CE."""
+    job = _job("distill", student, dataset, engine, teacher=teacher, method="kd",
+               method_options={"temperature": temperature, "kd_lambda": kd_lambda})
+    _execute(job, engine["verbosity"])
+
+
+@app.command()
+@user_errors
+def demo(
+    out_folder: Annotated[str, typer.Option("-out", "--out-folder", help="Folder for the outputs.")] = "out/demo",
+    epochs: Annotated[int, typer.Option("-e", "--epochs", help="Epochs for each of the three trainings.")] = 60,
+    seed: Annotated[int, typer.Option("-seed", "--seed", help="Random seed.")] = 0,
+    verbosity: Annotated[int, typer.Option("-v", "--verbosity", help="0: final table only; 1: progress bars.")] = 1,
+):
+    """Offline demo on the built-in digits: train a teacher, distill a student with KD, and a scratch baseline."""
+    if epochs <= 0:
+        raise KtrainError(f"epochs (-e) is {epochs}: give a value greater than 0")
+    _quiet_tensorflow_import()
+    from ktrain.run import run_demo
+
+    results = run_demo(out_folder, epochs=epochs, seed=seed, listener=RichProgress(console, verbosity))
+    console.print(results_table(results))
+    console.print(f"outputs in {out_folder}")
+
+
+@app.command()
+def zoo():
+    """List the built-in architectures (use them as zoo:NAME)."""
+    _quiet_tensorflow_import()
+    from ktrain.zoo import ARCHITECTURES
+
+    for name, build in ARCHITECTURES.items():
+        summary = (build.__doc__ or "").strip().splitlines()
+        console.print(f"zoo:{name}" + (f"  {summary[0]}" if summary else ""), highlight=False)
+
+
+def main() -> None:
+    """Console entry point: usage errors become one line too."""
+    try:
+        code = app(standalone_mode=False)
+    except click.UsageError as exc:
+        command = exc.ctx.command_path if exc.ctx else "ktrain"
+        errors.print(f"error: {exc.format_message()} (see '{command} --help')", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except click.Abort:
+        errors.print("aborted")
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

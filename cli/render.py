@@ -1,0 +1,81 @@
+"""Rich rendering of engine progress and of the final results table."""
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from ktrain.listener import Listener
+
+LIVE_KEYS = (("loss", "loss"), ("accuracy", "acc"), ("val_loss", "val_loss"), ("val_accuracy", "val_acc"))
+
+
+class RichProgress(Listener):
+    """A progress bar over the epochs with the live loss and accuracy; ``verbosity`` 0 shows nothing."""
+
+    def __init__(self, console: Console, verbosity: int = 1):
+        self.console = console
+        self.verbosity = verbosity
+        self.progress: Progress | None = None
+
+    def on_train_begin(self, title, epochs, steps_per_epoch):
+        if self.verbosity <= 0:
+            return
+        self.steps_per_epoch = steps_per_epoch
+        self.epochs = epochs
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[metrics]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=self.console,
+        )
+        self.progress.start()
+        self.task = self.progress.add_task(title, total=epochs * steps_per_epoch, metrics="")
+        self.title = title
+
+    def on_steps(self, epoch, steps_done, logs):
+        if self.progress is None:
+            return
+        completed = (epoch - 1) * self.steps_per_epoch + steps_done
+        self.progress.update(self.task, completed=completed, metrics=_metrics(logs),
+                             description=f"{self.title} · epoch {epoch}/{self.epochs}")
+
+    def on_epoch_end(self, epoch, logs):
+        if self.progress is None:
+            return
+        self.progress.update(self.task, metrics=_metrics(logs))
+        if self.verbosity >= 2:
+            self.progress.console.print(f"epoch {epoch:>4}  {_metrics(logs)}  lr {logs['lr']:.3g}")
+
+    def on_train_end(self):
+        if self.progress is not None:
+            self.progress.update(self.task, completed=self.progress.tasks[0].total)
+            self.progress.stop()
+            self.progress = None
+
+
+def _metrics(logs: dict) -> str:
+    return "  ".join(f"{label} {logs[key]:.4f}" for key, label in LIVE_KEYS if key in logs)
+
+
+def results_table(results: dict) -> Table:
+    """Teacher and students side by side: test accuracy, cross-entropy, parameters, T/S ratio, time."""
+    entries = results["results"]
+    teacher = next((entry for entry in entries if entry["role"] == "teacher"), None)
+    table = Table(title=f"Test results on {results['dataset']['name']} ({results['dataset']['sizes']['test']} images)")
+    for column in ("model", "test accuracy", "cross-entropy", "params", "T/S", "epochs", "train time"):
+        table.add_column(column, justify="left" if column == "model" else "right")
+    for entry in entries:
+        ratio = teacher["params"] / entry["params"] if teacher and entry["role"] == "student" else None
+        table.add_row(
+            entry["name"],
+            f"{entry['test']['accuracy']:.4f}",
+            f"{entry['test']['crossentropy']:.4f}",
+            f"{entry['params']:,}",
+            f"{ratio:.1f}" if ratio else "",
+            str(entry.get("epochs_run", "")),
+            f"{entry['train_seconds']:.1f} s" if "train_seconds" in entry else "",
+        )
+    return table

@@ -1,0 +1,107 @@
+"""Frozen settings for a run, validated in one place with messages that name the fix."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from ktrain.errors import KtrainError
+
+OPTIMIZERS = ("adam", "rmsprop", "sgd", "adagrad", "adadelta", "adamax")
+JIT_MODES = ("auto", "on", "off")
+STRATEGIES = ("auto", "one", "mirrored")
+
+
+@dataclass(frozen=True)
+class OptimizerConfig:
+    """The seed's optimizer options (-o -lr -b1 -b2 -rho -mm -d -cn -cv)."""
+
+    name: str = "adam"
+    learning_rate: float = 1e-3
+    beta1: float = 0.9
+    beta2: float = 0.999
+    rho: float = 0.9
+    momentum: float = 0.0
+    decay: float = 1e-6
+    clip_norm: float | None = None
+    clip_value: float | None = None
+
+    def validate(self) -> None:
+        if self.name not in OPTIMIZERS:
+            raise KtrainError(f"unknown optimizer '{self.name}': use one of {', '.join(OPTIMIZERS)}")
+        _positive("learning rate (-lr)", self.learning_rate)
+        _non_negative("decay (-d)", self.decay)
+        _non_negative("momentum (-mm)", self.momentum)
+        for label, value in (("beta1 (-b1)", self.beta1), ("beta2 (-b2)", self.beta2), ("rho", self.rho)):
+            if not 0.0 <= value < 1.0:
+                raise KtrainError(f"{label} is {value}: give a value in [0, 1)")
+        if self.clip_norm is not None and self.clip_value is not None:
+            raise KtrainError(
+                f"both clip norm (-cn {self.clip_norm}) and clip value (-cv {self.clip_value}) "
+                "were given: choose one of them"
+            )
+        if self.clip_norm is not None:
+            _positive("clip norm (-cn)", self.clip_norm)
+        if self.clip_value is not None:
+            _positive("clip value (-cv)", self.clip_value)
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    """LR-on-plateau and early stopping (-lrp -lrd -lrm -esp -ufm)."""
+
+    lr_patience: int = 8
+    lr_decay: float = 0.1
+    lr_min: float = 1e-8
+    early_stopping_patience: int = 15
+    use_final_model: bool = False
+
+    def validate(self) -> None:
+        _non_negative("learning-rate patience (-lrp)", self.lr_patience)
+        if not 0.0 <= self.lr_decay < 1.0:
+            raise KtrainError(
+                f"learning-rate decay (-lrd) is {self.lr_decay}: give a factor in [0, 1) (0 keeps the LR constant)"
+            )
+        _non_negative("minimum learning rate (-lrm)", self.lr_min)
+        _non_negative("early-stopping patience (-esp)", self.early_stopping_patience)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything the engine needs besides the models, the method and the data."""
+
+    epochs: int = 125
+    batch_size: int = 64
+    eval_batch_size: int = 128
+    seed: int = 0
+    jit: str = "auto"
+    strategy: str = "auto"
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+
+    def validate(self) -> "TrainConfig":
+        _positive("epochs (-e)", self.epochs)
+        _positive("batch size (-bs)", self.batch_size)
+        _positive("evaluation batch size (-ebs)", self.eval_batch_size)
+        if self.seed < 0:
+            raise KtrainError(f"seed is {self.seed}: give a seed >= 0")
+        if self.jit not in JIT_MODES:
+            raise KtrainError(f"--jit is '{self.jit}': use one of {', '.join(JIT_MODES)}")
+        if self.strategy not in STRATEGIES:
+            raise KtrainError(f"--strategy is '{self.strategy}': use one of {', '.join(STRATEGIES)}")
+        self.optimizer.validate()
+        self.schedule.validate()
+        return self
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _positive(label: str, value: float) -> None:
+    if not value > 0:
+        raise KtrainError(f"{label} is {value}: give a value greater than 0")
+
+
+def _non_negative(label: str, value: float) -> None:
+    if value < 0:
+        raise KtrainError(f"{label} is {value}: give a value of 0 or more")

@@ -1,0 +1,209 @@
+"""The Trainer: builds state inside the strategy's scope and runs the plain-Python outer loop.
+
+Per epoch: compiled train steps over a freshly seeded shuffle, a validation pass, then the
+controllers (LR-on-plateau, early stopping, best weights) decide what happens next. No
+``model.fit`` and no Keras callbacks.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from ktrain.config import TrainConfig
+from ktrain.control import BestTracker, EarlyStopping, Plateau, mode_for
+from ktrain.data import DataSplits, eval_pipeline, train_pipeline
+from ktrain.errors import KtrainError
+from ktrain.listener import Listener
+from ktrain.losses import classification_counts
+from ktrain.methods.base import Method
+from ktrain.optim import build_optimizer
+from ktrain.step import Steps
+from ktrain.strategy import jit_enabled
+from ktrain.taps import LogitsView
+
+log = logging.getLogger("ktrain")
+
+UPDATES_PER_EPOCH = 10
+
+
+@dataclass
+class FitResult:
+    """What a training run produced: per-epoch history and how it ended."""
+
+    history: list[dict[str, float]] = field(default_factory=list)
+    best_epoch: int | None = None
+    stopped_early: bool = False
+    restored_best: bool = False
+    seconds: float = 0.0
+
+    def columns(self) -> dict[str, list[float]]:
+        """The history as ``{key: [value per epoch]}``, like a Keras ``History.history``."""
+        keys = [key for key in self.history[0] if key != "epoch"] if self.history else []
+        return {key: [record.get(key, math.nan) for record in self.history] for key in keys}
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy, TensorFlow and Keras and make TF ops deterministic (same seed, same history)."""
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+
+
+class Trainer:
+    """Trains ``student`` with ``method`` (and ``teacher`` if the method needs one) under ``strategy``.
+
+    Build the models inside ``strategy.scope()`` before creating the Trainer.
+    """
+
+    def __init__(
+        self,
+        *,
+        student: LogitsView,
+        method: Method,
+        config: TrainConfig,
+        strategy: tf.distribute.Strategy,
+        teacher: LogitsView | None = None,
+        listener: Listener | None = None,
+        title: str | None = None,
+    ):
+        if method.uses_teacher and teacher is None:
+            raise KtrainError(f"method '{method.name}' needs a teacher model")
+        if teacher is not None:
+            teacher.model.trainable = False
+        self.student = student
+        self.teacher = teacher if method.uses_teacher else None
+        self.method = method
+        self.config = config
+        self.strategy = strategy
+        self.listener = listener or Listener()
+        self.title = title or method.display_name
+        self.jit = jit_enabled(config.jit, strategy)
+        with strategy.scope():
+            self.optimizer, self.base_lr = build_optimizer(config.optimizer)
+            self.optimizer.build(student.model.trainable_variables)
+        self.steps = Steps(
+            strategy=strategy,
+            student=student,
+            teacher=self.teacher,
+            method=method,
+            optimizer=self.optimizer,
+            optimizer_config=config.optimizer,
+            global_batch_size=config.batch_size,
+            jit=self.jit,
+        )
+
+    # -- training ------------------------------------------------------------------------------
+    def fit(self, data: DataSplits) -> FitResult:
+        config = self.config
+        steps_per_epoch = len(data.y_train) // config.batch_size
+        if steps_per_epoch == 0:
+            raise KtrainError(
+                f"batch size (-bs) {config.batch_size} is larger than the {len(data.y_train)} training samples: "
+                "lower -bs or --val-split"
+            )
+        monitor = self.method.monitor
+        mode = mode_for(monitor)
+        plateau = Plateau(mode, config.schedule.lr_patience, config.schedule.lr_decay, config.schedule.lr_min)
+        stopper = EarlyStopping(mode, config.schedule.early_stopping_patience)
+        best = BestTracker(mode)
+        best_weights = None
+        result = FitResult()
+        chunk = max(1, math.ceil(steps_per_epoch / UPDATES_PER_EPOCH))
+        started = time.perf_counter()
+        self.listener.on_train_begin(self.title, config.epochs, steps_per_epoch)
+        for epoch in range(1, config.epochs + 1):
+            epoch_started = time.perf_counter()
+            train = self._train_epoch(data, epoch, steps_per_epoch, chunk)
+            train_seconds = time.perf_counter() - epoch_started
+            logs = {"epoch": epoch, **train}
+            logs.update({f"val_{key}": value for key, value in self.evaluate(data.x_val, data.y_val).items()})
+            logs["lr"] = float(self.optimizer.learning_rate.numpy())
+            logs["epoch_seconds"] = time.perf_counter() - epoch_started
+            logs["images_per_second"] = steps_per_epoch * config.batch_size / train_seconds
+            result.history.append(logs)
+            self.listener.on_epoch_end(epoch, logs)
+            value = logs[monitor]
+            if best.step(value, epoch) and not config.schedule.use_final_model:
+                best_weights = self.student.model.get_weights()
+            new_lr = plateau.step(value, float(self.base_lr.numpy()))
+            if new_lr is not None:
+                self.base_lr.assign(new_lr)
+                log.info("epoch %d: %s did not improve for %d epochs, learning rate -> %.3g", epoch, monitor,
+                         config.schedule.lr_patience, new_lr)
+            if stopper.step(value):
+                result.stopped_early = True
+                log.info("epoch %d: early stopping, %s has not improved for %d epochs", epoch, monitor,
+                         config.schedule.early_stopping_patience)
+                break
+        result.best_epoch = best.epoch
+        if best_weights is not None and best.epoch != result.history[-1]["epoch"]:
+            self.student.model.set_weights(best_weights)
+            result.restored_best = True
+            log.info("restored the weights of epoch %d (best %s %.4g)", best.epoch, monitor, best.best)
+        result.seconds = time.perf_counter() - started
+        self.listener.on_train_end()
+        return result
+
+    def _train_epoch(self, data: DataSplits, epoch: int, steps_per_epoch: int, chunk: int) -> dict[str, float]:
+        dataset = train_pipeline(data.x_train, data.y_train, self.config.batch_size, self.config.seed, epoch)
+        iterator = iter(self.strategy.experimental_distribute_dataset(dataset))
+        totals: dict[str, float] = {}
+        done = 0
+        while done < steps_per_epoch:
+            count = min(chunk, steps_per_epoch - done)
+            stats = self.steps.train_loop(iterator, tf.constant(count))
+            for name, value in stats.items():
+                totals[name] = totals.get(name, 0.0) + float(value)
+            done += count
+            self.listener.on_steps(epoch, done, _train_logs(totals, done))
+        return _train_logs(totals, done)
+
+    # -- evaluation ----------------------------------------------------------------------------
+    def evaluate(self, images: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+        """Mean of each loss part, total loss, accuracy and cross-entropy over the given samples."""
+        dataset = self.strategy.experimental_distribute_dataset(
+            eval_pipeline(images, labels, self.config.eval_batch_size)
+        )
+        totals: dict[str, float] = {}
+        for batch in dataset:
+            for name, value in self.steps.eval_step(batch).items():
+                totals[name] = totals.get(name, 0.0) + float(value)
+        count = totals.pop("count")
+        correct = totals.pop("correct")
+        crossentropy = totals.pop("crossentropy_sum") / count
+        parts = {name: value / count for name, value in totals.items()}
+        penalties = self.student.model.losses
+        if penalties:
+            parts["l2"] = float(tf.add_n(penalties))
+        return {**parts, "loss": sum(parts.values()), "accuracy": correct / count, "crossentropy": crossentropy}
+
+
+def _train_logs(totals: dict[str, float], steps: int) -> dict[str, float]:
+    """Per-step means of the loss parts; accuracy and cross-entropy over all samples seen."""
+    count = totals["count"]
+    logs = {
+        name: value / steps
+        for name, value in totals.items()
+        if name not in ("count", "correct", "crossentropy_sum")
+    }
+    logs["accuracy"] = totals["correct"] / count
+    logs["crossentropy"] = totals["crossentropy_sum"] / count
+    return logs
+
+
+def evaluate_classifier(
+    view: LogitsView, images: np.ndarray, labels: np.ndarray, batch_size: int = 128
+) -> dict[str, float]:
+    """Accuracy and cross-entropy of any logits view (the teacher, a saved student) on one device."""
+    batch_counts = tf.function(lambda x, y: classification_counts(y, view(x, training=False)))
+    totals = {"correct": 0.0, "crossentropy_sum": 0.0, "count": 0.0}
+    for x, y in eval_pipeline(images, labels, batch_size):
+        for name, value in batch_counts(x, y).items():
+            totals[name] += float(value)
+    return {"accuracy": totals["correct"] / totals["count"], "crossentropy": totals["crossentropy_sum"] / totals["count"]}

@@ -1,0 +1,14 @@
+"""The one exception type the command line turns into a one-line message."""
+
+
+class KtrainError(Exception):
+    """A problem with the user's input: the message names the bad value and the fix.
+
+    The CLI prints ``error: <message>`` and exits with status 2, without a traceback.
+    """
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (at most 200 characters), for one-line errors."""
+    lines = str(exc).strip().splitlines()
+    return lines[0][:200] if lines else type(exc).__name__

@@ -1,0 +1,13 @@
+"""How the engine reports progress; the CLI renders it, the library itself stays silent."""
+
+
+class Listener:
+    """No-op base: override the hooks you need."""
+
+    def on_train_begin(self, title: str, epochs: int, steps_per_epoch: int) -> None: ...
+
+    def on_steps(self, epoch: int, steps_done: int, logs: dict[str, float]) -> None: ...
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> None: ...
+
+    def on_train_end(self) -> None: ...

@@ -1,0 +1,76 @@
+"""Models in and out: load a MODEL argument, check it fits the data, save a student safely.
+
+A MODEL argument is a ``.keras`` file, a legacy Keras 2 ``.h5`` file (the seed's format) or
+``zoo:NAME``.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from ktrain import zoo
+from ktrain.errors import KtrainError, first_line
+
+MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
+
+
+def load_model(spec: str, *, role: str, input_shape: tuple[int, ...], num_classes: int) -> keras.Model:
+    """Load (or, for ``zoo:NAME``, build) the ``role`` model ("teacher", "student", ...)."""
+    if spec.startswith(zoo.ZOO_PREFIX):
+        return zoo.build(spec, input_shape, num_classes)
+    path = Path(spec)
+    if not path.is_file():
+        raise KtrainError(f"{role} model '{spec}' not found: give a .keras or .h5 file, or zoo:NAME")
+    if path.suffix.lower() not in MODEL_SUFFIXES:
+        raise KtrainError(f"{role} model '{spec}' is not a .keras or .h5 file: save it with model.save('x.keras')")
+    try:
+        model = keras.saving.load_model(str(path), compile=False)
+    except Exception as exc:  # Keras raises many types for unreadable or foreign files
+        raise KtrainError(
+            f"could not load {role} model '{spec}' ({first_line(exc)}): is it a complete Keras model file?"
+        ) from exc
+    if not isinstance(model, keras.Model):
+        raise KtrainError(f"{role} model '{spec}' holds a {type(model).__name__}, not a Keras model")
+    return model
+
+
+def check_input_shape(model: keras.Model, *, role: str, spec: str, image_shape: tuple[int, ...], dataset: str):
+    """Refuse a model whose input does not take the dataset's images."""
+    if len(model.inputs) != 1:
+        raise KtrainError(f"{role} model '{spec}' has {len(model.inputs)} inputs: ktrain needs one image input")
+    expected = tuple(model.inputs[0].shape[1:])
+    fits = len(expected) == len(image_shape) and all(e is None or e == d for e, d in zip(expected, image_shape))
+    if not fits:
+        raise KtrainError(
+            f"{role} model '{spec}' takes inputs of shape {_shape(expected)} but dataset '{dataset}' has images of "
+            f"shape {_shape(image_shape)}: give a model built for this dataset (zoo:NAME models are built to fit)"
+        )
+
+
+def count_params(model: keras.Model) -> int:
+    """Trainable parameters, as the seed reported them."""
+    return int(sum(np.prod(variable.shape) for variable in model.trainable_weights))
+
+
+def save_model_atomic(model: keras.Model, path: Path) -> Path:
+    """Write ``model`` to ``path`` through a temporary file in the same folder, then rename."""
+    path = Path(path)
+    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+    os.close(descriptor)
+    try:
+        model.save(temporary)
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+    return path
+
+
+def _shape(shape) -> str:
+    return "×".join("?" if d is None else str(d) for d in shape)
+

@@ -1,0 +1,236 @@
+"""Jobs the CLI runs: ``train`` / ``distill`` one student, and the offline ``demo``.
+
+A job validates every input before any heavy work, builds the strategy first and every model inside
+its scope, trains with the engine, evaluates on the test split (used for nothing else), and writes
+the student and results.json through temporary files.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+import keras
+
+from ktrain import models
+from ktrain.config import TrainConfig
+from ktrain.data import DataSplits, load_dataset
+from ktrain.engine import FitResult, Trainer, evaluate_classifier, seed_everything
+from ktrain.errors import KtrainError, first_line
+from ktrain.listener import Listener
+from ktrain.methods import Method, get_method
+from ktrain.report import OutFolder, attach_log_file, detach_log_file, environment, write_json_atomic
+from ktrain.strategy import build_strategy, describe, jit_enabled
+from ktrain.taps import LogitsView
+
+log = logging.getLogger("ktrain")
+
+
+@dataclass(frozen=True)
+class Job:
+    """One ``ktrain train`` or ``ktrain distill`` invocation."""
+
+    command: str
+    student: str
+    dataset: str
+    method: str = "supervised"
+    method_options: dict = field(default_factory=dict)
+    config: TrainConfig = field(default_factory=TrainConfig)
+    teacher: str | None = None
+    out_folder: str = "out"
+    prefix: str = ""
+    data_dir: str | None = None
+    val_split: float = 0.3
+    reinit: bool = False
+    start_weights: str | None = None
+    debug: bool = False
+
+
+def run_job(job: Job, listener: Listener | None = None) -> dict:
+    """Run ``job`` end to end; returns what was written to results.json."""
+    config = job.config.validate()
+    method = get_method(job.method)(**job.method_options)
+    if method.uses_teacher and job.teacher is None:
+        raise KtrainError(f"method '{method.name}' needs a TEACHER model")
+    out = OutFolder(job.out_folder, job.prefix)
+    handler = attach_log_file(out, job.debug)
+    try:
+        return _run(job, config, method, out, listener)
+    finally:
+        detach_log_file(handler)
+
+
+def _run(job: Job, config: TrainConfig, method: Method, out: OutFolder, listener: Listener | None) -> dict:
+    started = time.perf_counter()
+    seed_everything(config.seed)
+    strategy = build_strategy(config.strategy)
+    log.info("Loading dataset %s...", job.dataset)
+    data = load_dataset(job.dataset, data_dir=job.data_dir, val_split=job.val_split, seed=config.seed)
+    with strategy.scope():
+        teacher = _teacher_view(job.teacher, data) if method.uses_teacher else None
+        student_model = _load_student(job, data)
+    student = LogitsView(student_model, data.x_val, name=f"student '{job.student}'")
+    _check_classes(student, teacher, job, data)
+    teacher_entry = None
+    if teacher is not None:
+        teacher_val = evaluate_classifier(teacher, data.x_val, data.y_val, config.eval_batch_size)
+        log.info("Teacher validation accuracy %.4f (logits: %s)", teacher_val["accuracy"], teacher.source)
+        teacher_entry = _teacher_entry(teacher, data, config, job.teacher)
+    log.info("Performing %s...", method.display_name)
+    trainer = Trainer(student=student, teacher=teacher, method=method, config=config, strategy=strategy,
+                      listener=listener)
+    fit = trainer.fit(data)
+    log.info("Evaluating results...")
+    entry = _student_entry(method, student, trainer, fit, data, job.student)
+    saved = models.save_model_atomic(student.model, out.file("model.keras" if job.command == "train" else "student.keras"))
+    entry["saved_to"] = str(saved)
+    log.info("Student network has been saved as %s.", saved)
+    entries = [entry] + ([teacher_entry] if teacher_entry else [])
+    results = _results(job.command, config, data, strategy, entries, started, job=job, method=method)
+    write_json_atomic(out.file("results.json"), results)
+    log.info("Finished!")
+    return results
+
+
+def run_demo(out_folder: str = "out/demo", epochs: int = 60, seed: int = 0, listener: Listener | None = None,
+             prefix: str = "") -> dict:
+    """On ``digits``: train a zoo teacher, distill a zoo student with KD, train the same student from scratch."""
+    started = time.perf_counter()
+    config = TrainConfig(epochs=epochs, seed=seed, strategy="one").validate()
+    out = OutFolder(out_folder, prefix)
+    handler = attach_log_file(out)
+    try:
+        seed_everything(seed)
+        strategy = build_strategy(config.strategy)
+        data = load_dataset("digits", seed=seed)
+        with strategy.scope():
+            teacher_model = models.load_model("zoo:digits_teacher", role="teacher", input_shape=data.image_shape,
+                                              num_classes=data.num_classes)
+            kd_student = models.load_model("zoo:digits_student", role="student", input_shape=data.image_shape,
+                                           num_classes=data.num_classes)
+            # The baseline starts from exactly the KD student's initial weights.
+            scratch_student = keras.models.clone_model(kd_student)
+            scratch_student.set_weights(kd_student.get_weights())
+        teacher = LogitsView(teacher_model, name="teacher")
+        entries = []
+        for title, role, file_name, view, method, partner in (
+            ("Teacher", "teacher", "teacher.keras", teacher, get_method("supervised")(), None),
+            ("Knowledge Distillation", "student", "student.keras", LogitsView(kd_student), get_method("kd")(), teacher),
+            ("Scratch student", "student", "scratch_student.keras", LogitsView(scratch_student),
+             get_method("supervised")(), None),
+        ):
+            log.info("Performing %s...", title)
+            trainer = Trainer(student=view, teacher=partner, method=method, config=config, strategy=strategy,
+                              listener=listener, title=title)
+            fit = trainer.fit(data)
+            entry = _student_entry(method, view, trainer, fit, data, view.model.name)
+            entry.update(name=title, role=role)
+            entry["saved_to"] = str(models.save_model_atomic(view.model, out.file(file_name)))
+            entries.append(entry)
+        results = _results("demo", config, data, strategy, entries, started)
+        write_json_atomic(out.file("results.json"), results)
+        log.info("Finished!")
+        return results
+    finally:
+        detach_log_file(handler)
+
+
+# -- helpers -----------------------------------------------------------------------------------
+def _teacher_view(spec: str, data: DataSplits) -> LogitsView:
+    model = models.load_model(spec, role="teacher", input_shape=data.image_shape, num_classes=data.num_classes)
+    models.check_input_shape(model, role="teacher", spec=spec, image_shape=data.image_shape, dataset=data.name)
+    model.trainable = False
+    return LogitsView(model, data.x_val, name=f"teacher '{spec}'")
+
+
+def _load_student(job: Job, data: DataSplits) -> keras.Model:
+    model = models.load_model(job.student, role="student", input_shape=data.image_shape, num_classes=data.num_classes)
+    models.check_input_shape(model, role="student", spec=job.student, image_shape=data.image_shape, dataset=data.name)
+    model.trainable = True
+    if job.reinit:
+        model = keras.models.clone_model(model)  # clone_model draws fresh initial weights
+    if job.start_weights:
+        try:
+            model.load_weights(job.start_weights)
+        except Exception as exc:
+            raise KtrainError(
+                f"could not load start weights '{job.start_weights}' into the student ({first_line(exc)}): "
+                "give a weights file saved from the same architecture"
+            ) from exc
+    return model
+
+
+def _check_classes(student: LogitsView, teacher: LogitsView | None, job: Job, data: DataSplits) -> None:
+    if teacher is not None and teacher.num_classes != student.num_classes:
+        raise KtrainError(
+            f"teacher '{job.teacher}' outputs {teacher.num_classes} classes but student '{job.student}' outputs "
+            f"{student.num_classes}: give a teacher and a student with the same classes"
+        )
+    for role, spec, view in (("teacher", job.teacher, teacher), ("student", job.student, student)):
+        if view is not None and view.num_classes != data.num_classes:
+            raise KtrainError(
+                f"{role} '{spec}' outputs {view.num_classes} classes but dataset '{data.name}' has "
+                f"{data.num_classes}: give a model with {data.num_classes} outputs"
+            )
+
+
+def _teacher_entry(teacher: LogitsView, data: DataSplits, config: TrainConfig, spec: str) -> dict:
+    return {
+        "name": "Teacher",
+        "role": "teacher",
+        "source": spec,
+        "logits_from": teacher.source,
+        "params": models.count_params(teacher.model),
+        "test": evaluate_classifier(teacher, data.x_test, data.y_test, config.eval_batch_size),
+    }
+
+
+def _student_entry(method: Method, view: LogitsView, trainer: Trainer, fit: FitResult, data: DataSplits,
+                   spec: str) -> dict:
+    return {
+        "name": method.display_name,
+        "role": "student",
+        "method": method.name,
+        "method_options": method.options(),
+        "source": spec,
+        "logits_from": view.source,
+        "params": models.count_params(view.model),
+        "test": trainer.evaluate(data.x_test, data.y_test),
+        "history": fit.columns(),
+        "best_epoch": fit.best_epoch,
+        "epochs_run": len(fit.history),
+        "stopped_early": fit.stopped_early,
+        "restored_best": fit.restored_best,
+        "train_seconds": fit.seconds,
+    }
+
+
+def _results(command: str, config: TrainConfig, data: DataSplits, strategy, entries: list[dict], started: float,
+             job: Job | None = None, method: Method | None = None) -> dict:
+    teacher = next((entry for entry in entries if entry["role"] == "teacher"), None)
+    student = next((entry for entry in entries if entry["role"] == "student"), None)
+    ratio = None
+    if teacher and student:
+        ratio = {
+            "teacher_over_student": teacher["params"] / student["params"],
+            "student_over_teacher": student["params"] / teacher["params"],
+        }
+    job_settings = None
+    if job is not None:
+        job_settings = {key: value for key, value in vars(job).items() if key not in ("config",)}
+    return {
+        "command": command,
+        "job": job_settings,
+        "config": config.to_dict(),
+        "method": {"name": method.name, "options": method.options()} if method else None,
+        "dataset": {"name": data.name, "sizes": data.sizes(), "num_classes": data.num_classes,
+                    "image_shape": list(data.image_shape), "fingerprint": data.fingerprint()},
+        "strategy": describe(strategy),
+        "jit": jit_enabled(config.jit, strategy),
+        **environment(),
+        "results": entries,
+        "ratio": ratio,
+        "wall_seconds": time.perf_counter() - started,
+    }
+

@@ -1,0 +1,50 @@
+"""The one place a tf.distribute.Strategy is built, and the XLA policy that goes with it."""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from ktrain.errors import KtrainError
+
+
+def build_strategy(name: str = "auto") -> tf.distribute.Strategy:
+    """``auto``: MirroredStrategy over all GPUs when there are several, else one device.
+
+    ``one``: the first GPU, or the CPU. ``mirrored``: every GPU, or every logical CPU when there is
+    no GPU (how the tests get a real two-replica strategy on a CPU machine).
+    """
+    gpus = [device.name for device in tf.config.list_logical_devices("GPU")]
+    cpus = [device.name for device in tf.config.list_logical_devices("CPU")]
+    if name == "auto":
+        return tf.distribute.MirroredStrategy(gpus) if len(gpus) > 1 else _one_device(gpus, cpus)
+    if name == "one":
+        return _one_device(gpus, cpus)
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy(gpus or cpus)
+    raise KtrainError(f"--strategy is '{name}': use auto, one or mirrored")
+
+
+def _one_device(gpus: list[str], cpus: list[str]) -> tf.distribute.Strategy:
+    return tf.distribute.OneDeviceStrategy((gpus or cpus)[0])
+
+
+def uses_gpu(strategy: tf.distribute.Strategy) -> bool:
+    return any("GPU" in device.upper() for device in strategy.extended.worker_devices)
+
+
+def jit_enabled(mode: str, strategy: tf.distribute.Strategy) -> bool:
+    """``auto`` compiles with XLA on GPUs only: on the 2-core CPU machine an XLA-compiled conv step ran
+    2-3x slower than the default kernels (benchmarks/step_throughput.py measures it)."""
+    if mode == "on":
+        return True
+    if mode == "off":
+        return False
+    return uses_gpu(strategy)
+
+
+def describe(strategy: tf.distribute.Strategy) -> dict:
+    return {
+        "name": type(strategy).__name__,
+        "replicas": strategy.num_replicas_in_sync,
+        "devices": list(strategy.extended.worker_devices),
+    }

@@ -1,0 +1,122 @@
+"""Built-in architectures, built by name for any input shape and class count; all output logits.
+
+The CIFAR networks are the seed's (Adamantios/NN-Train), re-declared from the description in
+shared/reference/seed-behaviour.md §11.2; their trainable parameter counts are tested. The digits
+pair is ours, sized for the 8×8 built-in dataset.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import keras
+from keras import layers
+
+ZOO_PREFIX = "zoo:"
+
+
+@keras.saving.register_keras_serializable(package="ktrain")
+class MeanProbabilityLogits(layers.Layer):
+    """Averages members' softmax outputs and returns the log of the average.
+
+    The result is a valid logit vector (its softmax is the averaged probability), so an averaging
+    ensemble still outputs logits and is never softmaxed twice.
+    """
+
+    def call(self, member_logits):
+        probabilities = keras.ops.mean(keras.ops.stack([keras.ops.softmax(z) for z in member_logits]), axis=0)
+        return keras.ops.log(keras.ops.maximum(probabilities, 1e-12))
+
+    def compute_output_shape(self, input_shapes):
+        return input_shapes[0]
+
+
+def _conv(width: int, l2: float, name: str) -> layers.Layer:
+    return layers.Conv2D(
+        width, 3, padding="same", activation="elu", kernel_regularizer=keras.regularizers.L2(l2), name=name
+    )
+
+
+def _conv_block(x, widths: tuple[int, ...], dropout: float, l2: float, prefix: str):
+    for index, width in enumerate(widths, start=1):
+        x = _conv(width, l2, f"{prefix}_conv{index}")(x)
+        x = layers.BatchNormalization(name=f"{prefix}_batch_norm{index}")(x)
+    x = layers.MaxPooling2D(name=f"{prefix}_pool")(x)
+    return layers.Dropout(dropout, seed=0, name=f"{prefix}_dropout")(x)
+
+
+def _stacked(name: str, blocks: list[tuple[tuple[int, ...], float]], l2: float):
+    def build(input_shape, num_classes):
+        inputs = keras.Input(input_shape, name="image")
+        x = inputs
+        for index, (widths, dropout) in enumerate(blocks, start=1):
+            x = _conv_block(x, widths, dropout, l2, f"block{index}")
+        x = layers.Flatten(name="flatten")(x)
+        outputs = layers.Dense(num_classes, name="logits")(x)
+        return keras.Model(inputs, outputs, name=name)
+
+    return build
+
+
+cifar10_student_strong = _stacked("cifar10_student_strong", [((32, 32), 0.2), ((64, 64), 0.3)], 1e-4)
+cifar10_student_weak = _stacked("cifar10_student_weak", [((32,), 0.2), ((64,), 0.3)], 1e-6)
+cifar10_model1 = _stacked("cifar10_model1", [((32, 32), 0.2), ((64, 64), 0.3), ((128, 128), 0.4)], 1e-4)
+cifar100_student_strong = _stacked(
+    "cifar100_student_strong", [((32, 64), 0.2), ((128, 128), 0.3), ((256, 256), 0.4)], 1e-4
+)
+
+
+def cifar10_baseline_ensemble(input_shape, num_classes):
+    """Three ``cifar10_model1`` networks whose probabilities are averaged (the seed's 925,182-parameter teacher)."""
+    inputs = keras.Input(input_shape, name="image")
+    members = []
+    for index in range(1, 4):
+        member = cifar10_model1(input_shape, num_classes)
+        member.name = f"model1_member{index}"
+        members.append(member(inputs))
+    outputs = MeanProbabilityLogits(name="mean_probability_logits")(members)
+    return keras.Model(inputs, outputs, name="cifar10_baseline_ensemble")
+
+
+def digits_teacher(input_shape, num_classes):
+    """A small CNN that reaches about 98 % on the 8×8 digits."""
+    inputs = keras.Input(input_shape, name="image")
+    x = layers.Conv2D(32, 3, padding="same", activation="relu", name="conv1")(inputs)
+    x = layers.Conv2D(64, 3, padding="same", activation="relu", name="conv2")(x)
+    x = layers.MaxPooling2D(name="pool")(x)
+    x = layers.Dropout(0.25, name="dropout1")(x)
+    x = layers.Flatten(name="flatten")(x)
+    x = layers.Dense(128, activation="relu", name="hidden")(x)
+    x = layers.Dropout(0.4, name="dropout2")(x)
+    outputs = layers.Dense(num_classes, name="logits")(x)
+    return keras.Model(inputs, outputs, name="digits_teacher")
+
+
+def digits_student(input_shape, num_classes):
+    """A one-hidden-layer MLP, about 50× smaller than the digits teacher."""
+    inputs = keras.Input(input_shape, name="image")
+    x = layers.Flatten(name="flatten")(inputs)
+    x = layers.Dense(32, activation="relu", name="hidden")(x)
+    outputs = layers.Dense(num_classes, name="logits")(x)
+    return keras.Model(inputs, outputs, name="digits_student")
+
+
+ARCHITECTURES: dict[str, Callable[[tuple[int, ...], int], keras.Model]] = {
+    "cifar10_student_strong": cifar10_student_strong,
+    "cifar10_student_weak": cifar10_student_weak,
+    "cifar10_model1": cifar10_model1,
+    "cifar10_baseline_ensemble": cifar10_baseline_ensemble,
+    "cifar100_student_strong": cifar100_student_strong,
+    "digits_teacher": digits_teacher,
+    "digits_student": digits_student,
+}
+
+
+def build(name: str, input_shape: tuple[int, ...], num_classes: int) -> keras.Model:
+    """Build zoo architecture ``name`` (with or without the ``zoo:`` prefix), freshly initialised."""
+    from ktrain.errors import KtrainError
+
+    key = name.removeprefix(ZOO_PREFIX)
+    if key not in ARCHITECTURES:
+        raise KtrainError(f"unknown zoo model '{name}': use one of {', '.join('zoo:' + n for n in ARCHITECTURES)}")
+    return ARCHITECTURES[key](tuple(input_shape), num_classes)

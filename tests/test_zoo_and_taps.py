@@ -1,0 +1,112 @@
+"""Zoo parameter counts (seed-behaviour.md §11.2) and logits taken correctly from any classifier."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from ktrain import zoo
+from ktrain.errors import KtrainError
+from ktrain.models import count_params, load_model
+from ktrain.taps import LogitsView
+
+
+@pytest.mark.parametrize(
+    "name, input_shape, classes, params",
+    [
+        ("cifar10_student_strong", (32, 32, 3), 10, 106_922),
+        ("cifar10_student_weak", (32, 32, 3), 10, 60_554),
+        ("cifar10_model1", (32, 32, 3), 10, 308_394),
+        ("cifar10_baseline_ensemble", (32, 32, 3), 10, 925_182),
+        ("cifar100_student_strong", (32, 32, 3), 100, 1_537_508),
+    ],
+)
+def test_seed_architectures_have_the_seed_parameter_counts(name, input_shape, classes, params):
+    assert count_params(zoo.build(name, input_shape, classes)) == params
+
+
+@pytest.mark.parametrize("name", sorted(zoo.ARCHITECTURES))
+def test_zoo_models_build_for_any_shape_and_output_logits(name):
+    model = zoo.build(f"zoo:{name}", (16, 16, 1), 7)
+    outputs = model(np.random.default_rng(0).uniform(size=(4, 16, 16, 1)).astype("float32"), training=False)
+    assert outputs.shape == (4, 7)
+    sums = tf.reduce_sum(tf.nn.softmax(outputs), axis=-1)
+    assert np.allclose(sums, 1.0, atol=1e-5)
+    # Logits, not probabilities: a softmax output would already sum to one.
+    assert not np.allclose(tf.reduce_sum(outputs, axis=-1), 1.0, atol=1e-3)
+
+
+def test_ensemble_logits_are_the_log_of_the_mean_member_probability():
+    model = zoo.build("cifar10_baseline_ensemble", (8, 8, 3), 5)
+    images = np.random.default_rng(1).uniform(size=(3, 8, 8, 3)).astype("float32")
+    members = [layer for layer in model.layers if isinstance(layer, keras.Model)]
+    assert len(members) == 3
+    mean_probability = np.mean([tf.nn.softmax(m(images, training=False)).numpy() for m in members], axis=0)
+    assert np.allclose(tf.nn.softmax(model(images, training=False)), mean_probability, atol=1e-6)
+
+
+def test_unknown_zoo_name_is_a_clear_error():
+    with pytest.raises(KtrainError, match="unknown zoo model 'zoo:nope'"):
+        zoo.build("zoo:nope", (8, 8, 1), 10)
+
+
+def _body(inputs):
+    x = keras.layers.Flatten()(inputs)
+    return keras.layers.Dense(16, activation="relu")(x)
+
+
+def _images(count=16):
+    return np.random.default_rng(2).integers(0, 256, size=(count, 8, 8, 1), dtype=np.uint8)
+
+
+def _scaled(images):
+    return tf.cast(images, tf.float32) / 255.0
+
+
+def test_view_strips_a_final_softmax_activation():
+    inputs = keras.Input((8, 8, 1))
+    logits = keras.layers.Dense(10, name="logits")(_body(inputs))
+    model = keras.Model(inputs, keras.layers.Activation("softmax")(logits))
+    view = LogitsView(model, _images())
+    raw = keras.Model(inputs, logits)
+    assert "softmax" in view.source
+    assert np.allclose(view(_scaled(_images())), raw(_scaled(_images())), atol=1e-6)
+
+
+def test_view_strips_the_softmax_of_a_dense_layer():
+    inputs = keras.Input((8, 8, 1))
+    dense = keras.layers.Dense(10, activation="softmax", name="classifier")
+    model = keras.Model(inputs, dense(_body(inputs)))
+    view = LogitsView(model, _images())
+    logits = view(_scaled(_images()))
+    assert "without its softmax" in view.source
+    # softmax(view) reproduces the model's output, so the logits are exactly the pre-softmax values.
+    assert np.allclose(tf.nn.softmax(logits), model(_scaled(_images())), atol=1e-6)
+    assert not np.allclose(tf.reduce_sum(logits, axis=-1), 1.0, atol=1e-3)
+
+
+def test_view_takes_the_log_of_an_unstrippable_probability_output():
+    inputs = keras.Input((8, 8, 1))
+    members = [keras.layers.Dense(10, activation="softmax")(_body(inputs)) for _ in range(2)]
+    model = keras.Model(inputs, keras.layers.Average()(members))
+    view = LogitsView(model, _images())
+    assert view.source == "log of probability output"
+    assert np.allclose(tf.nn.softmax(view(_scaled(_images()))), model(_scaled(_images())), atol=1e-5)
+
+
+def test_view_leaves_logits_alone():
+    model = zoo.build("digits_student", (8, 8, 1), 10)
+    view = LogitsView(model, _images())
+    assert view.source == "model output"
+    assert np.allclose(view(_scaled(_images())), model(_scaled(_images())))
+
+
+def test_legacy_h5_teacher_ending_in_softmax_is_not_softmaxed_twice(tmp_path):
+    model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(10),
+                              keras.layers.Activation("softmax")])
+    path = tmp_path / "teacher.h5"
+    model.save(path)
+    loaded = load_model(str(path), role="teacher", input_shape=(8, 8, 1), num_classes=10)
+    view = LogitsView(loaded, _images())
+    images = _scaled(_images())
+    assert np.allclose(tf.nn.softmax(view(images)), model(images), atol=1e-6)
