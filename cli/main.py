@@ -11,7 +11,6 @@ from typing import Annotated
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # silence TensorFlow's C++ start-up chatter
 
-import click
 import typer
 from rich.console import Console
 
@@ -178,17 +177,27 @@ def zoo():
         console.print(f"zoo:{name}" + (f"  {summary[0]}" if summary else ""), highlight=False)
 
 
+def _is_a(exc: BaseException, name: str) -> bool:
+    # typer >= 0.23 vendors its own click, so match the class by name through the MRO.
+    return any(cls.__name__ == name for cls in type(exc).__mro__)
+
+
 def main() -> None:
     """Console entry point: usage errors become one line too."""
     try:
         code = app(standalone_mode=False)
-    except click.UsageError as exc:
-        command = exc.ctx.command_path if exc.ctx else "ktrain"
+    except Exception as exc:
+        if _is_a(exc, "NoArgsIsHelpError"):
+            exc.show()
+            sys.exit(0)
+        if _is_a(exc, "Abort"):
+            errors.print("aborted")
+            sys.exit(130)
+        if not _is_a(exc, "UsageError"):
+            raise
+        command = exc.ctx.command_path if getattr(exc, "ctx", None) else "ktrain"
         errors.print(f"error: {exc.format_message()} (see '{command} --help')", highlight=False, soft_wrap=True)
         sys.exit(2)
-    except click.Abort:
-        errors.print("aborted")
-        sys.exit(130)
     sys.exit(code if isinstance(code, int) else 0)
 
 

@@ -61,12 +61,13 @@ def _metrics(logs: dict) -> str:
 
 
 def results_table(results: dict) -> Table:
-    """Teacher and students side by side: test accuracy, cross-entropy, parameters, T/S ratio, time."""
+    """Teacher and students side by side: test accuracy, cross-entropy (CE), parameters, T/S ratio, time."""
     entries = results["results"]
     teacher = next((entry for entry in entries if entry["role"] == "teacher"), None)
-    table = Table(title=f"Test results on {results['dataset']['name']} ({results['dataset']['sizes']['test']} images)")
-    for column in ("model", "test accuracy", "cross-entropy", "params", "T/S", "epochs", "train time"):
-        table.add_column(column, justify="left" if column == "model" else "right")
+    table = Table(title=f"Test split of {results['dataset']['name']} ({results['dataset']['sizes']['test']} images)")
+    table.add_column("model", no_wrap=True)
+    for column in ("accuracy", "CE", "params", "T/S", "epochs", "time"):
+        table.add_column(column, justify="right", no_wrap=True)
     for entry in entries:
         ratio = teacher["params"] / entry["params"] if teacher and entry["role"] == "student" else None
         table.add_row(

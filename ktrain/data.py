@@ -207,11 +207,14 @@ def _load_tfds(name: str, data_dir: str | None):
 
 
 def _tfds_arrays(builder, split: str) -> tuple[np.ndarray, np.ndarray]:
-    import tensorflow_datasets as tfds
-
-    dataset = builder.as_dataset(split=split, as_supervised=True, batch_size=-1)
-    images, labels = tfds.as_numpy(dataset)
+    # Batches of 4096 rather than batch_size=-1, which needs the split size from metadata that
+    # not every builder (or tfds.testing.mock_data) provides.
+    dataset = builder.as_dataset(split=split, as_supervised=True).batch(4096)
+    images, labels = [], []
+    for image_batch, label_batch in dataset.as_numpy_iterator():
+        images.append(image_batch.astype(np.uint8, copy=False))
+        labels.append(label_batch.astype(np.int32))
+    images, labels = np.concatenate(images), np.concatenate(labels)
     if images.ndim == 3:
         images = images[..., np.newaxis]
-    return images.astype(np.uint8, copy=False), labels.astype(np.int32)
-
+    return images, labels

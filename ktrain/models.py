@@ -11,7 +11,6 @@ import tempfile
 from pathlib import Path
 
 import keras
-import numpy as np
 
 from ktrain import zoo
 from ktrain.errors import KtrainError, first_line
@@ -50,11 +49,6 @@ def check_input_shape(model: keras.Model, *, role: str, spec: str, image_shape: 
             f"{role} model '{spec}' takes inputs of shape {_shape(expected)} but dataset '{dataset}' has images of "
             f"shape {_shape(image_shape)}: give a model built for this dataset (zoo:NAME models are built to fit)"
         )
-
-
-def count_params(model: keras.Model) -> int:
-    """Trainable parameters, as the seed reported them."""
-    return int(sum(np.prod(variable.shape) for variable in model.trainable_weights))
 
 
 def save_model_atomic(model: keras.Model, path: Path) -> Path:

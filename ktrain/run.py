@@ -140,8 +140,9 @@ def run_demo(out_folder: str = "out/demo", epochs: int = 60, seed: int = 0, list
 def _teacher_view(spec: str, data: DataSplits) -> LogitsView:
     model = models.load_model(spec, role="teacher", input_shape=data.image_shape, num_classes=data.num_classes)
     models.check_input_shape(model, role="teacher", spec=spec, image_shape=data.image_shape, dataset=data.name)
+    view = LogitsView(model, data.x_val, name=f"teacher '{spec}'")
     model.trainable = False
-    return LogitsView(model, data.x_val, name=f"teacher '{spec}'")
+    return view
 
 
 def _load_student(job: Job, data: DataSplits) -> keras.Model:
@@ -181,7 +182,7 @@ def _teacher_entry(teacher: LogitsView, data: DataSplits, config: TrainConfig, s
         "role": "teacher",
         "source": spec,
         "logits_from": teacher.source,
-        "params": models.count_params(teacher.model),
+        "params": teacher.params,
         "test": evaluate_classifier(teacher, data.x_test, data.y_test, config.eval_batch_size),
     }
 
@@ -195,7 +196,7 @@ def _student_entry(method: Method, view: LogitsView, trainer: Trainer, fit: FitR
         "method_options": method.options(),
         "source": spec,
         "logits_from": view.source,
-        "params": models.count_params(view.model),
+        "params": view.params,
         "test": trainer.evaluate(data.x_test, data.y_test),
         "history": fit.columns(),
         "best_epoch": fit.best_epoch,

@@ -48,7 +48,7 @@ class Steps:
         self.variables = student.model.trainable_variables
         self._gradients = tf.function(self._replica_gradients, jit_compile=True) if jit else self._replica_gradients
         self.train_loop = tf.function(self._train_loop)
-        self.eval_step = tf.function(self._eval_step)
+        self.eval_step = tf.function(self._eval_step, reduce_retracing=True)  # last batches vary in size
 
     # -- per replica -------------------------------------------------------------------------
     def _teacher_logits(self, images):

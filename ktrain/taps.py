@@ -45,6 +45,8 @@ class LogitsView:
             self._take_log = probe_images is not None and _looks_like_probabilities(model, probe_images)
             self.source = "log of probability output" if self._take_log else "model output"
         self.num_classes = int(model.outputs[0].shape[-1])
+        # Counted now: freezing a teacher later empties its trainable_weights.
+        self.params = int(sum(np.prod(variable.shape) for variable in model.trainable_weights))
 
     def __call__(self, images: tf.Tensor, training: bool = False) -> tf.Tensor:
         outputs = self._body(images, training=training)

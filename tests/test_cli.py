@@ -1,0 +1,175 @@
+"""The command line through typer's CliRunner: the demo, train, distill, seed flags and every bad input."""
+
+import json
+import sys
+
+import keras
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from cli.main import app, main
+
+runner = CliRunner()
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def saved_model(path, input_shape=(8, 8, 1), classes=10, softmax=False):
+    layers = [keras.Input(input_shape), keras.layers.Flatten(), keras.layers.Dense(classes)]
+    if softmax:
+        layers.append(keras.layers.Activation("softmax"))
+    keras.Sequential(layers).save(path)
+    return str(path)
+
+
+def test_demo_prints_teacher_scratch_and_kd_student(tmp_path):
+    out = tmp_path / "demo"
+    result = invoke("demo", "-e", 2, "-v", 0, "-out", out)
+    assert result.exit_code == 0, result.output
+    for name in ("Teacher", "Knowledge Distillation", "Scratch student", "T/S"):
+        assert name in result.output
+    for name in ("teacher.keras", "student.keras", "scratch_student.keras", "results.json", "output.log"):
+        assert (out / name).is_file(), name
+    results = json.loads((out / "results.json").read_text())
+    assert [entry["name"] for entry in results["results"]] == ["Teacher", "Knowledge Distillation", "Scratch student"]
+    assert "Performing Knowledge Distillation..." in (out / "output.log").read_text()
+
+
+def test_train_writes_the_model_and_results_with_prefix(tmp_path):
+    result = invoke("train", "zoo:digits_student", "digits", "-e", 2, "-v", 0, "-out", tmp_path, "-res", "run1")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "run1_model.keras").is_file()
+    results = json.loads((tmp_path / "run1_results.json").read_text())
+    student = results["results"][0]
+    assert student["method"] == "supervised" and len(student["history"]["val_accuracy"]) == 2
+    assert set(results["versions"]) >= {"tensorflow", "keras", "python", "numpy"}
+    assert results["dataset"]["sizes"] == {"train": 1004, "val": 434, "test": 359}
+
+
+def test_distill_takes_an_h5_teacher_ending_in_softmax(tmp_path):
+    teacher = saved_model(tmp_path / "teacher.h5", softmax=True)
+    result = invoke("distill", teacher, "zoo:digits_student", "digits", "-e", 1, "-v", 0, "-out", tmp_path)
+    assert result.exit_code == 0, result.output
+    results = json.loads((tmp_path / "results.json").read_text())
+    teacher_entry = next(entry for entry in results["results"] if entry["role"] == "teacher")
+    assert teacher_entry["logits_from"].startswith("input of softmax layer")
+    reloaded = keras.saving.load_model(tmp_path / "student.keras")
+    assert reloaded.output_shape == (None, 10)
+
+
+def test_saved_student_keeps_its_softmax_interface(tmp_path):
+    student = saved_model(tmp_path / "student.keras", softmax=True)
+    result = invoke("train", student, "digits", "-e", 1, "-v", 0, "-out", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    reloaded = keras.saving.load_model(tmp_path / "out" / "model.keras")
+    outputs = reloaded(np.zeros((2, 8, 8, 1), "float32"))
+    assert np.allclose(np.sum(outputs, axis=-1), 1.0, atol=1e-5)
+
+
+def test_seed_short_flags_reach_the_config(tmp_path):
+    result = invoke(
+        "distill", "zoo:digits_teacher", "zoo:digits_student", "digits", "-t", 3, "-kdl", 0.2, "-bs", 32,
+        "-ebs", 64, "-e", 1, "-o", "sgd", "-lr", 0.01, "-lrp", 2, "-lrd", 0.5, "-lrm", 1e-5, "-esp", 3,
+        "-cn", 1.0, "-b1", 0.8, "-b2", 0.99, "-rho", 0.8, "-mm", 0.5, "-d", 0, "-ufm", "-seed", 3,
+        "-out", tmp_path, "-res", "p", "-v", 0,
+    )
+    assert result.exit_code == 0, result.output
+    results = json.loads((tmp_path / "p_results.json").read_text())
+    config = results["config"]
+    assert config["batch_size"] == 32 and config["eval_batch_size"] == 64 and config["seed"] == 3
+    assert config["optimizer"] == {"name": "sgd", "learning_rate": 0.01, "beta1": 0.8, "beta2": 0.99, "rho": 0.8,
+                                   "momentum": 0.5, "decay": 0.0, "clip_norm": 1.0, "clip_value": None}
+    assert config["schedule"] == {"lr_patience": 2, "lr_decay": 0.5, "lr_min": 1e-5, "early_stopping_patience": 3,
+                                  "use_final_model": True}
+    assert results["method"] == {"name": "kd", "options": {"temperature": 3.0, "kd_lambda": 0.2}}
+
+
+def assert_one_line_error(result, *fragments, out=None):
+    assert result.exit_code == 2, result.output
+    message = result.stderr.strip()
+    assert message.startswith("error: ") and "\n" not in message, message
+    assert "Traceback" not in result.output
+    for fragment in fragments:
+        assert fragment in message, message
+    if out is not None:
+        assert not (out / "results.json").exists()
+        assert not list(out.glob("*.keras"))
+
+
+DISTILL = ("distill", "zoo:digits_teacher", "zoo:digits_student", "digits", "-e", "1", "-v", "0")
+
+
+@pytest.mark.parametrize(
+    "extra, fragments",
+    [
+        (("-t", "0"), ("temperature (-t) is 0.0",)),
+        (("-kdl", "-0.5"), ("-kdl) is -0.5",)),
+        (("-bs", "0"), ("batch size (-bs) is 0",)),
+        (("-cn", "1", "-cv", "1"), ("both clip norm", "choose one")),
+        (("-o", "nadam"), ("unknown optimizer 'nadam'",)),
+    ],
+)
+def test_bad_settings_are_one_line_errors(tmp_path, extra, fragments):
+    assert_one_line_error(invoke(*DISTILL, "-out", tmp_path, *extra), *fragments, out=tmp_path)
+
+
+def test_missing_and_corrupt_model_files(tmp_path):
+    assert_one_line_error(
+        invoke("distill", tmp_path / "none.keras", "zoo:digits_student", "digits", "-out", tmp_path / "out"),
+        "teacher model", "not found", out=tmp_path / "out",
+    )
+    corrupt = tmp_path / "broken.keras"
+    corrupt.write_bytes(b"PK\x03\x04 this is not a model")
+    assert_one_line_error(
+        invoke("distill", "zoo:digits_teacher", corrupt, "digits", "-out", tmp_path / "out"),
+        "could not load student model", out=tmp_path / "out",
+    )
+
+
+def test_models_that_do_not_fit_the_data(tmp_path):
+    wrong_shape = saved_model(tmp_path / "wide.keras", input_shape=(28, 28, 1))
+    assert_one_line_error(
+        invoke("distill", "zoo:digits_teacher", wrong_shape, "digits", "-out", tmp_path / "out"),
+        "takes inputs of shape 28×28×1", "8×8×1", out=tmp_path / "out",
+    )
+    five_classes = saved_model(tmp_path / "five.keras", classes=5)
+    assert_one_line_error(
+        invoke("distill", "zoo:digits_teacher", five_classes, "digits", "-out", tmp_path / "out"),
+        "teacher 'zoo:digits_teacher' outputs 10 classes but student", "outputs 5", out=tmp_path / "out",
+    )
+    assert_one_line_error(
+        invoke("train", five_classes, "digits", "-out", tmp_path / "out"),
+        "outputs 5 classes but dataset 'digits' has 10", out=tmp_path / "out",
+    )
+
+
+def test_unknown_dataset_and_offline_tfds(tmp_path, monkeypatch):
+    assert_one_line_error(invoke(*DISTILL[:3], "no_such_set", "-out", tmp_path), "unknown dataset 'no_such_set'")
+    import tensorflow_datasets as tfds
+
+    def offline(self, *args, **kwargs):
+        raise ConnectionError("Failed to resolve host")
+
+    monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare", offline)
+    assert_one_line_error(
+        invoke(*DISTILL[:3], "cifar10", "--data-dir", tmp_path / "tfds", "-out", tmp_path),
+        "dataset 'cifar10' is not available", "--data-dir", out=tmp_path,
+    )
+
+
+def test_unwritable_out_folder(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    assert_one_line_error(invoke(*DISTILL, "-out", blocker / "out"), "out folder", "not writable", "-out")
+
+
+def test_usage_errors_from_the_entry_point_are_one_line(monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", ["ktrain", "distill", "a", "b", "digits", "-bs", "many"])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    assert exit_info.value.code == 2
+    message = capsys.readouterr().err.strip()
+    assert message.startswith("error: ") and "\n" not in message and "'-bs'" in message
