@@ -1,12 +1,13 @@
 """Rich rendering of engine progress and of the final results table."""
 
+from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
 from ktrain.listener import Listener
 
-LIVE_KEYS = (("loss", "loss"), ("accuracy", "acc"), ("val_loss", "val_loss"), ("val_accuracy", "val_acc"))
+LIVE_KEYS = (("loss", "loss"), ("accuracy", "acc"), ("val_accuracy", "val_acc"))
 
 
 class RichProgress(Listener):
@@ -21,7 +22,6 @@ class RichProgress(Listener):
         if self.verbosity <= 0:
             return
         self.steps_per_epoch = steps_per_epoch
-        self.epochs = epochs
         self.progress = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
@@ -32,15 +32,14 @@ class RichProgress(Listener):
             console=self.console,
         )
         self.progress.start()
-        self.task = self.progress.add_task(title, total=epochs * steps_per_epoch, metrics="")
-        self.title = title
+        self.task = self.progress.add_task(title, total=epochs, metrics="")
 
     def on_steps(self, epoch, steps_done, logs):
         if self.progress is None:
             return
-        completed = (epoch - 1) * self.steps_per_epoch + steps_done
-        self.progress.update(self.task, completed=completed, metrics=_metrics(logs),
-                             description=f"{self.title} · epoch {epoch}/{self.epochs}")
+        # Completed counts epochs (shown as M/N), with the fraction of the current one.
+        completed = epoch - 1 + steps_done / self.steps_per_epoch
+        self.progress.update(self.task, completed=completed, metrics=_metrics(logs))
 
     def on_epoch_end(self, epoch, logs):
         if self.progress is None:
@@ -51,7 +50,6 @@ class RichProgress(Listener):
 
     def on_train_end(self):
         if self.progress is not None:
-            self.progress.update(self.task, completed=self.progress.tasks[0].total)
             self.progress.stop()
             self.progress = None
 
@@ -64,10 +62,10 @@ def results_table(results: dict) -> Table:
     """Teacher and students side by side: test accuracy, cross-entropy (CE), parameters, T/S ratio, time."""
     entries = results["results"]
     teacher = next((entry for entry in entries if entry["role"] == "teacher"), None)
-    table = Table(title=f"Test split of {results['dataset']['name']} ({results['dataset']['sizes']['test']} images)")
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, title=f"Test split of {results['dataset']['name']} ({results['dataset']['sizes']['test']} images)")
     table.add_column("model", no_wrap=True)
-    for column in ("accuracy", "CE", "params", "T/S", "epochs", "time"):
-        table.add_column(column, justify="right", no_wrap=True)
+    for column in ("accuracy", "CE", "params", "T/S", "epochs", "seconds"):
+        table.add_column(column, justify="right")
     for entry in entries:
         ratio = teacher["params"] / entry["params"] if teacher and entry["role"] == "student" else None
         table.add_row(
@@ -77,6 +75,6 @@ def results_table(results: dict) -> Table:
             f"{entry['params']:,}",
             f"{ratio:.1f}" if ratio else "",
             str(entry.get("epochs_run", "")),
-            f"{entry['train_seconds']:.1f} s" if "train_seconds" in entry else "",
+            f"{entry['train_seconds']:.1f}" if "train_seconds" in entry else "",
         )
     return table

@@ -49,10 +49,15 @@ class FitResult:
         return {key: [record.get(key, math.nan) for record in self.history] for key in keys}
 
 
-def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy, TensorFlow and Keras and make TF ops deterministic (same seed, same history)."""
+def seed_everything(seed: int, deterministic: bool = True) -> None:
+    """Seed Python, NumPy, TensorFlow and Keras; with ``deterministic``, also make TF ops deterministic.
+
+    Deterministic ops give the same history for the same seed, but XLA has no deterministic
+    MaxPool gradient, so XLA-compiled runs (``--jit on``, or ``auto`` on GPUs) are seeded only.
+    """
     keras.utils.set_random_seed(seed)
-    tf.config.experimental.enable_op_determinism()
+    if deterministic:
+        tf.config.experimental.enable_op_determinism()
 
 
 class Trainer:

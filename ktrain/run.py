@@ -63,8 +63,8 @@ def run_job(job: Job, listener: Listener | None = None) -> dict:
 
 def _run(job: Job, config: TrainConfig, method: Method, out: OutFolder, listener: Listener | None) -> dict:
     started = time.perf_counter()
-    seed_everything(config.seed)
-    strategy = build_strategy(config.strategy)
+    strategy = build_strategy(config.strategy)  # first: a strategy must exist before other TF work
+    seed_everything(config.seed, deterministic=not jit_enabled(config.jit, strategy))
     log.info("Loading dataset %s...", job.dataset)
     data = load_dataset(job.dataset, data_dir=job.data_dir, val_split=job.val_split, seed=config.seed)
     with strategy.scope():
@@ -101,8 +101,8 @@ def run_demo(out_folder: str = "out/demo", epochs: int = 60, seed: int = 0, list
     out = OutFolder(out_folder, prefix)
     handler = attach_log_file(out)
     try:
-        seed_everything(seed)
         strategy = build_strategy(config.strategy)
+        seed_everything(seed, deterministic=not jit_enabled(config.jit, strategy))
         data = load_dataset("digits", seed=seed)
         with strategy.scope():
             teacher_model = models.load_model("zoo:digits_teacher", role="teacher", input_shape=data.image_shape,
