@@ -173,3 +173,33 @@ def test_usage_errors_from_the_entry_point_are_one_line(monkeypatch, capsys):
     assert exit_info.value.code == 2
     message = capsys.readouterr().err.strip()
     assert message.startswith("error: ") and "\n" not in message and "'-bs'" in message
+
+
+@pytest.mark.parametrize("mode", ["file", "start_weights", "reinit"])
+def test_student_starts_from_its_file_or_the_given_weights_or_fresh(tmp_path, mode):
+    keras.utils.set_random_seed(1)
+    student_path = saved_model(tmp_path / "student.keras")
+    file_weights = keras.saving.load_model(student_path).get_weights()
+    keras.utils.set_random_seed(2)
+    other = keras.saving.load_model(student_path)
+    other.set_weights([np.random.default_rng(5).normal(size=w.shape).astype("float32") for w in file_weights])
+    other.save_weights(tmp_path / "other.weights.h5")
+    extra = {"file": [], "start_weights": ["-w", tmp_path / "other.weights.h5"], "reinit": ["--reinit"]}[mode]
+    # A learning rate of 1e-9 leaves the starting weights visible after one epoch.
+    result = invoke("train", student_path, "digits", "-e", 1, "-lr", 1e-9, "-d", 0, "-v", 0, "-ufm",
+                    "-out", tmp_path / "out", *extra)
+    assert result.exit_code == 0, result.output
+    trained = keras.saving.load_model(tmp_path / "out" / "model.keras").get_weights()
+    close_to = {"file": file_weights, "start_weights": other.get_weights()}
+    if mode in close_to:
+        for a, b in zip(trained, close_to[mode]):
+            np.testing.assert_allclose(a, b, atol=1e-5)
+    else:
+        assert not np.allclose(trained[0], file_weights[0], atol=1e-3)
+
+
+def test_start_weights_that_do_not_fit_are_refused(tmp_path):
+    bad = tmp_path / "bad.weights.h5"
+    bad.write_bytes(b"not hdf5")
+    result = invoke("train", "zoo:digits_student", "digits", "-w", bad, "-out", tmp_path / "out")
+    assert_one_line_error(result, "could not load start weights", out=tmp_path / "out")
