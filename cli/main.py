@@ -29,6 +29,7 @@ console = Console()
 errors = Console(stderr=True)
 
 KD_PANEL = "Knowledge distillation"
+PKT_PANEL = "Probabilistic knowledge transfer"
 
 
 def user_errors(command):
@@ -144,6 +145,35 @@ def distill(
     """Distill TEACHER into STUDENT on DATASET with KD: T²·KL(teacher ‖ student) + λ·CE."""
     job = _job("distill", student, dataset, engine, teacher=teacher, method="kd",
                method_options={"temperature": temperature, "kd_lambda": kd_lambda})
+    _execute(job, engine["verbosity"])
+
+
+@app.command()
+@user_errors
+@engine_options
+def pkt(
+    teacher: Annotated[str, typer.Argument(help="Trained teacher: a .keras/.h5 file or zoo:NAME.")],
+    student: Annotated[str, typer.Argument(help="Student: a .keras/.h5 file or zoo:NAME.")],
+    dataset: Annotated[str, typer.Argument(help="digits, a TFDS name (mnist, cifar10, ...) or an .npz file.")],
+    pkt_lambda: Annotated[float, typer.Option("-pktl", "--pkt-lambda-supervised", help="Weight of the supervised PKT term (label-similarity target).", rich_help_panel=PKT_PANEL)] = 1e-4,
+    neighbors: Annotated[int, typer.Option("-k", "--neighbors", help="k of the kNN evaluation of the features.", rich_help_panel=PKT_PANEL)] = 5,
+    student_layer: Annotated[str | None, typer.Option("--student-layer", help="Student layer whose output is matched (default: input of the classifier).", rich_help_panel=PKT_PANEL)] = None,
+    teacher_layer: Annotated[str | None, typer.Option("--teacher-layer", help="Teacher layer whose output is matched (default: input of the classifier).", rich_help_panel=PKT_PANEL)] = None,
+    with_kd: Annotated[bool, typer.Option("--kd", help="PKT plus KD (the seed's pkt+distillation): -kdw · KD + -pktw · PKT.", rich_help_panel=KD_PANEL)] = False,
+    temperature: Annotated[float, typer.Option("-t", "--temperature", help="KD temperature (with --kd).", rich_help_panel=KD_PANEL)] = 2.0,
+    kd_lambda: Annotated[float, typer.Option("-kdl", "--kd-lambda-supervised", help="Weight λ of the hard-label CE (with --kd).", rich_help_panel=KD_PANEL)] = 0.1,
+    kd_weight: Annotated[float, typer.Option("-kdw", "--kd-importance-weight", help="Weight of the KD part (with --kd).", rich_help_panel=KD_PANEL)] = 1.0,
+    pkt_weight: Annotated[float, typer.Option("-pktw", "--pkt-importance-weight", help="Weight of the PKT part (with --kd).", rich_help_panel=KD_PANEL)] = 1.0,
+    engine: dict = None,
+):
+    """Transfer the geometry of TEACHER's features into STUDENT with PKT (optionally plus KD)."""
+    if with_kd:
+        method, options = "pkt+kd", {"temperature": temperature, "kd_lambda": kd_lambda, "kd_weight": kd_weight,
+                                     "pkt_weight": pkt_weight}
+    else:
+        method, options = "pkt", {"pkt_lambda": pkt_lambda}
+    job = _job("pkt", student, dataset, engine, teacher=teacher, method=method, method_options=options,
+               student_layer=student_layer, teacher_layer=teacher_layer, neighbors=neighbors)
     _execute(job, engine["verbosity"])
 
 

@@ -55,26 +55,36 @@ class RichProgress(Listener):
 
 
 def _metrics(logs: dict) -> str:
-    return "  ".join(f"{label} {logs[key]:.4f}" for key, label in LIVE_KEYS if key in logs)
+    return "  ".join(f"{label} {logs[key]:.4g}" for key, label in LIVE_KEYS if key in logs)
 
 
 def results_table(results: dict) -> Table:
-    """Teacher and students side by side: test accuracy, cross-entropy (CE), parameters, T/S ratio, time."""
+    """Teacher and students side by side: test accuracy, cross-entropy (CE), kNN accuracy and mAP of the
+    features (PKT runs), parameters, T/S ratio, epochs run, training time."""
     entries = results["results"]
     teacher = next((entry for entry in entries if entry["role"] == "teacher"), None)
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, title=f"Test split of {results['dataset']['name']} ({results['dataset']['sizes']['test']} images)")
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True, title=f"Test split of {results['dataset']['name']} ({results['dataset']['sizes']['test']} images)")
     table.add_column("model", no_wrap=True)
-    for column in ("accuracy", "CE", "params", "T/S", "epochs", "seconds"):
-        table.add_column(column, justify="right")
+    with_features = any("representation" in entry for entry in entries)
+    columns = ["acc", "CE"] + (["kNN", "mAP"] if with_features else []) + ["params", "T/S", "epochs", "time"]
+    for column in columns:
+        table.add_column(column, justify="right", no_wrap=True)
     for entry in entries:
         ratio = teacher["params"] / entry["params"] if teacher and entry["role"] == "student" else None
-        table.add_row(
-            entry["name"],
-            f"{entry['test']['accuracy']:.4f}",
-            f"{entry['test']['crossentropy']:.4f}",
+        representation = entry.get("representation")
+        label = entry["name"] if len(entry["name"]) <= 22 else entry["method"].upper()  # e.g. PKT, PKT+KD
+        row = [label, f"{entry['test']['accuracy']:.4f}", f"{entry['test']['crossentropy']:.4f}"]
+        if with_features:
+            row += [f"{representation['knn_accuracy_cosine']:.4f}", f"{representation['map']:.4f}"] if representation else ["", ""]
+        row += [
             f"{entry['params']:,}",
             f"{ratio:.1f}" if ratio else "",
             str(entry.get("epochs_run", "")),
-            f"{entry['train_seconds']:.1f}" if "train_seconds" in entry else "",
-        )
+            f"{entry['train_seconds']:.0f} s" if "train_seconds" in entry else "",
+        ]
+        table.add_row(*row)
+        untrained = entry.get("untrained_representation")
+        if untrained:
+            table.add_row("  untrained", "", "", f"{untrained['knn_accuracy_cosine']:.4f}",
+                          f"{untrained['map']:.4f}", "", "", "", "")
     return table

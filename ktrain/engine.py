@@ -114,8 +114,9 @@ class Trainer:
             )
         monitor = self.method.monitor
         mode = mode_for(monitor)
-        plateau = Plateau(mode, config.schedule.lr_patience, config.schedule.lr_decay, config.schedule.lr_min)
-        stopper = EarlyStopping(mode, config.schedule.early_stopping_patience)
+        deltas = {} if self.method.monitor_min_delta is None else {"min_delta": self.method.monitor_min_delta}
+        plateau = Plateau(mode, config.schedule.lr_patience, config.schedule.lr_decay, config.schedule.lr_min, **deltas)
+        stopper = EarlyStopping(mode, config.schedule.early_stopping_patience, **deltas)
         best = BestTracker(mode)
         best_weights = None
         result = FitResult()
@@ -206,9 +207,8 @@ def evaluate_classifier(
     view: LogitsView, images: np.ndarray, labels: np.ndarray, batch_size: int = 128
 ) -> dict[str, float]:
     """Accuracy and cross-entropy of any logits view (the teacher, a saved student) on one device."""
-    batch_counts = tf.function(lambda x, y: classification_counts(y, view(x, training=False)))
     totals = {"correct": 0.0, "crossentropy_sum": 0.0, "count": 0.0}
     for x, y in eval_pipeline(images, labels, batch_size):
-        for name, value in batch_counts(x, y).items():
+        for name, value in classification_counts(y, view.predict(x)[0]).items():
             totals[name] += float(value)
     return {"accuracy": totals["correct"] / totals["count"], "crossentropy": totals["crossentropy_sum"] / totals["count"]}

@@ -18,6 +18,7 @@ from ktrain.config import TrainConfig
 from ktrain.data import DataSplits, load_dataset
 from ktrain.engine import FitResult, Trainer, evaluate_classifier, seed_everything
 from ktrain.errors import KtrainError, first_line
+from ktrain.evaluate import representation_report
 from ktrain.listener import Listener
 from ktrain.methods import Method, get_method
 from ktrain.report import OutFolder, attach_log_file, detach_log_file, environment, write_json_atomic
@@ -45,11 +46,16 @@ class Job:
     reinit: bool = False
     start_weights: str | None = None
     debug: bool = False
+    student_layer: str | None = None
+    teacher_layer: str | None = None
+    neighbors: int = 5
 
 
 def run_job(job: Job, listener: Listener | None = None) -> dict:
     """Run ``job`` end to end; returns what was written to results.json."""
     config = job.config.validate()
+    if job.neighbors <= 0:
+        raise KtrainError(f"neighbors (-k) is {job.neighbors}: give a value greater than 0")
     method = get_method(job.method)(**job.method_options)
     if method.uses_teacher and job.teacher is None:
         raise KtrainError(f"method '{method.name}' needs a TEACHER model")
@@ -68,21 +74,34 @@ def _run(job: Job, config: TrainConfig, method: Method, out: OutFolder, listener
     log.info("Loading dataset %s...", job.dataset)
     data = load_dataset(job.dataset, data_dir=job.data_dir, val_split=job.val_split, seed=config.seed)
     with strategy.scope():
-        teacher = _teacher_view(job.teacher, data) if method.uses_teacher else None
+        teacher = _teacher_view(job, method, data) if method.uses_teacher else None
         student_model = _load_student(job, data)
-    student = LogitsView(student_model, data.x_val, name=f"student '{job.student}'")
+    student = LogitsView(student_model, data.x_val, name=f"student '{job.student}'",
+                         features=method.uses_features, feature_layer=job.student_layer)
     _check_classes(student, teacher, job, data)
     teacher_entry = None
     if teacher is not None:
         teacher_val = evaluate_classifier(teacher, data.x_val, data.y_val, config.eval_batch_size)
         log.info("Teacher validation accuracy %.4f (logits: %s)", teacher_val["accuracy"], teacher.source)
         teacher_entry = _teacher_entry(teacher, data, config, job.teacher)
+    initial = None
+    if method.uses_features:
+        initial = representation_report(student, data, job.neighbors, config.eval_batch_size)
+        log.info("Untrained student: kNN accuracy %.4f, mAP %.4f", initial["knn_accuracy_cosine"], initial["map"])
     log.info("Performing %s...", method.display_name)
     trainer = Trainer(student=student, teacher=teacher, method=method, config=config, strategy=strategy,
                       listener=listener)
     fit = trainer.fit(data)
     log.info("Evaluating results...")
     entry = _student_entry(method, student, trainer, fit, data, job.student)
+    if method.uses_features:
+        entry["feature_layer"] = student.feature_source
+        entry["representation"] = representation_report(student, data, job.neighbors, config.eval_batch_size)
+        entry["untrained_representation"] = initial
+        if teacher_entry is not None:
+            teacher_entry["feature_layer"] = teacher.feature_source
+            teacher_entry["representation"] = representation_report(teacher, data, job.neighbors,
+                                                                    config.eval_batch_size)
     saved = models.save_model_atomic(student.model, out.file("model.keras" if job.command == "train" else "student.keras"))
     entry["saved_to"] = str(saved)
     log.info("Student network has been saved as %s.", saved)
@@ -137,10 +156,12 @@ def run_demo(out_folder: str = "out/demo", epochs: int = 60, seed: int = 0, list
 
 
 # -- helpers -----------------------------------------------------------------------------------
-def _teacher_view(spec: str, data: DataSplits) -> LogitsView:
+def _teacher_view(job: Job, method: Method, data: DataSplits) -> LogitsView:
+    spec = job.teacher
     model = models.load_model(spec, role="teacher", input_shape=data.image_shape, num_classes=data.num_classes)
     models.check_input_shape(model, role="teacher", spec=spec, image_shape=data.image_shape, dataset=data.name)
-    view = LogitsView(model, data.x_val, name=f"teacher '{spec}'")
+    view = LogitsView(model, data.x_val, name=f"teacher '{spec}'", features=method.uses_features,
+                      feature_layer=job.teacher_layer)
     model.trainable = False
     return view
 

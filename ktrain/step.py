@@ -16,7 +16,7 @@ import tensorflow as tf
 
 from ktrain.config import OptimizerConfig
 from ktrain.losses import classification_counts
-from ktrain.methods.base import Method
+from ktrain.methods.base import Batch, Method
 from ktrain.optim import clip_gradients
 from ktrain.taps import LogitsView
 
@@ -51,20 +51,31 @@ class Steps:
         self.eval_step = tf.function(self._eval_step, reduce_retracing=True)  # last batches vary in size
 
     # -- per replica -------------------------------------------------------------------------
-    def _teacher_logits(self, images):
+    def _teacher_outputs(self, images):
         if self.teacher is None:
-            return None
-        return tf.stop_gradient(self.teacher(images, training=False))
+            return None, None
+        logits, features = self.teacher.tap(images, training=False)
+        return tf.stop_gradient(logits), None if features is None else tf.stop_gradient(features)
+
+    def _batch(self, labels, student_logits, student_features, teacher_logits, teacher_features) -> Batch:
+        all_labels = labels
+        if self.method.gathers_features:
+            # A relational loss relates every pair of the *global* batch: gather every replica's
+            # features. The gather's gradient sums what each replica sends back, hence the
+            # division by the replica count in _reduce_parts.
+            context = tf.distribute.get_replica_context()
+            student_features = context.all_gather(student_features, axis=0)
+            if teacher_features is not None:
+                teacher_features = context.all_gather(teacher_features, axis=0)
+            all_labels = context.all_gather(labels, axis=0)
+        return Batch(labels, student_logits, teacher_logits, student_features, teacher_features, all_labels)
 
     def _replica_gradients(self, images, labels):
-        teacher_logits = self._teacher_logits(images)
+        teacher_logits, teacher_features = self._teacher_outputs(images)
         with tf.GradientTape() as tape:
-            student_logits = self.student(images, training=True)
-            parts = self.method.losses(labels, student_logits, teacher_logits)
-            reduced = {
-                name: tf.nn.compute_average_loss(value, global_batch_size=self.global_batch_size)
-                for name, value in parts.items()
-            }
+            student_logits, student_features = self.student.tap(images, training=True)
+            batch = self._batch(labels, student_logits, student_features, teacher_logits, teacher_features)
+            reduced = self._reduce_parts(self.method.losses(batch))
             penalties = self.student.model.losses
             if penalties:
                 reduced["l2"] = tf.nn.scale_regularization_loss(tf.add_n(penalties))
@@ -72,6 +83,16 @@ class Steps:
         gradients = tape.gradient(total, self.variables)
         stats = dict(reduced, loss=total, **classification_counts(labels, student_logits))
         return gradients, stats
+
+    def _reduce_parts(self, parts: dict) -> dict:
+        """Per-example parts: sum / global batch. Global scalars: / replica count."""
+        replicas = self.strategy.num_replicas_in_sync
+        return {
+            name: tf.nn.compute_average_loss(value, global_batch_size=self.global_batch_size)
+            if value.shape.rank == 1
+            else value / replicas
+            for name, value in parts.items()
+        }
 
     def _replica_train_step(self, images, labels):
         gradients, stats = self._gradients(images, labels)
@@ -85,14 +106,22 @@ class Steps:
             gradients = clip_gradients(gradients, self.optimizer_config)
             if replicas > 1:
                 gradients = [g / replicas for g in gradients]
-        self.optimizer.apply_gradients(zip(gradients, self.variables))
+        # Variables a method does not train (PKT leaves the class head alone) get no gradient.
+        self.optimizer.apply_gradients([(g, v) for g, v in zip(gradients, self.variables) if g is not None])
         return stats
 
     def _replica_eval_step(self, images, labels):
-        student_logits = self.student(images, training=False)
-        parts = self.method.losses(labels, student_logits, self._teacher_logits(images))
-        sums = {name: tf.reduce_sum(value) for name, value in parts.items()}
-        return dict(sums, **classification_counts(labels, student_logits))
+        student_logits, student_features = self.student.tap(images, training=False)
+        batch = self._batch(labels, student_logits, student_features, *self._teacher_outputs(images))
+        counts = classification_counts(labels, student_logits)
+        replicas = self.strategy.num_replicas_in_sync
+        # Sums over samples: a global scalar counts once per sample of the global batch.
+        global_count = tf.cast(tf.shape(batch.all_labels)[0], tf.float32)
+        sums = {
+            name: tf.reduce_sum(value) if value.shape.rank == 1 else value * global_count / replicas
+            for name, value in self.method.losses(batch).items()
+        }
+        return dict(sums, **counts)
 
     # -- across replicas ---------------------------------------------------------------------
     def _reduce(self, per_replica: dict) -> dict:

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import functools
+
 import tensorflow as tf
 
 from ktrain.errors import KtrainError
 
 
+@functools.cache
 def build_strategy(name: str = "auto") -> tf.distribute.Strategy:
-    """``auto``: MirroredStrategy over all GPUs when there are several, else one device.
+    """One strategy per name and process: collectives of two MirroredStrategy objects in one process
+    can collide, so every job and method of a process shares the same one.
+
+    ``auto``: MirroredStrategy over all GPUs when there are several, else one device.
 
     ``one``: the first GPU, or the CPU. ``mirrored``: every GPU, or every logical CPU when there is
     no GPU (how the tests get a real two-replica strategy on a CPU machine).

@@ -24,38 +24,88 @@ LOG_FLOOR = 1e-12
 
 
 class LogitsView:
-    """Callable ``view(images, training) -> float32 logits`` over a single-output classifier."""
+    """Callable ``view(images, training) -> float32 logits`` over a single-output classifier.
 
-    def __init__(self, model: keras.Model, probe_images: np.ndarray | None = None, *, name: str = "model"):
+    With ``features=True`` (or a ``feature_layer`` name) the view also taps a feature tensor, by
+    default the input of the final classifier layer, flattened; ``view.tap(images, training)``
+    returns ``(logits, features)`` from **one** forward pass of a multi-output view of the model.
+    """
+
+    def __init__(
+        self,
+        model: keras.Model,
+        probe_images: np.ndarray | None = None,
+        *,
+        name: str = "model",
+        features: bool = False,
+        feature_layer: str | None = None,
+    ):
         if len(model.outputs) != 1:
             raise KtrainError(f"{name} has {len(model.outputs)} outputs: ktrain needs one class-score output")
         self.model = model
         self._dense = None
         self._take_log = False
         last = model.outputs[0]._keras_history.operation
+        classifier = None
         if _is_softmax_activation(last):
-            self._body = keras.Model(model.inputs, last.input)
+            logits_tensor = last.input
+            classifier = logits_tensor._keras_history.operation
             self.source = f"input of softmax layer '{last.name}'"
         elif isinstance(last, keras.layers.Dense) and _is_softmax(last.activation):
-            self._body = keras.Model(model.inputs, last.input)
-            self._dense = last
+            logits_tensor = last.input  # the dense layer's input; the view applies kernel and bias
+            self._dense = classifier = last
             self.source = f"dense layer '{last.name}' without its softmax"
         else:
-            self._body = model
+            logits_tensor = model.outputs[0]
+            classifier = last
             self._take_log = probe_images is not None and _looks_like_probabilities(model, probe_images)
             self.source = "log of probability output" if self._take_log else "model output"
         self.num_classes = int(model.outputs[0].shape[-1])
         # Counted now: freezing a teacher later empties its trainable_weights.
         self.params = int(sum(np.prod(variable.shape) for variable in model.trainable_weights))
+        self.feature_source = None
+        outputs = [logits_tensor]
+        if features or feature_layer:
+            outputs.append(self._feature_tensor(model, classifier, feature_layer, name))
+        self._body = keras.Model(model.inputs, outputs)
+        # Inference-mode (logits, features), traced once per view; batch sizes may vary.
+        self.predict = tf.function(lambda images: self.tap(images, training=False), reduce_retracing=True)
+
+    def _feature_tensor(self, model, classifier, feature_layer, name):
+        if feature_layer:
+            try:
+                layer = model.get_layer(feature_layer)
+            except ValueError:
+                names = ", ".join(layer.name for layer in model.layers)
+                raise KtrainError(f"{name} has no layer '{feature_layer}': choose one of {names}") from None
+            self.feature_source = f"output of layer '{feature_layer}'"
+            return layer.output
+        if not isinstance(classifier, keras.layers.Dense):
+            raise KtrainError(
+                f"{name} does not end in a Dense classifier, so its penultimate features are not defined: "
+                "name a feature layer with --student-layer / --teacher-layer"
+            )
+        self.feature_source = f"input of classifier layer '{classifier.name}'"
+        return classifier.input
+
+    def tap(self, images: tf.Tensor, training: bool = False) -> tuple[tf.Tensor, tf.Tensor | None]:
+        """``(logits, features)`` in float32 from one forward pass; features flattened to [batch, width]."""
+        outputs = self._body(images, training=training)
+        if not isinstance(outputs, (list, tuple)):
+            outputs = [outputs]
+        logits = outputs[0]
+        if self._dense is not None:
+            logits = tf.matmul(logits, self._dense.kernel) + self._dense.bias
+        logits = tf.cast(logits, tf.float32)
+        if self._take_log:
+            logits = tf.math.log(tf.maximum(logits, LOG_FLOOR))
+        if len(outputs) == 1:
+            return logits, None
+        features = tf.cast(outputs[1], tf.float32)
+        return logits, tf.reshape(features, [tf.shape(features)[0], -1])
 
     def __call__(self, images: tf.Tensor, training: bool = False) -> tf.Tensor:
-        outputs = self._body(images, training=training)
-        if self._dense is not None:
-            outputs = tf.matmul(outputs, self._dense.kernel) + self._dense.bias
-        outputs = tf.cast(outputs, tf.float32)
-        if self._take_log:
-            outputs = tf.math.log(tf.maximum(outputs, LOG_FLOOR))
-        return outputs
+        return self.tap(images, training)[0]
 
 
 def _is_softmax(activation) -> bool:

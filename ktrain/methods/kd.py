@@ -45,10 +45,10 @@ class KnowledgeDistillation(Method):
         self.temperature = float(temperature)
         self.kd_lambda = float(kd_lambda)
 
-    def losses(self, labels, student_logits, teacher_logits):
-        parts = {"kd": kd_per_example(student_logits, teacher_logits, self.temperature)}
+    def losses(self, batch):
+        parts = {"kd": kd_per_example(batch.student_logits, batch.teacher_logits, self.temperature)}
         if self.kd_lambda:
-            parts["ce"] = self.kd_lambda * cross_entropy(labels, student_logits)
+            parts["ce"] = self.kd_lambda * cross_entropy(batch.labels, batch.student_logits)
         return parts
 
     def options(self):

@@ -13,5 +13,5 @@ class Supervised(Method):
     aliases = ("scratch",)
     uses_teacher = False
 
-    def losses(self, labels, student_logits, teacher_logits=None):
-        return {"ce": cross_entropy(labels, student_logits)}
+    def losses(self, batch):
+        return {"ce": cross_entropy(batch.labels, batch.student_logits)}

@@ -1,0 +1,114 @@
+"""Representation metrics: kNN accuracy and retrieval mAP / precision@k, in bounded memory.
+
+The database (the training split) is compared with the queries (the test split) a chunk of
+queries at a time, in float32, so a 50,000 × 10,000 comparison never holds more than
+``chunk × database`` similarities. No scikit-learn.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from ktrain.data import eval_pipeline
+from ktrain.taps import LogitsView
+
+METRICS = ("cosine", "euclidean")
+
+
+def extract_features(view: LogitsView, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """The view's tapped features for every image, in order (inference mode), as float32."""
+    batches = eval_pipeline(images, np.zeros(len(images), np.int32), batch_size)
+    return np.concatenate([view.predict(x)[1].numpy() for x, _ in batches])
+
+
+def _similarity(queries: np.ndarray, database: np.ndarray, metric: str, database_sq: np.ndarray) -> np.ndarray:
+    """Higher is closer: cosine similarity, or minus the squared Euclidean distance."""
+    if metric == "cosine":
+        return queries @ database.T
+    return 2.0 * (queries @ database.T) - database_sq[None, :] - np.sum(queries**2, axis=1, keepdims=True)
+
+
+def _prepare(features: np.ndarray, metric: str) -> np.ndarray:
+    features = np.asarray(features, dtype=np.float32)
+    if metric == "cosine":
+        features = features / (np.linalg.norm(features, axis=1, keepdims=True) + 1e-12)
+    return features
+
+
+def _chunks(count: int, size: int):
+    for start in range(0, count, size):
+        yield slice(start, min(start + size, count))
+
+
+def knn_accuracy(
+    database: np.ndarray, database_labels: np.ndarray, queries: np.ndarray, query_labels: np.ndarray,
+    k: int = 5, metric: str = "cosine", chunk: int = 512,
+) -> float:
+    """Share of queries whose k nearest database items vote for their label.
+
+    Majority vote; a tie between classes goes to the class of the nearest neighbour among them.
+    """
+    if metric not in METRICS:
+        raise ValueError(f"metric must be one of {METRICS}")
+    k = min(k, len(database))
+    database = _prepare(database, metric)
+    queries = _prepare(queries, metric)
+    database_sq = np.sum(database**2, axis=1)
+    num_classes = int(max(database_labels.max(), query_labels.max())) + 1
+    correct = 0
+    for rows in _chunks(len(queries), chunk):
+        similarity = _similarity(queries[rows], database, metric, database_sq)
+        nearest = np.argpartition(-similarity, k - 1, axis=1)[:, :k]
+        order = np.argsort(-np.take_along_axis(similarity, nearest, axis=1), axis=1, kind="stable")
+        neighbour_labels = database_labels[np.take_along_axis(nearest, order, axis=1)]  # nearest first
+        votes = np.zeros((len(neighbour_labels), num_classes), np.int32)
+        np.add.at(votes, (np.arange(len(neighbour_labels))[:, None], neighbour_labels), 1)
+        tied = votes == votes.max(axis=1, keepdims=True)
+        # The first neighbour (nearest first) whose class is among the tied winners.
+        first_tied = np.argmax(np.take_along_axis(tied, neighbour_labels, axis=1), axis=1)
+        predictions = neighbour_labels[np.arange(len(neighbour_labels)), first_tied]
+        correct += int(np.sum(predictions == query_labels[rows]))
+    return correct / len(queries)
+
+
+def retrieval_metrics(
+    database: np.ndarray, database_labels: np.ndarray, queries: np.ndarray, query_labels: np.ndarray,
+    metric: str = "cosine", precision_at: tuple[int, ...] = (10, 50, 100), chunk: int = 256,
+) -> dict[str, float]:
+    """Mean average precision and precision@k of ranking the database for each query.
+
+    Relevant = same label. AP is the mean of precision at the rank of each relevant item (the
+    non-interpolated definition); mAP averages AP over queries that have a relevant item.
+    """
+    database = _prepare(database, metric)
+    queries = _prepare(queries, metric)
+    database_sq = np.sum(database**2, axis=1)
+    average_precisions = []
+    hits_at = {k: [] for k in precision_at if k <= len(database)}
+    for rows in _chunks(len(queries), chunk):
+        similarity = _similarity(queries[rows], database, metric, database_sq)
+        ranking = np.argsort(-similarity, axis=1, kind="stable")
+        relevant = database_labels[ranking] == query_labels[rows][:, None]
+        cumulative = np.cumsum(relevant, axis=1, dtype=np.float32)
+        ranks = np.arange(1, relevant.shape[1] + 1, dtype=np.float32)
+        counts = relevant.sum(axis=1)
+        precision_sum = np.sum((cumulative / ranks) * relevant, axis=1)
+        average_precisions.extend((precision_sum[counts > 0] / counts[counts > 0]).tolist())
+        for k in hits_at:
+            hits_at[k].extend((cumulative[:, k - 1] / k).tolist())
+    results = {"map": float(np.mean(average_precisions)) if average_precisions else 0.0}
+    results.update({f"precision@{k}": float(np.mean(values)) for k, values in hits_at.items()})
+    return results
+
+
+def representation_report(view: LogitsView, data, k: int = 5, batch_size: int = 256) -> dict[str, float]:
+    """kNN accuracy (cosine and Euclidean) and retrieval metrics of the view's features: train
+    split as database, test split as queries."""
+    database = extract_features(view, data.x_train, batch_size)
+    queries = extract_features(view, data.x_test, batch_size)
+    report = {
+        f"knn_accuracy_{metric}": knn_accuracy(database, data.y_train, queries, data.y_test, k, metric)
+        for metric in METRICS
+    }
+    report.update(retrieval_metrics(database, data.y_train, queries, data.y_test))
+    report["neighbors"] = k
+    return report

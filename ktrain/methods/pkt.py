@@ -1,0 +1,80 @@
+"""Probabilistic Knowledge Transfer (Passalis & Tefas, "Learning Deep Representations with
+Probabilistic Knowledge Transfer", ECCV 2018), with the paper's supervised variant.
+
+For features F (rows are samples), x̂ = x / (‖x‖ + ε), K = (x̂ x̂ᵀ + 1) / 2 (diagonal included),
+P[i, j] = K[i, j] / Σ_k K[i, k], and
+
+    PKT = mean over all B² entries of  P_t · log((P_t + ε) / (P_s + ε)),   ε = 1e-7,
+
+as in ``passalis/probabilistic_kt`` (and RepDistiller, mdistiller, torchdistill, which copy it).
+Teacher and student widths may differ. The seed used a raw Gram matrix of *outputs*, no shift, a
+row sum (B× this scale) and never applied its supervised term (seed-behaviour.md §6.2).
+
+Weights: this is the reference's scale, so RepDistiller's β = 30000 (batch 64) means 30000 here.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from ktrain.errors import KtrainError
+from ktrain.methods.base import Method, register
+
+EPSILON = 1e-7
+
+
+def conditional_probabilities(features: tf.Tensor, eps: float = EPSILON) -> tf.Tensor:
+    """Row-normalised shifted cosine kernel of the rows of ``features`` (float32)."""
+    features = tf.cast(features, tf.float32)
+    norms = tf.norm(features, axis=1, keepdims=True)
+    normalised = features / (norms + eps)
+    normalised = tf.where(tf.math.is_nan(normalised), tf.zeros_like(normalised), normalised)
+    kernel = (tf.matmul(normalised, normalised, transpose_b=True) + 1.0) / 2.0
+    return kernel / tf.reduce_sum(kernel, axis=1, keepdims=True)
+
+
+def _divergence(target: tf.Tensor, model: tf.Tensor, eps: float) -> tf.Tensor:
+    return tf.reduce_mean(target * tf.math.log((target + eps) / (model + eps)))
+
+
+def pkt_loss(student_features: tf.Tensor, teacher_features: tf.Tensor, eps: float = EPSILON) -> tf.Tensor:
+    """KL(teacher ‖ student) of the kernels' conditional probabilities, mean over all B² entries."""
+    return _divergence(conditional_probabilities(teacher_features, eps), conditional_probabilities(student_features, eps), eps)
+
+
+def label_probabilities(labels: tf.Tensor) -> tf.Tensor:
+    """Target of supervised PKT: similarity 1 for pairs with the same label (0 otherwise), row-normalised."""
+    labels = tf.reshape(tf.cast(labels, tf.int32), [-1])
+    same = tf.cast(tf.equal(labels[:, None], labels[None, :]), tf.float32)
+    return same / tf.reduce_sum(same, axis=1, keepdims=True)
+
+
+def supervised_pkt_loss(student_features: tf.Tensor, labels: tf.Tensor, eps: float = EPSILON) -> tf.Tensor:
+    """KL(label similarity ‖ student kernel), mean over all B² entries."""
+    return _divergence(label_probabilities(labels), conditional_probabilities(student_features, eps), eps)
+
+
+@register
+class ProbabilisticKnowledgeTransfer(Method):
+    name = "pkt"
+    display_name = "Probabilistic Knowledge Transfer"
+    uses_features = True
+    gathers_features = True
+    # PKT "rotates" the space so the class head is not what it trains: monitor its own loss.
+    monitor = "val_loss"
+    # The loss lives on a 1e-3 scale, where the seed's absolute deltas would read every epoch as a plateau.
+    monitor_min_delta = 0.0
+
+    def __init__(self, pkt_lambda: float = 1e-4):
+        if pkt_lambda < 0:
+            raise KtrainError(f"PKT supervised weight (-pktl) is {pkt_lambda}: give a weight of 0 or more")
+        self.pkt_lambda = float(pkt_lambda)
+
+    def losses(self, batch):
+        parts = {"pkt": pkt_loss(batch.student_features, batch.teacher_features)}
+        if self.pkt_lambda:
+            parts["pkt_supervised"] = self.pkt_lambda * supervised_pkt_loss(batch.student_features, batch.all_labels)
+        return parts
+
+    def options(self):
+        return {"pkt_lambda": self.pkt_lambda}
