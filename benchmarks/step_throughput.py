@@ -29,7 +29,7 @@ PAIRS = {
     "cifar10": ("cifar10_baseline_ensemble", "cifar10_student_strong", (32, 32, 3), 10),
     "digits": ("digits_teacher", "digits_student", (8, 8, 1), 10),
 }
-METHODS = {"student_alone": "supervised", "kd_online": "kd"}
+METHODS = {"student_alone": "supervised", "kd_online": "kd", "pkt": "pkt", "pkt_kd": "pkt+kd"}
 
 
 def measure(pair, method_key, batch_size, jit, warmup, steps, strategy_name):
@@ -42,7 +42,9 @@ def measure(pair, method_key, batch_size, jit, warmup, steps, strategy_name):
     method = get_method(METHODS[method_key])()
     config = TrainConfig(batch_size=batch_size, jit="on" if jit else "off", strategy=strategy_name,
                          optimizer=OptimizerConfig()).validate()
-    trainer = Trainer(student=LogitsView(student), teacher=LogitsView(teacher) if method.uses_teacher else None,
+    features = method.uses_features
+    trainer = Trainer(student=LogitsView(student, features=features),
+                      teacher=LogitsView(teacher, features=features) if method.uses_teacher else None,
                       method=method, config=config, strategy=strategy)
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, size=(batch_size * 4, *shape), dtype=np.uint8)
@@ -79,11 +81,22 @@ def main():
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--strategy", default="one", choices=["one", "mirrored", "auto"])
     args = parser.parse_args()
+    rows = []
     for batch_size in args.batch_sizes:
         for method_key in args.methods:
             for jit in args.jit:
                 row = measure(args.pair, method_key, batch_size, jit == "on", args.warmup, args.steps, args.strategy)
+                rows.append(row)
                 print(json.dumps(row), flush=True)
+    # Each method's throughput as a ratio to KD's (and to the student alone) in the same run.
+    for row in rows:
+        same = {r["method"]: r["images_per_second"] for r in rows
+                if (r["batch_size"], r["jit"]) == (row["batch_size"], row["jit"])}
+        ratios = {f"vs_{base}": round(row["images_per_second"] / same[base], 3)
+                  for base in ("kd_online", "student_alone") if base in same and base != row["method"]}
+        if ratios:
+            print(json.dumps({"benchmark": "step_throughput_ratio", "method": row["method"],
+                              "batch_size": row["batch_size"], "jit": row["jit"], **ratios}), flush=True)
 
 
 if __name__ == "__main__":

@@ -62,6 +62,7 @@ def _quiet_tensorflow_import() -> None:
 
 
 def _job(command: str, student: str, dataset: str, engine: dict, **extra):
+    _quiet_tensorflow_import()
     from ktrain.config import OptimizerConfig, ScheduleConfig, TrainConfig
     from ktrain.run import Job
 
@@ -108,9 +109,9 @@ def _job(command: str, student: str, dataset: str, engine: dict, **extra):
 
 
 def _execute(job, verbosity: int) -> dict:
-    job.config.validate()  # fail fast, before the slow TensorFlow start-up
-    _quiet_tensorflow_import()
     from ktrain.run import run_job
+
+    job.config.validate()
 
     results = run_job(job, RichProgress(console, verbosity))
     console.print(results_table(results))

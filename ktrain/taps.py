@@ -67,7 +67,8 @@ class LogitsView:
         outputs = [logits_tensor]
         if features or feature_layer:
             outputs.append(self._feature_tensor(model, classifier, feature_layer, name))
-        self._body = keras.Model(model.inputs, outputs)
+        inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
+        self._body = keras.Model(inputs, outputs)
         # Inference-mode (logits, features), traced once per view; batch sizes may vary.
         self.predict = tf.function(lambda images: self.tap(images, training=False), reduce_retracing=True)
 
@@ -80,13 +81,14 @@ class LogitsView:
                 raise KtrainError(f"{name} has no layer '{feature_layer}': choose one of {names}") from None
             self.feature_source = f"output of layer '{feature_layer}'"
             return layer.output
-        if not isinstance(classifier, keras.layers.Dense):
+        inputs = classifier.input
+        if isinstance(inputs, (list, tuple)) or len(inputs.shape) < 2:
             raise KtrainError(
-                f"{name} does not end in a Dense classifier, so its penultimate features are not defined: "
-                "name a feature layer with --student-layer / --teacher-layer"
+                f"{name}'s classifier layer '{classifier.name}' has no single input, so its penultimate features "
+                "are not defined: name a feature layer with --student-layer / --teacher-layer"
             )
         self.feature_source = f"input of classifier layer '{classifier.name}'"
-        return classifier.input
+        return inputs
 
     def tap(self, images: tf.Tensor, training: bool = False) -> tuple[tf.Tensor, tf.Tensor | None]:
         """``(logits, features)`` in float32 from one forward pass; features flattened to [batch, width]."""

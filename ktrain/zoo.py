@@ -16,19 +16,37 @@ ZOO_PREFIX = "zoo:"
 
 
 @keras.saving.register_keras_serializable(package="ktrain")
-class MeanProbabilityLogits(layers.Layer):
-    """Averages members' softmax outputs and returns the log of the average.
+class MeanProbabilityHead(layers.Layer):
+    """The classifier of an averaging ensemble: one dense head per member on its slice of the
+    concatenated member features, softmax, mean over members, and the log of that mean.
 
-    The result is a valid logit vector (its softmax is the averaged probability), so an averaging
-    ensemble still outputs logits and is never softmaxed twice.
+    The output is a valid logit vector (its softmax is the averaged probability), so the ensemble
+    still outputs logits, and its input (all members' features) is what PKT matches by default.
     """
 
-    def call(self, member_logits):
-        probabilities = keras.ops.mean(keras.ops.stack([keras.ops.softmax(z) for z in member_logits]), axis=0)
+    def __init__(self, members: int, classes: int, **kwargs):
+        super().__init__(**kwargs)
+        self.members = members
+        self.classes = classes
+
+    def build(self, input_shape):
+        width = int(input_shape[-1]) // self.members
+        self.kernel = self.add_weight(shape=(self.members, width, self.classes), initializer="glorot_uniform",
+                                      name="kernel")
+        self.bias = self.add_weight(shape=(self.members, self.classes), initializer="zeros", name="bias")
+
+    def call(self, features):
+        width = self.kernel.shape[1]
+        per_member = keras.ops.reshape(features, (-1, self.members, width))
+        logits = keras.ops.einsum("bmw,mwc->bmc", per_member, self.kernel) + self.bias
+        probabilities = keras.ops.mean(keras.ops.softmax(logits, axis=-1), axis=1)
         return keras.ops.log(keras.ops.maximum(probabilities, 1e-12))
 
-    def compute_output_shape(self, input_shapes):
-        return input_shapes[0]
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.classes)
+
+    def get_config(self):
+        return {**super().get_config(), "members": self.members, "classes": self.classes}
 
 
 def _conv(width: int, l2: float, name: str) -> layers.Layer:
@@ -45,36 +63,36 @@ def _conv_block(x, widths: tuple[int, ...], dropout: float, l2: float, prefix: s
     return layers.Dropout(dropout, seed=0, name=f"{prefix}_dropout")(x)
 
 
+def _tower(x, blocks: list[tuple[tuple[int, ...], float]], l2: float, prefix: str = ""):
+    for index, (widths, dropout) in enumerate(blocks, start=1):
+        x = _conv_block(x, widths, dropout, l2, f"{prefix}block{index}")
+    return layers.Flatten(name=f"{prefix}flatten")(x)
+
+
 def _stacked(name: str, blocks: list[tuple[tuple[int, ...], float]], l2: float):
     def build(input_shape, num_classes):
         inputs = keras.Input(input_shape, name="image")
-        x = inputs
-        for index, (widths, dropout) in enumerate(blocks, start=1):
-            x = _conv_block(x, widths, dropout, l2, f"block{index}")
-        x = layers.Flatten(name="flatten")(x)
-        outputs = layers.Dense(num_classes, name="logits")(x)
+        outputs = layers.Dense(num_classes, name="logits")(_tower(inputs, blocks, l2))
         return keras.Model(inputs, outputs, name=name)
 
     return build
 
 
+MODEL1_BLOCKS = [((32, 32), 0.2), ((64, 64), 0.3), ((128, 128), 0.4)]
 cifar10_student_strong = _stacked("cifar10_student_strong", [((32, 32), 0.2), ((64, 64), 0.3)], 1e-4)
 cifar10_student_weak = _stacked("cifar10_student_weak", [((32,), 0.2), ((64,), 0.3)], 1e-6)
-cifar10_model1 = _stacked("cifar10_model1", [((32, 32), 0.2), ((64, 64), 0.3), ((128, 128), 0.4)], 1e-4)
+cifar10_model1 = _stacked("cifar10_model1", MODEL1_BLOCKS, 1e-4)
 cifar100_student_strong = _stacked(
     "cifar100_student_strong", [((32, 64), 0.2), ((128, 128), 0.3), ((256, 256), 0.4)], 1e-4
 )
 
 
 def cifar10_baseline_ensemble(input_shape, num_classes):
-    """Three ``cifar10_model1`` networks whose probabilities are averaged (the seed's 925,182-parameter teacher)."""
+    """Three ``cifar10_model1`` towers whose probabilities are averaged (the seed's 925,182-parameter teacher)."""
     inputs = keras.Input(input_shape, name="image")
-    members = []
-    for index in range(1, 4):
-        member = cifar10_model1(input_shape, num_classes)
-        member.name = f"model1_member{index}"
-        members.append(member(inputs))
-    outputs = MeanProbabilityLogits(name="mean_probability_logits")(members)
+    towers = [_tower(inputs, MODEL1_BLOCKS, 1e-4, prefix=f"member{index}_") for index in range(1, 4)]
+    features = layers.Concatenate(name="member_features")(towers)
+    outputs = MeanProbabilityHead(members=3, classes=num_classes, name="ensemble_head")(features)
     return keras.Model(inputs, outputs, name="cifar10_baseline_ensemble")
 
 

@@ -39,10 +39,27 @@ def test_zoo_models_build_for_any_shape_and_output_logits(name):
 def test_ensemble_logits_are_the_log_of_the_mean_member_probability():
     model = zoo.build("cifar10_baseline_ensemble", (8, 8, 3), 5)
     images = np.random.default_rng(1).uniform(size=(3, 8, 8, 3)).astype("float32")
-    members = [layer for layer in model.layers if isinstance(layer, keras.Model)]
-    assert len(members) == 3
-    mean_probability = np.mean([tf.nn.softmax(m(images, training=False)).numpy() for m in members], axis=0)
-    assert np.allclose(tf.nn.softmax(model(images, training=False)), mean_probability, atol=1e-6)
+    head = model.get_layer("ensemble_head")
+    towers = [keras.Model(model.inputs[0], model.get_layer(f"member{m}_flatten").output) for m in (1, 2, 3)]
+    member_probabilities = [
+        tf.nn.softmax(tower(images, training=False) @ head.kernel[m] + head.bias[m]).numpy()
+        for m, tower in enumerate(towers)
+    ]
+    assert np.allclose(tf.nn.softmax(model(images, training=False)), np.mean(member_probabilities, axis=0), atol=1e-6)
+
+
+def test_ensemble_features_are_all_members_features():
+    view = LogitsView(zoo.build("cifar10_baseline_ensemble", (32, 32, 3), 10), features=True)
+    logits, features = view.tap(np.zeros((2, 32, 32, 3), "float32"))
+    assert logits.shape == (2, 10) and features.shape == (2, 3 * 2048)
+
+
+def test_ensemble_saves_and_loads(tmp_path):
+    model = zoo.build("cifar10_baseline_ensemble", (8, 8, 3), 4)
+    model.save(tmp_path / "ensemble.keras")
+    images = np.random.default_rng(2).uniform(size=(2, 8, 8, 3)).astype("float32")
+    reloaded = keras.saving.load_model(tmp_path / "ensemble.keras")
+    np.testing.assert_allclose(reloaded(images), model(images), rtol=1e-5)
 
 
 def test_unknown_zoo_name_is_a_clear_error():
