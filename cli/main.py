@@ -30,6 +30,7 @@ errors = Console(stderr=True)
 
 KD_PANEL = "Knowledge distillation"
 PKT_PANEL = "Probabilistic knowledge transfer"
+COMPARE_PANEL = "Comparison"
 
 
 def user_errors(command):
@@ -180,21 +181,114 @@ def pkt(
 
 @app.command()
 @user_errors
+@engine_options
+def compare(
+    teacher: Annotated[str, typer.Argument(help="Trained teacher: a .keras/.h5 file or zoo:NAME.")],
+    student: Annotated[str, typer.Argument(help="Student: a .keras/.h5 file or zoo:NAME.")],
+    dataset: Annotated[str, typer.Argument(help="digits, a TFDS name (mnist, cifar10, ...) or an .npz file.")],
+    method: Annotated[list[str] | None, typer.Option("-m", "--method", help="Method to run, repeatable or comma-separated: kd (distillation), pkt, pkt+kd (pkt+distillation). Default: all three, in that order.", rich_help_panel=COMPARE_PANEL)] = None,
+    baseline: Annotated[bool, typer.Option("--baseline/--no-baseline", help="Also train the student from scratch.", rich_help_panel=COMPARE_PANEL)] = True,
+    seeds: Annotated[int, typer.Option("--seeds", help="Repeat every method with this many seeds (seed, seed+1, ...); mean ± std.", rich_help_panel=COMPARE_PANEL)] = 1,
+    save_students: Annotated[str, typer.Option("-s", "--save-students", help="all, best (on validation) or none.", rich_help_panel=COMPARE_PANEL)] = "best",
+    omit_results: Annotated[bool, typer.Option("-or", "--omit-results", help="Write no results.json, results.pkl, log or plots.", rich_help_panel=COMPARE_PANEL)] = False,
+    tensorboard: Annotated[bool, typer.Option("--tensorboard", help="Per-method TensorBoard scalars under the out folder.", rich_help_panel=COMPARE_PANEL)] = False,
+    temperature: Annotated[float, typer.Option("-t", "--temperature", help="KD temperature T.", rich_help_panel=KD_PANEL)] = 2.0,
+    kd_lambda: Annotated[float, typer.Option("-kdl", "--kd-lambda-supervised", help="Weight λ of the hard-label cross-entropy.", rich_help_panel=KD_PANEL)] = 0.1,
+    kd_weight: Annotated[float, typer.Option("-kdw", "--kd-importance-weight", help="Weight of the KD part of PKT plus KD.", rich_help_panel=KD_PANEL)] = 1.0,
+    pkt_weight: Annotated[float, typer.Option("-pktw", "--pkt-importance-weight", help="Weight of the PKT part of PKT plus KD.", rich_help_panel=KD_PANEL)] = 1.0,
+    pkt_lambda: Annotated[float, typer.Option("-pktl", "--pkt-lambda-supervised", help="Weight of the supervised PKT term (PKT only).", rich_help_panel=PKT_PANEL)] = 1e-4,
+    neighbors: Annotated[int, typer.Option("-k", "--neighbors", help="k of the kNN evaluation of the features.", rich_help_panel=PKT_PANEL)] = 5,
+    student_layer: Annotated[str | None, typer.Option("--student-layer", help="Student layer PKT matches (default: input of the classifier).", rich_help_panel=PKT_PANEL)] = None,
+    teacher_layer: Annotated[str | None, typer.Option("--teacher-layer", help="Teacher layer PKT matches (default: input of the classifier).", rich_help_panel=PKT_PANEL)] = None,
+    engine: dict = None,
+):
+    """Compare transfer methods on one TEACHER/STUDENT pair: table, results.json/.pkl, log and plots."""
+    names = tuple(part.strip() for item in (method or ["kd", "pkt", "pkt+kd"]) for part in item.split(",") if part.strip())
+    job = _job("compare", student, dataset, engine, teacher=teacher, methods=names, baseline=baseline, seeds=seeds,
+               save_students=save_students.lower(), omit_results=omit_results, tensorboard=tensorboard,
+               method_options={"temperature": temperature, "kd_lambda": kd_lambda, "kd_weight": kd_weight,
+                               "pkt_weight": pkt_weight, "pkt_lambda": pkt_lambda},
+               student_layer=student_layer, teacher_layer=teacher_layer, neighbors=neighbors)
+    from ktrain.compare import run_compare
+
+    results = run_compare(job, RichProgress(console, engine["verbosity"]))
+    _show_comparison(results, engine["out_folder"], omit_results)
+
+
+def _show_comparison(results: dict, out_folder: str, omitted: bool) -> None:
+    console.print(results_table(results))
+    if results.get("best_student"):
+        console.print(f"best student on validation: {results['best_student']}")
+    console.print("no result files written (-or)" if omitted else f"outputs in {out_folder}")
+
+
+@app.command()
+@user_errors
 def demo(
     out_folder: Annotated[str, typer.Option("-out", "--out-folder", help="Folder for the outputs.")] = "out/demo",
-    epochs: Annotated[int, typer.Option("-e", "--epochs", help="Epochs for each of the three trainings.")] = 60,
+    epochs: Annotated[int, typer.Option("-e", "--epochs", help="Epochs for the teacher and for each student.")] = 60,
+    seeds: Annotated[int, typer.Option("--seeds", help="Repeat every student with this many seeds.")] = 1,
     seed: Annotated[int, typer.Option("-seed", "--seed", help="Random seed.")] = 0,
     verbosity: Annotated[int, typer.Option("-v", "--verbosity", help="0: final table only; 1: progress bars.")] = 1,
 ):
-    """Offline demo on the built-in digits: train a teacher, distill a student with KD, and a scratch baseline."""
+    """The seed's job, offline on the built-in digits: train a teacher, then KD, PKT, PKT+KD and a scratch student."""
     if epochs <= 0:
         raise KtrainError(f"epochs (-e) is {epochs}: give a value greater than 0")
     _quiet_tensorflow_import()
-    from ktrain.run import run_demo
+    from ktrain.compare import run_demo
 
-    results = run_demo(out_folder, epochs=epochs, seed=seed, listener=RichProgress(console, verbosity))
+    results = run_demo(out_folder, epochs=epochs, seed=seed, seeds=seeds, listener=RichProgress(console, verbosity))
+    _show_comparison(results, out_folder, False)
+
+
+@app.command()
+@user_errors
+def report(
+    run_dir: Annotated[str, typer.Argument(help="An out folder holding results.json.")],
+    prefix: Annotated[str, typer.Option("-res", "--results-name-prefix", help="The run's file-name prefix.")] = "",
+    plots: Annotated[bool, typer.Option("--plots/--no-plots", help="Redraw the comparison plots into RUN_DIR.")] = True,
+):
+    """Re-render the results table (and plots) of a finished run from its results.json, without TensorFlow."""
+    import json
+    from pathlib import Path
+
+    name = f"{prefix}_results.json" if prefix else "results.json"
+    path = Path(run_dir) / name
+    try:
+        results = json.loads(path.read_text(encoding="utf-8"))
+        results["results"]
+    except FileNotFoundError:
+        raise KtrainError(f"no {name} in '{run_dir}': give the out folder of a run (and its -res prefix)") from None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise KtrainError(f"'{path}' is not a ktrain results.json ({exc}): give the file a run wrote") from None
     console.print(results_table(results))
-    console.print(f"outputs in {out_folder}")
+    if plots:
+        from ktrain.plots import comparison_plots
+
+        for written in comparison_plots(results, Path(run_dir), f"{prefix}_" if prefix else ""):
+            console.print(f"wrote {written}", highlight=False)
+
+
+@app.command()
+@user_errors
+def evaluate(
+    model: Annotated[str, typer.Argument(help="A .keras/.h5 model file or zoo:NAME.")],
+    dataset: Annotated[str, typer.Argument(help="digits, a TFDS name or an .npz file.")],
+    neighbors: Annotated[int, typer.Option("-k", "--neighbors", help="Also report kNN accuracy with this k (0: no).")] = 0,
+    layer: Annotated[str | None, typer.Option("--layer", help="Feature layer for kNN (default: input of the classifier).")] = None,
+    data_dir: Annotated[str | None, typer.Option("--data-dir", help="Local TFDS data directory.")] = None,
+    eval_batch_size: Annotated[int, typer.Option("-ebs", "--evaluation-batch-size", help="Evaluation batch size.")] = 128,
+):
+    """Test accuracy, cross-entropy and (with -k) kNN accuracy of MODEL on DATASET's test split."""
+    if neighbors < 0 or eval_batch_size <= 0:
+        raise KtrainError(f"-k is {neighbors} and -ebs is {eval_batch_size}: give k >= 0 and a batch size > 0")
+    _quiet_tensorflow_import()
+    from ktrain.run import evaluate_model
+
+    scores = evaluate_model(model, dataset, neighbors=neighbors, layer=layer, data_dir=data_dir,
+                            batch_size=eval_batch_size)
+    for key, value in scores.items():
+        console.print(f"{key:>22}: {value:.4f}" if isinstance(value, float) else f"{key:>22}: {value}", highlight=False)
 
 
 @app.command()

@@ -58,33 +58,44 @@ def _metrics(logs: dict) -> str:
     return "  ".join(f"{label} {logs[key]:.4g}" for key, label in LIVE_KEYS if key in logs)
 
 
+def _value(row: dict, key: str, digits: int = 4) -> str:
+    if key not in row:
+        return ""
+    if row["runs"] > 1:
+        return f"{row[key]:.3f}±{row[f'{key}_std']:.3f}"
+    return f"{row[key]:.{digits}f}"
+
+
 def results_table(results: dict) -> Table:
     """Teacher and students side by side: test accuracy, cross-entropy (CE), kNN accuracy and mAP of the
-    features (PKT runs), parameters, T/S ratio, epochs run, training time."""
-    entries = results["results"]
-    teacher = next((entry for entry in entries if entry["role"] == "teacher"), None)
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True, title=f"Test split of {results['dataset']['name']} ({results['dataset']['sizes']['test']} images)")
+    features (PKT runs), parameters, T/S ratio, epochs run, training time; mean±std over seeds."""
+    from ktrain.report import summarize
+
+    rows = summarize(results)
+    seeds = max(row["runs"] for row in rows)
+    title = f"Test split of {results['dataset']['name']} ({results['dataset']['sizes']['test']} images)"
+    if seeds > 1:
+        title += f", mean±std over {seeds} seeds"
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True, title=title)
     table.add_column("model", no_wrap=True)
-    with_features = any("representation" in entry for entry in entries)
+    with_features = any("knn_accuracy" in row for row in rows)
     columns = ["acc", "CE"] + (["kNN", "mAP"] if with_features else []) + ["params", "T/S", "epochs", "time"]
     for column in columns:
         table.add_column(column, justify="right", no_wrap=True)
-    for entry in entries:
-        ratio = teacher["params"] / entry["params"] if teacher and entry["role"] == "student" else None
-        representation = entry.get("representation")
-        label = entry["name"] if len(entry["name"]) <= 22 else entry["method"].upper()  # e.g. PKT, PKT+KD
-        row = [label, f"{entry['test']['accuracy']:.4f}", f"{entry['test']['crossentropy']:.4f}"]
+    for row in rows:
+        label = row["name"] if len(row["name"]) <= 16 else row["method"].upper()  # e.g. KD, PKT, PKT+KD
+        cells = [label, _value(row, "accuracy"), _value(row, "crossentropy")]
         if with_features:
-            row += [f"{representation['knn_accuracy_cosine']:.4f}", f"{representation['map']:.4f}"] if representation else ["", ""]
-        row += [
-            f"{entry['params']:,}",
+            cells += [_value(row, "knn_accuracy"), _value(row, "map")]
+        ratio = row.get("teacher_over_student")
+        cells += [
+            f"{row['params']:,}",
             f"{ratio:.1f}" if ratio else "",
-            str(entry.get("epochs_run", "")),
-            f"{entry['train_seconds']:.0f} s" if "train_seconds" in entry else "",
+            f"{row['epochs']:.0f}" if "epochs" in row else "",
+            f"{row['seconds']:.0f} s" if "seconds" in row else "",
         ]
-        table.add_row(*row)
-        untrained = entry.get("untrained_representation")
-        if untrained:
-            table.add_row("  untrained", "", "", f"{untrained['knn_accuracy_cosine']:.4f}",
-                          f"{untrained['map']:.4f}", "", "", "", "")
+        table.add_row(*cells)
+        if "untrained_knn_accuracy" in row:
+            table.add_row("  untrained", "", "", _value(row, "untrained_knn_accuracy"), _value(row, "untrained_map"),
+                          "", "", "", "")
     return table

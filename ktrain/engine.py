@@ -11,6 +11,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 import keras
 import numpy as np
@@ -76,7 +77,10 @@ class Trainer:
         teacher: LogitsView | None = None,
         listener: Listener | None = None,
         title: str | None = None,
+        epoch_metrics: Callable[[], dict[str, float]] | None = None,
     ):
+        """``epoch_metrics``, if given, is called after each validation pass and its values join the
+        epoch's logs (``compare`` uses it for the kNN accuracy of PKT students on validation)."""
         if method.uses_teacher and teacher is None:
             raise KtrainError(f"method '{method.name}' needs a teacher model")
         if teacher is not None:
@@ -88,6 +92,7 @@ class Trainer:
         self.strategy = strategy
         self.listener = listener or Listener()
         self.title = title or method.display_name
+        self.epoch_metrics = epoch_metrics
         self.jit = jit_enabled(config.jit, strategy)
         with strategy.scope():
             self.optimizer, self.base_lr = build_optimizer(config.optimizer)
@@ -129,6 +134,8 @@ class Trainer:
             train_seconds = time.perf_counter() - epoch_started
             logs = {"epoch": epoch, **train}
             logs.update({f"val_{key}": value for key, value in self.evaluate(data.x_val, data.y_val).items()})
+            if self.epoch_metrics is not None:
+                logs.update(self.epoch_metrics())
             logs["lr"] = float(self.optimizer.learning_rate.numpy())
             logs["epoch_seconds"] = time.perf_counter() - epoch_started
             logs["images_per_second"] = steps_per_epoch * config.batch_size / train_seconds

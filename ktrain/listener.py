@@ -11,3 +11,26 @@ class Listener:
     def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> None: ...
 
     def on_train_end(self) -> None: ...
+
+
+class Listeners(Listener):
+    """Forwards every hook to several listeners (the Rich display and TensorBoard, say)."""
+
+    def __init__(self, *listeners: Listener | None):
+        self.listeners = [listener for listener in listeners if listener is not None]
+
+    def on_train_begin(self, title, epochs, steps_per_epoch):
+        for listener in self.listeners:
+            listener.on_train_begin(title, epochs, steps_per_epoch)
+
+    def on_steps(self, epoch, steps_done, logs):
+        for listener in self.listeners:
+            listener.on_steps(epoch, steps_done, logs)
+
+    def on_epoch_end(self, epoch, logs):
+        for listener in self.listeners:
+            listener.on_epoch_end(epoch, logs)
+
+    def on_train_end(self):
+        for listener in self.listeners:
+            listener.on_train_end()

@@ -2,8 +2,8 @@
 
 ``KT_Methods_Comparison_{accuracy,crossentropy}_vs_epoch.png`` keep the seed's names: one line per
 method (mean over seeds), the baseline student, and the teacher's validation value as a flat line.
-PKT does not train its class head, so its accuracy line is the kNN accuracy of its features on the
-validation split, measured each epoch; it has no cross-entropy line (the legend says so).
+A method that does not train the class head (PKT) is drawn by the kNN accuracy of its features on
+the validation split, measured each epoch; it has no cross-entropy line (the legend says so).
 """
 
 from __future__ import annotations
@@ -66,14 +66,16 @@ def comparison_plots(results: dict, folder: Path, prefix: str = "") -> list[Path
         for index, (name, entries) in enumerate(students.items()):
             histories = [entry["history"] for entry in entries]
             label = name
-            curve = None if entries[0].get("uses_features") and entries[0].get("method") == "pkt" else _mean_curve(
-                histories, f"val_{metric}")
-            if curve is None and metric == "accuracy":
+            if entries[0].get("trains_head", True):
+                curve = _mean_curve(histories, f"val_{metric}")
+            elif metric == "accuracy":
                 curve = _mean_curve(histories, "val_knn_accuracy")
                 label = f"{name} (kNN accuracy of its features)"
+            else:
+                curve = None
             if curve is None:
                 axes.plot([], [], linestyle=LINESTYLES[index % len(LINESTYLES)],
-                          label=f"{name}: no {metric} (PKT does not train the class head)")
+                          label=f"{name}: not shown (its class head is not trained)")
                 continue
             epochs = np.arange(1, len(curve) + 1)
             longest = max(longest, len(curve))

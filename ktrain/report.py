@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import pickle
 import platform
+import statistics
 import sys
 import tempfile
 from datetime import datetime, timezone
@@ -65,6 +67,101 @@ def write_json_atomic(path: Path, payload: dict) -> Path:
         if os.path.exists(temporary):
             os.unlink(temporary)
     return path
+
+
+def write_pickle_atomic(path: Path, payload) -> Path:
+    """Pickle ``payload`` (plain Python types) through a temporary file, then rename."""
+    path = Path(path)
+    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(descriptor, "wb") as handle:
+            pickle.dump(payload, handle, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+    return path
+
+
+def seed_pickle(results: dict) -> list[dict]:
+    """The seed's ``results.pkl`` structure: ``[{method, history, evaluation}, ...]``, teacher last.
+
+    ``evaluation`` is ``[loss, accuracy, crossentropy]`` on the test split, where ``loss`` is the
+    model's own objective (the method's loss; cross-entropy for the teacher and the baseline), not
+    the seed's MSE.
+    """
+    records = []
+    students = [entry for entry in results["results"] if entry["role"] == "student"]
+    several_seeds = len({entry.get("seed") for entry in students}) > 1
+    for entry in students + [entry for entry in results["results"] if entry["role"] == "teacher"]:
+        name = entry["name"] + (f" (seed {entry['seed']})" if several_seeds and entry["role"] == "student" else "")
+        test = entry["test"]
+        records.append({
+            "method": name,
+            "history": {key: [float(v) for v in values] for key, values in entry["history"].items()}
+            if entry.get("history") else None,
+            "evaluation": [float(test.get("loss", test["crossentropy"])), float(test["accuracy"]),
+                           float(test["crossentropy"])],
+        })
+    return records
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def summarize(results: dict) -> list[dict]:
+    """One row per model name, in run order: mean and standard deviation over seeds of each metric."""
+    groups: dict[str, list[dict]] = {}
+    for entry in results["results"]:
+        groups.setdefault(entry["name"], []).append(entry)
+    teacher = next((entry for entry in results["results"] if entry["role"] == "teacher"), None)
+    rows = []
+    for name, entries in groups.items():
+        row = {"name": name, "role": entries[0]["role"], "method": entries[0].get("method"), "runs": len(entries),
+               "params": entries[0]["params"]}
+        metrics = {
+            "accuracy": [e["test"]["accuracy"] for e in entries],
+            "crossentropy": [e["test"]["crossentropy"] for e in entries],
+            "objective": [e["test"].get("loss", e["test"]["crossentropy"]) for e in entries],
+            "knn_accuracy": [e["representation"]["knn_accuracy_cosine"] for e in entries if e.get("representation")],
+            "map": [e["representation"]["map"] for e in entries if e.get("representation")],
+            "untrained_knn_accuracy": [e["untrained_representation"]["knn_accuracy_cosine"] for e in entries
+                                       if e.get("untrained_representation")],
+            "untrained_map": [e["untrained_representation"]["map"] for e in entries if e.get("untrained_representation")],
+            "epochs": [e["epochs_run"] for e in entries if "epochs_run" in e],
+            "seconds": [e["train_seconds"] for e in entries if "train_seconds" in e],
+        }
+        for key, values in metrics.items():
+            if values:
+                row[key], row[f"{key}_std"] = _mean_std(values)
+        if teacher is not None and row["role"] == "student":
+            row["teacher_over_student"] = teacher["params"] / row["params"]
+        rows.append(row)
+    return rows
+
+
+def final_results_block(results: dict) -> str:
+    """The seed's "Final results" log block (4 significant digits), means over seeds, teacher last."""
+    rows = summarize(results)
+    teacher = next((row for row in rows if row["role"] == "teacher"), None)
+    student = next((row for row in rows if row["role"] == "student"), None)
+    lines = ["Final results: "]
+    if teacher and student:
+        ratio = teacher["params"] / student["params"]
+        lines += ["Parameters:", f"    Teacher params: {teacher['params']}", f"    Student params: {student['params']}",
+                  f"    Ratio: T/S={ratio:.4} S/T={1 / ratio:.4}"]
+    for row in [r for r in rows if r["role"] != "teacher"] + ([teacher] if teacher else []):
+        lines.append(f"{row['name']}: ")
+        lines.append(f"    loss: {row['objective']:.4}")
+        lines.append(f"    categorical_accuracy: {row['accuracy']:.4}")
+        lines.append(f"    categorical_crossentropy: {row['crossentropy']:.4}")
+        if "knn_accuracy" in row:
+            lines.append(f"    knn_accuracy: {row['knn_accuracy']:.4}")
+            lines.append(f"    map: {row['map']:.4}")
+        if row["runs"] > 1:
+            lines.append(f"    (mean of {row['runs']} seeds; accuracy std {row['accuracy_std']:.4})")
+    return "\n".join(lines) + "\n"
 
 
 def environment() -> dict:

@@ -20,7 +20,7 @@ from ktrain.engine import FitResult, Trainer, evaluate_classifier, seed_everythi
 from ktrain.errors import KtrainError, first_line
 from ktrain.evaluate import representation_report
 from ktrain.listener import Listener
-from ktrain.methods import Method, get_method
+from ktrain.methods import Method, build_method
 from ktrain.report import OutFolder, attach_log_file, detach_log_file, environment, write_json_atomic
 from ktrain.strategy import build_strategy, describe, jit_enabled
 from ktrain.taps import LogitsView
@@ -30,7 +30,7 @@ log = logging.getLogger("ktrain")
 
 @dataclass(frozen=True)
 class Job:
-    """One ``ktrain train`` or ``ktrain distill`` invocation."""
+    """One ``ktrain train``, ``distill``, ``pkt`` or ``compare`` invocation."""
 
     command: str
     student: str
@@ -49,6 +49,13 @@ class Job:
     student_layer: str | None = None
     teacher_layer: str | None = None
     neighbors: int = 5
+    # compare only
+    methods: tuple[str, ...] = ("kd", "pkt", "pkt+kd")
+    baseline: bool = True
+    seeds: int = 1
+    save_students: str = "best"
+    omit_results: bool = False
+    tensorboard: bool = False
 
 
 def run_job(job: Job, listener: Listener | None = None) -> dict:
@@ -56,7 +63,7 @@ def run_job(job: Job, listener: Listener | None = None) -> dict:
     config = job.config.validate()
     if job.neighbors <= 0:
         raise KtrainError(f"neighbors (-k) is {job.neighbors}: give a value greater than 0")
-    method = get_method(job.method)(**job.method_options)
+    method = build_method(job.method, job.method_options)
     if method.uses_teacher and job.teacher is None:
         raise KtrainError(f"method '{method.name}' needs a TEACHER model")
     out = OutFolder(job.out_folder, job.prefix)
@@ -110,49 +117,6 @@ def _run(job: Job, config: TrainConfig, method: Method, out: OutFolder, listener
     write_json_atomic(out.file("results.json"), results)
     log.info("Finished!")
     return results
-
-
-def run_demo(out_folder: str = "out/demo", epochs: int = 60, seed: int = 0, listener: Listener | None = None,
-             prefix: str = "") -> dict:
-    """On ``digits``: train a zoo teacher, distill a zoo student with KD, train the same student from scratch."""
-    started = time.perf_counter()
-    config = TrainConfig(epochs=epochs, seed=seed, strategy="one").validate()
-    out = OutFolder(out_folder, prefix)
-    handler = attach_log_file(out)
-    try:
-        strategy = build_strategy(config.strategy)
-        seed_everything(seed, deterministic=not jit_enabled(config.jit, strategy))
-        data = load_dataset("digits", seed=seed)
-        with strategy.scope():
-            teacher_model = models.load_model("zoo:digits_teacher", role="teacher", input_shape=data.image_shape,
-                                              num_classes=data.num_classes)
-            kd_student = models.load_model("zoo:digits_student", role="student", input_shape=data.image_shape,
-                                           num_classes=data.num_classes)
-            # The baseline starts from exactly the KD student's initial weights.
-            scratch_student = keras.models.clone_model(kd_student)
-            scratch_student.set_weights(kd_student.get_weights())
-        teacher = LogitsView(teacher_model, name="teacher")
-        entries = []
-        for title, role, file_name, view, method, partner in (
-            ("Teacher", "teacher", "teacher.keras", teacher, get_method("supervised")(), None),
-            ("Knowledge Distillation", "student", "student.keras", LogitsView(kd_student), get_method("kd")(), teacher),
-            ("Scratch student", "student", "scratch_student.keras", LogitsView(scratch_student),
-             get_method("supervised")(), None),
-        ):
-            log.info("Performing %s...", title)
-            trainer = Trainer(student=view, teacher=partner, method=method, config=config, strategy=strategy,
-                              listener=listener, title=title)
-            fit = trainer.fit(data)
-            entry = _student_entry(method, view, trainer, fit, data, view.model.name)
-            entry.update(name=title, role=role)
-            entry["saved_to"] = str(models.save_model_atomic(view.model, out.file(file_name)))
-            entries.append(entry)
-        results = _results("demo", config, data, strategy, entries, started)
-        write_json_atomic(out.file("results.json"), results)
-        log.info("Finished!")
-        return results
-    finally:
-        detach_log_file(handler)
 
 
 # -- helpers -----------------------------------------------------------------------------------
@@ -215,6 +179,7 @@ def _student_entry(method: Method, view: LogitsView, trainer: Trainer, fit: FitR
         "role": "student",
         "method": method.name,
         "method_options": method.options(),
+        "trains_head": method.trains_head,
         "source": spec,
         "logits_from": view.source,
         "params": view.params,
@@ -229,7 +194,7 @@ def _student_entry(method: Method, view: LogitsView, trainer: Trainer, fit: FitR
 
 
 def _results(command: str, config: TrainConfig, data: DataSplits, strategy, entries: list[dict], started: float,
-             job: Job | None = None, method: Method | None = None) -> dict:
+             job: Job | None = None, method: Method | None = None, methods: list[Method] | None = None) -> dict:
     teacher = next((entry for entry in entries if entry["role"] == "teacher"), None)
     student = next((entry for entry in entries if entry["role"] == "student"), None)
     ratio = None
@@ -246,6 +211,7 @@ def _results(command: str, config: TrainConfig, data: DataSplits, strategy, entr
         "job": job_settings,
         "config": config.to_dict(),
         "method": {"name": method.name, "options": method.options()} if method else None,
+        "methods": [{"name": m.name, "options": m.options()} for m in methods] if methods else None,
         "dataset": {"name": data.name, "sizes": data.sizes(), "num_classes": data.num_classes,
                     "image_shape": list(data.image_shape), "fingerprint": data.fingerprint()},
         "strategy": describe(strategy),
@@ -256,3 +222,21 @@ def _results(command: str, config: TrainConfig, data: DataSplits, strategy, entr
         "wall_seconds": time.perf_counter() - started,
     }
 
+
+
+def evaluate_model(spec: str, dataset: str, *, neighbors: int = 0, layer: str | None = None,
+                   data_dir: str | None = None, batch_size: int = 128) -> dict:
+    """``ktrain evaluate``: test accuracy and cross-entropy, and kNN accuracy of the features with ``neighbors``."""
+    data = load_dataset(dataset, data_dir=data_dir)
+    model = models.load_model(spec, role="model", input_shape=data.image_shape, num_classes=data.num_classes)
+    models.check_input_shape(model, role="model", spec=spec, image_shape=data.image_shape, dataset=data.name)
+    view = LogitsView(model, data.x_val, name=f"model '{spec}'", features=neighbors > 0, feature_layer=layer)
+    if view.num_classes != data.num_classes:
+        raise KtrainError(f"model '{spec}' outputs {view.num_classes} classes but dataset '{data.name}' has "
+                          f"{data.num_classes}: give a model with {data.num_classes} outputs")
+    scores = {"test images": len(data.y_test), "params": view.params,
+              **{f"test {k}": v for k, v in evaluate_classifier(view, data.x_test, data.y_test, batch_size).items()}}
+    if neighbors:
+        report = representation_report(view, data, neighbors, batch_size)
+        scores.update({f"test kNN accuracy (k={neighbors})": report["knn_accuracy_cosine"], "test mAP": report["map"]})
+    return scores

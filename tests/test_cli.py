@@ -25,16 +25,20 @@ def saved_model(path, input_shape=(8, 8, 1), classes=10, softmax=False):
     return str(path)
 
 
-def test_demo_prints_teacher_scratch_and_kd_student(tmp_path):
+def test_demo_runs_the_seed_job_on_digits(tmp_path):
     out = tmp_path / "demo"
     result = invoke("demo", "-e", 2, "-v", 0, "-out", out)
     assert result.exit_code == 0, result.output
-    for name in ("Teacher", "Knowledge Distillation", "Scratch student", "T/S"):
+    for name in ("Teacher", "KD", "PKT", "PKT+KD", "Scratch student", "kNN", "T/S"):
         assert name in result.output
-    for name in ("teacher.keras", "student.keras", "scratch_student.keras", "results.json", "output.log"):
+    for name in ("teacher.keras", "best_model.keras", "results.json", "results.pkl", "output.log",
+                 "KT_Methods_Comparison_accuracy_vs_epoch.png"):
         assert (out / name).is_file(), name
     results = json.loads((out / "results.json").read_text())
-    assert [entry["name"] for entry in results["results"]] == ["Teacher", "Knowledge Distillation", "Scratch student"]
+    assert [entry["name"] for entry in results["results"]] == [
+        "Knowledge Distillation", "Probabilistic Knowledge Transfer", "PKT plus Distillation", "Scratch student",
+        "Teacher"]
+    assert len(results["results"][-1]["history"]["loss"]) == 2  # the teacher was trained here
     assert "Performing Knowledge Distillation..." in (out / "output.log").read_text()
 
 

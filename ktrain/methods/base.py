@@ -12,6 +12,7 @@ optimizer, the strategy or the replica count. A loss is either
 from __future__ import annotations
 
 import abc
+import inspect
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -48,6 +49,9 @@ class Method(abc.ABC):
     # Whether the step must tap feature layers, and gather them across replicas (relational losses).
     uses_features: ClassVar[bool] = False
     gathers_features: ClassVar[bool] = False
+    # False when the method leaves the class head untrained (PKT): its top-1 then means little, so
+    # plots use feature kNN accuracy instead and "best student" selection skips it.
+    trains_head: ClassVar[bool] = True
     # The validation quantity that drives LR-on-plateau, early stopping and best-weights selection;
     # its mode (min or max) is derived from the name by ktrain.control.mode_for.
     monitor: ClassVar[str] = "val_accuracy"
@@ -78,3 +82,13 @@ def get_method(name: str) -> type[Method]:
         names = sorted({cls.name for cls in REGISTRY.values()})
         raise KtrainError(f"unknown method '{name}': use one of {', '.join(names)}")
     return REGISTRY[key]
+
+
+def build_method(name: str, options: dict) -> Method:
+    """Instantiate method ``name`` with those of ``options`` its constructor takes.
+
+    ``compare`` passes one set of options (-t, -kdl, -pktl, -kdw, -pktw) to every method.
+    """
+    cls = get_method(name)
+    accepted = inspect.signature(cls.__init__).parameters
+    return cls(**{key: value for key, value in options.items() if key in accepted})

@@ -60,6 +60,7 @@ class ProbabilisticKnowledgeTransfer(Method):
     display_name = "Probabilistic Knowledge Transfer"
     uses_features = True
     gathers_features = True
+    trains_head = False
     # PKT "rotates" the space so the class head is not what it trains: monitor its own loss.
     monitor = "val_loss"
     # The loss lives on a 1e-3 scale, where the seed's absolute deltas would read every epoch as a plateau.

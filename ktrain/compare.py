@@ -1,0 +1,202 @@
+"""``ktrain compare`` (the seed's main job, done right) and ``ktrain demo`` (the same on digits).
+
+Every method, and the from-scratch baseline, starts from the same initial student weights (per
+seed); the teacher is evaluated beside them; the best student is chosen on the validation split;
+outputs are written through temporary files.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import replace
+
+import keras
+
+from ktrain import models
+from ktrain.config import TrainConfig
+from ktrain.data import DataSplits, load_dataset
+from ktrain.engine import Trainer, evaluate_classifier, seed_everything
+from ktrain.errors import KtrainError
+from ktrain.evaluate import extract_features, knn_accuracy, representation_report
+from ktrain.listener import Listener, Listeners
+from ktrain.methods import Method, build_method, get_method
+from ktrain.plots import comparison_plots
+from ktrain.report import (
+    OutFolder,
+    attach_log_file,
+    detach_log_file,
+    final_results_block,
+    seed_pickle,
+    write_json_atomic,
+    write_pickle_atomic,
+)
+from ktrain.run import Job, _check_classes, _load_student, _results, _student_entry, _teacher_entry
+from ktrain.strategy import build_strategy, jit_enabled
+from ktrain.taps import LogitsView
+
+log = logging.getLogger("ktrain")
+
+SAVE_MODES = ("all", "best", "none")
+BASELINE_NAME = "Scratch student"
+DEMO_PKT_WEIGHT = 3000.0
+
+
+def run_compare(job: Job, listener: Listener | None = None, teacher_epochs: int | None = None) -> dict:
+    """Run every method of ``job.methods`` (and the baseline) on one teacher/student pair.
+
+    With ``teacher_epochs`` the teacher is first trained from its (zoo) initial weights, as the demo does.
+    """
+    config = job.config.validate()
+    if job.seeds < 1:
+        raise KtrainError(f"--seeds is {job.seeds}: give 1 or more")
+    if job.neighbors <= 0:
+        raise KtrainError(f"neighbors (-k) is {job.neighbors}: give a value greater than 0")
+    if job.save_students not in SAVE_MODES:
+        raise KtrainError(f"save mode (-s) is '{job.save_students}': use all, best or none")
+    if not job.methods:
+        raise KtrainError("no method given: use -m kd, -m pkt and/or -m pkt+kd")
+    methods = [build_method(name, job.method_options) for name in job.methods]
+    names = [method.name for method in methods]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise KtrainError(f"method '{repeated[0]}' was given twice (seed names are aliases): give each method once")
+    if not all(method.uses_teacher for method in methods):
+        raise KtrainError("compare runs transfer methods: use --baseline for the from-scratch student")
+    out = OutFolder(job.out_folder, job.prefix)
+    handler = None if job.omit_results else attach_log_file(out, job.debug)
+    try:
+        return _compare(job, config, methods, out, listener, teacher_epochs)
+    finally:
+        if handler is not None:
+            detach_log_file(handler)
+
+
+def run_demo(out_folder: str = "out/demo", epochs: int = 60, seed: int = 0, listener: Listener | None = None,
+             seeds: int = 1) -> dict:
+    """The seed's job on the built-in digits: train a zoo teacher, then compare KD, PKT, PKT+KD and a
+    from-scratch student, with the table, results files and plots.
+
+    PKT plus KD uses ``-pktw 3000``: with the seed's weight 1 the PKT part (about 1e-3 on the
+    reference scale) is negligible and PKT plus KD would repeat KD (RepDistiller uses 30000).
+    """
+    job = Job(command="demo", teacher="zoo:digits_teacher", student="zoo:digits_student", dataset="digits",
+              config=TrainConfig(epochs=epochs, seed=seed, strategy="one"), out_folder=out_folder, seeds=seeds,
+              method_options={"pkt_weight": DEMO_PKT_WEIGHT})
+    return run_compare(job, listener, teacher_epochs=epochs)
+
+
+def _compare(job: Job, config: TrainConfig, methods: list[Method], out: OutFolder, listener: Listener | None,
+             teacher_epochs: int | None) -> dict:
+    started = time.perf_counter()
+    strategy = build_strategy(config.strategy)
+    deterministic = not jit_enabled(config.jit, strategy)
+    seed_everything(config.seed, deterministic)
+    log.info("Loading dataset %s...", job.dataset)
+    data = load_dataset(job.dataset, data_dir=job.data_dir, val_split=job.val_split, seed=config.seed)
+    uses_features = any(method.uses_features for method in methods)
+    with strategy.scope():
+        teacher_model = models.load_model(job.teacher, role="teacher", input_shape=data.image_shape,
+                                          num_classes=data.num_classes)
+    models.check_input_shape(teacher_model, role="teacher", spec=job.teacher, image_shape=data.image_shape,
+                             dataset=data.name)
+    teacher_fit = None
+    if teacher_epochs:
+        log.info("Training the teacher...")
+        trainer = Trainer(student=LogitsView(teacher_model, name="teacher"), method=get_method("supervised")(),
+                          config=replace(config, epochs=teacher_epochs), strategy=strategy, listener=listener,
+                          title="Teacher")
+        teacher_fit = trainer.fit(data)
+        if not job.omit_results:
+            models.save_model_atomic(teacher_model, out.file("teacher.keras"))
+    teacher = LogitsView(teacher_model, data.x_val, name=f"teacher '{job.teacher}'", features=uses_features,
+                         feature_layer=job.teacher_layer)
+    teacher_model.trainable = False
+    teacher_entry = _teacher_entry(teacher, data, config, job.teacher)
+    validation = evaluate_classifier(teacher, data.x_val, data.y_val, config.eval_batch_size)
+    teacher_entry["validation"] = {f"val_{key}": value for key, value in validation.items()}
+    log.info("Teacher validation accuracy %.4f (logits: %s)", validation["accuracy"], teacher.source)
+    if teacher_fit is not None:
+        teacher_entry.update(history=teacher_fit.columns(), epochs_run=len(teacher_fit.history),
+                             best_epoch=teacher_fit.best_epoch, train_seconds=teacher_fit.seconds)
+    if uses_features:
+        teacher_entry["feature_layer"] = teacher.feature_source
+        teacher_entry["representation"] = representation_report(teacher, data, job.neighbors, config.eval_batch_size)
+
+    runs = list(methods) + ([get_method("supervised")()] if job.baseline else [])
+    entries, best = [], None
+    log.info("Starting KT method(s)...")
+    for seed in range(config.seed, config.seed + job.seeds):
+        seed_everything(seed, deterministic)
+        with strategy.scope():
+            initial_student = _load_student(job, data)
+        if seed == config.seed:
+            _check_classes(LogitsView(initial_student), teacher, job, data)
+        initial_weights = initial_student.get_weights()
+        untrained = None
+        for method in runs:
+            name = BASELINE_NAME if not method.uses_teacher else method.display_name
+            with strategy.scope():
+                # Same architecture, same initial weights for every method of this seed.
+                model = keras.models.clone_model(initial_student)
+                model.set_weights(initial_weights)
+            view = LogitsView(model, data.x_val, name=f"student '{job.student}'", features=method.uses_features,
+                              feature_layer=job.student_layer)
+            if method.uses_features and untrained is None:
+                untrained = representation_report(view, data, job.neighbors, config.eval_batch_size)
+            tensorboard = None
+            if job.tensorboard:
+                from ktrain.tensorboard import TensorBoardListener
+
+                tensorboard = TensorBoardListener(out.path / f"{out.prefix}tensorboard")
+            title = name if job.seeds == 1 else f"{name} · seed {seed}"
+            log.info("Performing %s...", title)
+            trainer = Trainer(
+                student=view, teacher=teacher if method.uses_teacher else None, method=method,
+                config=replace(config, seed=seed), strategy=strategy, listener=Listeners(listener, tensorboard),
+                title=title, epoch_metrics=_validation_knn(view, data, job, config) if method.uses_features else None,
+            )
+            fit = trainer.fit(data)
+            entry = _student_entry(method, view, trainer, fit, data, job.student)
+            entry.update(name=name, seed=seed, uses_features=method.uses_features)
+            if method.uses_features:
+                entry["feature_layer"] = view.feature_source
+                entry["representation"] = representation_report(view, data, job.neighbors, config.eval_batch_size)
+                entry["untrained_representation"] = untrained
+            entry["best_val_accuracy"] = max(fit.columns().get("val_accuracy", [0.0]))
+            if job.save_students == "all":
+                suffix = f"_seed{seed}" if job.seeds > 1 else ""
+                entry["saved_to"] = str(models.save_model_atomic(model, out.file(f"{name}{suffix}_model.keras")))
+                log.info("Student network has been saved as %s.", entry["saved_to"])
+            elif job.save_students == "best" and method.trains_head and (
+                best is None or entry["best_val_accuracy"] > best[0]["best_val_accuracy"]
+            ):
+                best = (entry, model)  # only the best student stays in memory
+            entries.append(entry)
+    if best is not None:
+        entry, model = best
+        entry["saved_to"] = str(models.save_model_atomic(model, out.file("best_model.keras")))
+        log.info("The best student network (on validation) has been saved as %s.", entry["saved_to"])
+    results = _results(job.command, config, data, strategy, entries + [teacher_entry], started, job=job,
+                       methods=methods)
+    results["best_student"] = best[0]["name"] if best else None
+    log.info("Evaluating results...")
+    log.info(final_results_block(results))
+    if not job.omit_results:
+        log.info("Saving results...")
+        write_json_atomic(out.file("results.json"), results)
+        write_pickle_atomic(out.file("results.pkl"), seed_pickle(results))
+        comparison_plots(results, out.path, out.prefix)
+    log.info("Finished!")
+    return results
+
+
+def _validation_knn(view: LogitsView, data: DataSplits, job: Job, config: TrainConfig):
+    """kNN accuracy of the student's features on the validation split (training split as database)."""
+
+    def measure() -> dict[str, float]:
+        database = extract_features(view, data.x_train, config.eval_batch_size)
+        queries = extract_features(view, data.x_val, config.eval_batch_size)
+        return {"val_knn_accuracy": knn_accuracy(database, data.y_train, queries, data.y_val, job.neighbors)}
+
+    return measure

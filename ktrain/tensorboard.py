@@ -1,0 +1,41 @@
+"""``--tensorboard``: each training run's per-epoch values as TensorBoard scalars.
+
+Written with TensorFlow's core ``tf.summary.write`` and the scalars plugin's metadata, so ktrain
+needs no ``tensorboard`` package to write them (only to view them: ``pip install tensorboard``).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import tensorflow as tf
+from tensorflow.core.framework import summary_pb2
+
+from ktrain.listener import Listener
+
+SCALAR = summary_pb2.SummaryMetadata(plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"))
+
+
+class TensorBoardListener(Listener):
+    """Writes every number of each epoch's logs under ``folder/<run title>/``."""
+
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+        self.writer = None
+
+    def on_train_begin(self, title, epochs, steps_per_epoch):
+        run = re.sub(r"[^A-Za-z0-9._+-]+", "_", title).strip("_")
+        self.writer = tf.summary.create_file_writer(str(self.folder / run))
+
+    def on_epoch_end(self, epoch, logs):
+        with self.writer.as_default():
+            for name, value in logs.items():
+                if name != "epoch" and isinstance(value, (int, float)):
+                    tf.summary.write(name, tf.constant(value, tf.float32), step=epoch, metadata=SCALAR)
+
+    def on_train_end(self):
+        if self.writer is not None:
+            self.writer.flush()
+            self.writer.close()
+            self.writer = None
