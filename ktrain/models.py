@@ -6,14 +6,13 @@ A MODEL argument is a ``.keras`` file, a legacy Keras 2 ``.h5`` file (the seed's
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import keras
 
 from ktrain import zoo
 from ktrain.errors import KtrainError, first_line
+from ktrain.report import atomic_write
 
 MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
 
@@ -53,16 +52,9 @@ def check_input_shape(model: keras.Model, *, role: str, spec: str, image_shape: 
 
 def save_model_atomic(model: keras.Model, path: Path) -> Path:
     """Write ``model`` to ``path`` through a temporary file in the same folder, then rename."""
-    path = Path(path)
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(descriptor)
-    try:
+    with atomic_write(path) as temporary:
         model.save(temporary)
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-    return path
+    return Path(path)
 
 
 def _shape(shape) -> str:

@@ -8,8 +8,6 @@ the validation split, measured each epoch; it has no cross-entropy line (the leg
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections import defaultdict
 from pathlib import Path
 
@@ -18,6 +16,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+
+from ktrain.report import atomic_write  # noqa: E402
 
 LINESTYLES = ("--", "-.", ":", (0, (5, 1)), (0, (3, 1, 1, 1)))
 COMPARISON = "KT_Methods_Comparison_{metric}_vs_epoch.png"
@@ -41,17 +41,12 @@ def _students(results: dict) -> dict[str, list[dict]]:
 
 def save_figure(figure, path: Path) -> Path:
     """Write a PNG through a temporary file, then rename; always close the figure."""
-    path = Path(path)
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
-    os.close(descriptor)
     try:
-        figure.savefig(temporary, dpi=100)
-        os.replace(temporary, path)
+        with atomic_write(path) as temporary:
+            figure.savefig(temporary, dpi=100)
     finally:
         plt.close(figure)
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-    return path
+    return Path(path)
 
 
 def comparison_plots(results: dict, folder: Path, prefix: str = "") -> list[Path]:

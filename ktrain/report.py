@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -54,33 +55,36 @@ def detach_log_file(handler: logging.Handler) -> None:
     handler.close()
 
 
-def write_json_atomic(path: Path, payload: dict) -> Path:
-    """Write JSON through a temporary file in the same folder, then rename: never a half-written file."""
+@contextlib.contextmanager
+def atomic_write(path: Path):
+    """Yield a temporary path beside ``path``; on success give it normal permissions and rename it to
+    ``path``, so a crash leaves the old file or the new one, never half of one."""
     path = Path(path)
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+    os.close(descriptor)
     try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            json.dump(payload, handle, indent=2, default=_plain)
-            handle.write("\n")
+        yield Path(temporary)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)  # mkstemp creates 0600
         os.replace(temporary, path)
     finally:
         if os.path.exists(temporary):
             os.unlink(temporary)
-    return path
+
+
+def write_json_atomic(path: Path, payload: dict) -> Path:
+    """Write JSON through a temporary file in the same folder, then rename."""
+    with atomic_write(path) as temporary:
+        temporary.write_text(json.dumps(payload, indent=2, default=_plain) + "\n", encoding="utf-8")
+    return Path(path)
 
 
 def write_pickle_atomic(path: Path, payload) -> Path:
     """Pickle ``payload`` (plain Python types) through a temporary file, then rename."""
-    path = Path(path)
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(descriptor, "wb") as handle:
-            pickle.dump(payload, handle, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-    return path
+    with atomic_write(path) as temporary:
+        temporary.write_bytes(pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL))
+    return Path(path)
 
 
 def seed_pickle(results: dict) -> list[dict]:

@@ -131,3 +131,18 @@ def test_evaluate_prints_accuracy_and_knn(comparison):
 def test_report_refuses_a_folder_without_results(tmp_path):
     result = invoke("report", tmp_path)
     assert result.exit_code == 2 and "no results.json" in result.stderr
+
+
+def test_report_does_not_need_tensorflow(comparison):
+    import subprocess
+    import sys
+
+    out, _ = comparison
+    code = (
+        "import sys; sys.argv = ['ktrain', 'report', sys.argv[1], '-res', 'run', '--no-plots']\n"
+        "from cli.main import main\n"
+        "try:\n    main()\nexcept SystemExit as exit:\n    assert exit.code == 0\n"
+        "print('TF-IMPORTED' if 'tensorflow' in sys.modules else 'TF-FREE')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code, str(out)], capture_output=True, text=True, timeout=120)
+    assert "TF-FREE" in result.stdout, result.stdout + result.stderr
