@@ -49,8 +49,9 @@ def measure(pair, method_key, batch_size, jit, warmup, steps, strategy_name):
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, size=(batch_size * 4, *shape), dtype=np.uint8)
     labels = rng.integers(0, classes, size=(batch_size * 4,), dtype=np.int32)
-    dataset = tf.data.Dataset.from_tensor_slices((images, labels)).repeat().batch(batch_size, drop_remainder=True)
-    dataset = dataset.map(lambda x, y: (tf.cast(x, tf.float32) / 255.0, y)).prefetch(tf.data.AUTOTUNE)
+    indices = np.arange(len(labels), dtype=np.int32)
+    dataset = tf.data.Dataset.from_tensor_slices((images, labels, indices)).repeat().batch(batch_size, drop_remainder=True)
+    dataset = dataset.map(lambda x, y, i: (tf.cast(x, tf.float32) / 255.0, y, i)).prefetch(tf.data.AUTOTUNE)
     iterator = iter(strategy.experimental_distribute_dataset(dataset))
     float(trainer.steps.train_loop(iterator, tf.constant(warmup))["loss"])  # trace, compile, warm caches
     started = time.perf_counter()

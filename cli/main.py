@@ -105,6 +105,9 @@ def _job(command: str, student: str, dataset: str, engine: dict, **extra):
         reinit=engine["reinit"],
         start_weights=engine["start_weights"],
         debug=engine["debug"],
+        targets=engine["targets"],
+        cache_dir=engine["cache_dir"],
+        augment=tuple(part.strip() for part in engine["augment"].split(",") if part.strip()),
         **extra,
     )
 
@@ -289,6 +292,30 @@ def evaluate(
                             batch_size=eval_batch_size)
     for key, value in scores.items():
         console.print(f"{key:>22}: {value:.4f}" if isinstance(value, float) else f"{key:>22}: {value}", highlight=False)
+
+
+@app.command()
+@user_errors
+def cache(
+    teacher: Annotated[str, typer.Argument(help="Trained teacher: a .keras/.h5 file or zoo:NAME.")],
+    dataset: Annotated[str, typer.Argument(help="digits, a TFDS name or an .npz file.")],
+    cache_dir: Annotated[str, typer.Option("--cache-dir", help="Folder for the cached soft targets.")] = "cache",
+    features: Annotated[bool, typer.Option("--features", help="Also cache the teacher's features (for pkt and pkt+kd).")] = False,
+    teacher_layer: Annotated[str | None, typer.Option("--teacher-layer", help="Feature layer (default: input of the classifier).")] = None,
+    val_split: Annotated[float, typer.Option("--val-split", help="As the training run will use.")] = 0.3,
+    seed: Annotated[int, typer.Option("-seed", "--seed", help="As the training run will use (it picks the validation split).")] = 0,
+    data_dir: Annotated[str | None, typer.Option("--data-dir", help="Local TFDS data directory.")] = None,
+    eval_batch_size: Annotated[int, typer.Option("-ebs", "--evaluation-batch-size", help="Teacher batch size.")] = 128,
+):
+    """Precompute TEACHER's soft targets on DATASET's train and validation splits into --cache-dir."""
+    _quiet_tensorflow_import()
+    from ktrain.run import build_cache
+
+    summary = build_cache(teacher, dataset, cache_dir=cache_dir, features=features or bool(teacher_layer),
+                          teacher_layer=teacher_layer, data_dir=data_dir, val_split=val_split, seed=seed,
+                          batch_size=eval_batch_size)
+    console.print(f"soft targets in {summary['path']} ({summary['megabytes']:.1f} MiB): "
+                  + ", ".join(f"{name} {shape}" for name, shape in summary["arrays"].items()), highlight=False)
 
 
 @app.command()

@@ -15,7 +15,7 @@ import keras
 
 from ktrain import models
 from ktrain.config import TrainConfig
-from ktrain.data import DataSplits, load_dataset
+from ktrain.data import DataSplits, check_augment, load_dataset
 from ktrain.engine import Trainer, evaluate_classifier, seed_everything
 from ktrain.errors import KtrainError
 from ktrain.evaluate import extract_features, knn_accuracy, representation_report
@@ -33,6 +33,7 @@ from ktrain.report import (
 )
 from ktrain.run import Job, _check_classes, _load_student, _results, _student_entry, _teacher_entry
 from ktrain.strategy import build_strategy, jit_enabled
+from ktrain.targets import prepare as prepare_targets
 from ktrain.taps import LogitsView
 
 log = logging.getLogger("ktrain")
@@ -54,6 +55,7 @@ def run_compare(job: Job, listener: Listener | None = None, teacher_epochs: int 
         raise KtrainError(f"neighbors (-k) is {job.neighbors}: give a value greater than 0")
     if job.save_students not in SAVE_MODES:
         raise KtrainError(f"save mode (-s) is '{job.save_students}': use all, best or none")
+    check_augment(job.augment)
     if not job.methods:
         raise KtrainError("no method given: use -m kd, -m pkt and/or -m pkt+kd")
     methods = [build_method(name, job.method_options) for name in job.methods]
@@ -123,6 +125,8 @@ def _compare(job: Job, config: TrainConfig, methods: list[Method], out: OutFolde
         teacher_entry["feature_layer"] = teacher.feature_source
         teacher_entry["representation"] = representation_report(teacher, data, job.neighbors, config.eval_batch_size)
 
+    # One set of cached targets serves every method and seed.
+    targets = prepare_targets(job.targets, job.augment, teacher, data, config.eval_batch_size, job.cache_dir)
     runs = list(methods) + ([get_method("supervised")()] if job.baseline else [])
     entries, best = [], None
     log.info("Starting KT method(s)...")
@@ -155,10 +159,12 @@ def _compare(job: Job, config: TrainConfig, methods: list[Method], out: OutFolde
                 student=view, teacher=teacher if method.uses_teacher else None, method=method,
                 config=replace(config, seed=seed), strategy=strategy, listener=Listeners(listener, tensorboard),
                 title=title, epoch_metrics=_validation_knn(view, data, job, config) if method.uses_features else None,
+                targets=targets if method.uses_teacher else None, augment=job.augment,
             )
             fit = trainer.fit(data)
             entry = _student_entry(method, view, trainer, fit, data, job.student)
-            entry.update(name=name, seed=seed, uses_features=method.uses_features)
+            entry.update(name=name, seed=seed, uses_features=method.uses_features,
+                         soft_targets=targets.source if targets is not None and method.uses_teacher else "online")
             if method.uses_features:
                 entry["feature_layer"] = view.feature_source
                 entry["representation"] = representation_report(view, data, job.neighbors, config.eval_batch_size)

@@ -27,6 +27,7 @@ from ktrain.methods.base import Method
 from ktrain.optim import build_optimizer
 from ktrain.step import Steps
 from ktrain.strategy import jit_enabled
+from ktrain.targets import SoftTargets
 from ktrain.taps import LogitsView
 
 log = logging.getLogger("ktrain")
@@ -78,9 +79,13 @@ class Trainer:
         listener: Listener | None = None,
         title: str | None = None,
         epoch_metrics: Callable[[], dict[str, float]] | None = None,
+        targets: SoftTargets | None = None,
+        augment: tuple[str, ...] = (),
     ):
         """``epoch_metrics``, if given, is called after each validation pass and its values join the
-        epoch's logs (``compare`` uses it for the kNN accuracy of PKT students on validation)."""
+        epoch's logs (``compare`` uses it for the kNN accuracy of PKT students on validation).
+        ``targets``, if given, are cached teacher outputs used for the train and validation splits
+        instead of running the teacher (which still scores the test split)."""
         if method.uses_teacher and teacher is None:
             raise KtrainError(f"method '{method.name}' needs a teacher model")
         if teacher is not None:
@@ -93,10 +98,20 @@ class Trainer:
         self.listener = listener or Listener()
         self.title = title or method.display_name
         self.epoch_metrics = epoch_metrics
+        self.augment = tuple(augment)
+        if targets is not None and self.augment:
+            raise KtrainError("cached teacher targets cannot be used with --augment: run the teacher online")
+        tables = None
         self.jit = jit_enabled(config.jit, strategy)
         with strategy.scope():
             self.optimizer, self.base_lr = build_optimizer(config.optimizer)
             self.optimizer.build(student.model.trainable_variables)
+            if targets is not None and self.teacher is not None:
+                tables = {
+                    split: {kind: tf.Variable(array, trainable=False, name=f"cached_{split}_{kind}")
+                            for kind, array in kinds.items()}
+                    for split, kinds in targets.arrays.items()
+                }
         self.steps = Steps(
             strategy=strategy,
             student=student,
@@ -106,6 +121,7 @@ class Trainer:
             optimizer_config=config.optimizer,
             global_batch_size=config.batch_size,
             jit=self.jit,
+            tables=tables,
         )
 
     # -- training ------------------------------------------------------------------------------
@@ -133,7 +149,8 @@ class Trainer:
             train = self._train_epoch(data, epoch, steps_per_epoch, chunk)
             train_seconds = time.perf_counter() - epoch_started
             logs = {"epoch": epoch, **train}
-            logs.update({f"val_{key}": value for key, value in self.evaluate(data.x_val, data.y_val).items()})
+            validation = self.evaluate(data.x_val, data.y_val, split="val")
+            logs.update({f"val_{key}": value for key, value in validation.items()})
             if self.epoch_metrics is not None:
                 logs.update(self.epoch_metrics())
             logs["lr"] = float(self.optimizer.learning_rate.numpy())
@@ -164,7 +181,8 @@ class Trainer:
         return result
 
     def _train_epoch(self, data: DataSplits, epoch: int, steps_per_epoch: int, chunk: int) -> dict[str, float]:
-        dataset = train_pipeline(data.x_train, data.y_train, self.config.batch_size, self.config.seed, epoch)
+        dataset = train_pipeline(data.x_train, data.y_train, self.config.batch_size, self.config.seed, epoch,
+                                 self.augment)
         iterator = iter(self.strategy.experimental_distribute_dataset(dataset))
         totals: dict[str, float] = {}
         done = 0
@@ -178,14 +196,17 @@ class Trainer:
         return _train_logs(totals, done)
 
     # -- evaluation ----------------------------------------------------------------------------
-    def evaluate(self, images: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-        """Mean of each loss part, total loss, accuracy and cross-entropy over the given samples."""
+    def evaluate(self, images: np.ndarray, labels: np.ndarray, split: str = "test") -> dict[str, float]:
+        """Mean of each loss part, total loss, accuracy and cross-entropy over the given samples.
+
+        ``split`` names where the samples come from: cached teacher targets exist for "train" and
+        "val" only; anything else runs the teacher online."""
         dataset = self.strategy.experimental_distribute_dataset(
             eval_pipeline(images, labels, self.config.eval_batch_size)
         )
         totals: dict[str, float] = {}
         for batch in dataset:
-            for name, value in self.steps.eval_step(batch).items():
+            for name, value in self.steps.eval_step(batch, split).items():
                 totals[name] = totals.get(name, 0.0) + float(value)
         count = totals.pop("count")
         correct = totals.pop("correct")
@@ -215,7 +236,7 @@ def evaluate_classifier(
 ) -> dict[str, float]:
     """Accuracy and cross-entropy of any logits view (the teacher, a saved student) on one device."""
     totals = {"correct": 0.0, "crossentropy_sum": 0.0, "count": 0.0}
-    for x, y in eval_pipeline(images, labels, batch_size):
+    for x, y, _ in eval_pipeline(images, labels, batch_size):
         for name, value in classification_counts(y, view.predict(x)[0]).items():
             totals[name] += float(value)
     return {"accuracy": totals["correct"] / totals["count"], "crossentropy": totals["crossentropy_sum"] / totals["count"]}

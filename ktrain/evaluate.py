@@ -17,7 +17,7 @@ METRICS = ("cosine", "euclidean")
 def extract_features(view: LogitsView, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
     """The view's tapped features for every image, in order (inference mode), as float32."""
     batches = eval_pipeline(images, np.zeros(len(images), np.int32), batch_size)
-    return np.concatenate([view.predict(x)[1].numpy() for x, _ in batches])
+    return np.concatenate([view.predict(x)[1].numpy() for x, _, _ in batches])
 
 
 def _similarity(queries: np.ndarray, database: np.ndarray, metric: str, database_sq: np.ndarray) -> np.ndarray:

@@ -15,7 +15,7 @@ import keras
 
 from ktrain import models
 from ktrain.config import TrainConfig
-from ktrain.data import DataSplits, load_dataset
+from ktrain.data import DataSplits, check_augment, load_dataset
 from ktrain.engine import FitResult, Trainer, evaluate_classifier, seed_everything
 from ktrain.errors import KtrainError, first_line
 from ktrain.evaluate import representation_report
@@ -23,6 +23,7 @@ from ktrain.listener import Listener
 from ktrain.methods import Method, build_method
 from ktrain.report import OutFolder, attach_log_file, detach_log_file, environment, write_json_atomic
 from ktrain.strategy import build_strategy, describe, jit_enabled
+from ktrain.targets import prepare as prepare_targets
 from ktrain.taps import LogitsView
 
 log = logging.getLogger("ktrain")
@@ -49,6 +50,9 @@ class Job:
     student_layer: str | None = None
     teacher_layer: str | None = None
     neighbors: int = 5
+    targets: str = "auto"
+    cache_dir: str | None = None
+    augment: tuple[str, ...] = ()
     # compare only
     methods: tuple[str, ...] = ("kd", "pkt", "pkt+kd")
     baseline: bool = True
@@ -63,6 +67,7 @@ def run_job(job: Job, listener: Listener | None = None) -> dict:
     config = job.config.validate()
     if job.neighbors <= 0:
         raise KtrainError(f"neighbors (-k) is {job.neighbors}: give a value greater than 0")
+    check_augment(job.augment)
     method = build_method(job.method, job.method_options)
     if method.uses_teacher and job.teacher is None:
         raise KtrainError(f"method '{method.name}' needs a TEACHER model")
@@ -95,12 +100,16 @@ def _run(job: Job, config: TrainConfig, method: Method, out: OutFolder, listener
     if method.uses_features:
         initial = representation_report(student, data, job.neighbors, config.eval_batch_size)
         log.info("Untrained student: kNN accuracy %.4f, mAP %.4f", initial["knn_accuracy_cosine"], initial["map"])
+    targets = None
+    if teacher is not None:
+        targets = prepare_targets(job.targets, job.augment, teacher, data, config.eval_batch_size, job.cache_dir)
     log.info("Performing %s...", method.display_name)
     trainer = Trainer(student=student, teacher=teacher, method=method, config=config, strategy=strategy,
-                      listener=listener)
+                      listener=listener, targets=targets, augment=job.augment)
     fit = trainer.fit(data)
     log.info("Evaluating results...")
     entry = _student_entry(method, student, trainer, fit, data, job.student)
+    entry["soft_targets"] = targets.source if targets is not None else "online"
     if method.uses_features:
         entry["feature_layer"] = student.feature_source
         entry["representation"] = representation_report(student, data, job.neighbors, config.eval_batch_size)
@@ -240,3 +249,24 @@ def evaluate_model(spec: str, dataset: str, *, neighbors: int = 0, layer: str | 
         report = representation_report(view, data, neighbors, batch_size)
         scores.update({f"test kNN accuracy (k={neighbors})": report["knn_accuracy_cosine"], "test mAP": report["map"]})
     return scores
+
+
+def build_cache(teacher_spec: str, dataset: str, *, cache_dir: str, features: bool = False,
+                teacher_layer: str | None = None, data_dir: str | None = None, val_split: float = 0.3,
+                seed: int = 0, batch_size: int = 128) -> dict:
+    """``ktrain cache``: compute (or verify) the on-disk soft targets a later run with the same
+    teacher, dataset, ``--val-split`` and ``--seed`` will read."""
+    from ktrain.targets import load_or_build
+
+    if batch_size <= 0:
+        raise KtrainError(f"evaluation batch size (-ebs) is {batch_size}: give a value greater than 0")
+    keras.utils.set_random_seed(seed)  # a zoo: teacher is built the same way every time
+    data = load_dataset(dataset, data_dir=data_dir, val_split=val_split, seed=seed)
+    model = models.load_model(teacher_spec, role="teacher", input_shape=data.image_shape, num_classes=data.num_classes)
+    models.check_input_shape(model, role="teacher", spec=teacher_spec, image_shape=data.image_shape, dataset=data.name)
+    teacher = LogitsView(model, data.x_val, name=f"teacher '{teacher_spec}'", features=features,
+                         feature_layer=teacher_layer)
+    targets = load_or_build(teacher, data, batch_size, cache_dir)
+    return {"path": targets.source, "megabytes": targets.nbytes() / 2**20,
+            "arrays": {f"{split}/{kind}": list(array.shape) for split, kinds in targets.arrays.items()
+                       for kind, array in kinds.items()}}

@@ -37,10 +37,13 @@ class Steps:
         global_batch_size: int,
         teacher: LogitsView | None = None,
         jit: bool = False,
+        tables: dict[str, dict[str, tf.Variable]] | None = None,
     ):
         self.strategy = strategy
         self.student = student
         self.teacher = teacher
+        # Cached teacher outputs per split ("train", "val"), looked up by sample index.
+        self.tables = tables or {}
         self.method = method
         self.optimizer = optimizer
         self.optimizer_config = optimizer_config
@@ -51,7 +54,11 @@ class Steps:
         self.eval_step = tf.function(self._eval_step, reduce_retracing=True)  # last batches vary in size
 
     # -- per replica -------------------------------------------------------------------------
-    def _teacher_outputs(self, images):
+    def _teacher_outputs(self, images, indices, split):
+        if split in self.tables:
+            table = self.tables[split]
+            features = tf.gather(table["features"], indices) if "features" in table else None
+            return tf.gather(table["logits"], indices), features
         if self.teacher is None:
             return None, None
         logits, features = self.teacher.tap(images, training=False)
@@ -70,8 +77,8 @@ class Steps:
             all_labels = context.all_gather(labels, axis=0)
         return Batch(labels, student_logits, teacher_logits, student_features, teacher_features, all_labels)
 
-    def _replica_gradients(self, images, labels):
-        teacher_logits, teacher_features = self._teacher_outputs(images)
+    def _replica_gradients(self, images, labels, indices):
+        teacher_logits, teacher_features = self._teacher_outputs(images, indices, "train")
         with tf.GradientTape() as tape:
             student_logits, student_features = self.student.tap(images, training=True)
             batch = self._batch(labels, student_logits, student_features, teacher_logits, teacher_features)
@@ -94,8 +101,8 @@ class Steps:
             for name, value in parts.items()
         }
 
-    def _replica_train_step(self, images, labels):
-        gradients, stats = self._gradients(images, labels)
+    def _replica_train_step(self, images, labels, indices):
+        gradients, stats = self._gradients(images, labels, indices)
         if self.optimizer_config.clip_norm is not None or self.optimizer_config.clip_value is not None:
             # Clip the *global* gradient: sum over replicas first, then clip, then hand each replica
             # an equal share so the optimizer's own all-reduce restores the clipped sum.
@@ -110,9 +117,9 @@ class Steps:
         self.optimizer.apply_gradients([(g, v) for g, v in zip(gradients, self.variables) if g is not None])
         return stats
 
-    def _replica_eval_step(self, images, labels):
+    def _replica_eval_step(self, images, labels, indices, split):
         student_logits, student_features = self.student.tap(images, training=False)
-        batch = self._batch(labels, student_logits, student_features, *self._teacher_outputs(images))
+        batch = self._batch(labels, student_logits, student_features, *self._teacher_outputs(images, indices, split))
         counts = classification_counts(labels, student_logits)
         replicas = self.strategy.num_replicas_in_sync
         # Sums over samples: a global scalar counts once per sample of the global batch.
@@ -135,5 +142,5 @@ class Steps:
             totals = {name: totals[name] + stats[name] for name in totals}
         return totals
 
-    def _eval_step(self, batch):
-        return self._reduce(self.strategy.run(self._replica_eval_step, args=batch))
+    def _eval_step(self, batch, split):
+        return self._reduce(self.strategy.run(self._replica_eval_step, args=(*batch, split)))

@@ -31,7 +31,7 @@ def test_pipelines_scale_inside_and_shuffle_by_seed_and_epoch(digits):
     np.testing.assert_allclose(batch[0].numpy(), digits.x_val[:32] / 255.0, rtol=1e-6)
 
     def labels(seed, epoch):
-        return np.concatenate([y.numpy() for _, y in train_pipeline(digits.x_train, digits.y_train, 64, seed, epoch)])
+        return np.concatenate([y.numpy() for _, y, _ in train_pipeline(digits.x_train, digits.y_train, 64, seed, epoch)])
 
     assert np.array_equal(labels(0, 1), labels(0, 1))
     assert not np.array_equal(labels(0, 1), labels(0, 2))
