@@ -1,10 +1,12 @@
-"""Training-step throughput (images/s) of ktrain's engine on synthetic data.
+"""Training-step throughput (images/s) of ktrain's engine, and of Keras 3's own Distiller, on synthetic data.
 
 nanoGPT ``bench.py`` shape: synthetic data, warm-up steps (which include tracing and XLA
 compilation), then timed steps ended by a host read of the step's statistics (a device sync).
-Prints one JSON line per configuration.
+Prints one JSON line per configuration, then each method's throughput as a ratio to KD online,
+to the student alone and to Keras ``Distiller.fit`` measured in the same run.
 
-    python benchmarks/step_throughput.py                      # seed CIFAR-10 teacher/student, jit on/off, bs 64/256
+    python benchmarks/step_throughput.py                      # seed CIFAR-10 teacher/student, jit off/on, bs 64/256
+    python benchmarks/step_throughput.py --jit off --methods kd_online kd_cached keras_distiller
     python benchmarks/step_throughput.py --pair digits --steps 50
 """
 
@@ -15,21 +17,86 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+import keras
 import numpy as np
 import tensorflow as tf
 
 from ktrain import zoo
 from ktrain.config import OptimizerConfig, TrainConfig
+from ktrain.data import DataSplits
 from ktrain.engine import Trainer, seed_everything
 from ktrain.methods import get_method
 from ktrain.strategy import build_strategy, describe
+from ktrain.targets import compute
 from ktrain.taps import LogitsView
 
 PAIRS = {
     "cifar10": ("cifar10_baseline_ensemble", "cifar10_student_strong", (32, 32, 3), 10),
     "digits": ("digits_teacher", "digits_student", (8, 8, 1), 10),
 }
-METHODS = {"student_alone": "supervised", "kd_online": "kd", "pkt": "pkt", "pkt_kd": "pkt+kd"}
+METHODS = {
+    "student_alone": "supervised",
+    "kd_online": "kd",
+    "kd_cached": "kd",
+    "pkt": "pkt",
+    "pkt_kd": "pkt+kd",
+    "keras_distiller": None,
+}
+TEMPERATURE, KD_LAMBDA = 2.0, 0.1
+
+
+def synthetic(shape, classes, count):
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(count, *shape), dtype=np.uint8)
+    labels = rng.integers(0, classes, size=(count,), dtype=np.int32)
+    return images, labels
+
+
+def ktrain_step(strategy, teacher, student, method_key, batch_size, jit, warmup, steps, images, labels):
+    method = get_method(METHODS[method_key])()
+    features = method.uses_features
+    teacher_view = LogitsView(teacher, features=features) if method.uses_teacher else None
+    targets = None
+    if method_key == "kd_cached":
+        data = DataSplits("synthetic", images, labels, images[:batch_size], labels[:batch_size], images[:1], labels[:1],
+                          int(labels.max()) + 1)
+        targets = compute(teacher_view, data, batch_size)
+    config = TrainConfig(batch_size=batch_size, jit="on" if jit else "off", optimizer=OptimizerConfig()).validate()
+    trainer = Trainer(student=LogitsView(student, features=features), teacher=teacher_view, method=method,
+                      config=config, strategy=strategy, targets=targets)
+    indices = np.arange(len(labels), dtype=np.int32)
+    dataset = tf.data.Dataset.from_tensor_slices((images, labels, indices)).repeat().batch(batch_size, drop_remainder=True)
+    dataset = dataset.map(lambda x, y, i: (tf.cast(x, tf.float32) / 255.0, y, i)).prefetch(tf.data.AUTOTUNE)
+    iterator = iter(strategy.experimental_distribute_dataset(dataset))
+    float(trainer.steps.train_loop(iterator, tf.constant(warmup))["loss"])  # trace, compile, warm caches
+    started = time.perf_counter()
+    float(trainer.steps.train_loop(iterator, tf.constant(steps))["loss"])  # the host read waits for the device
+    return time.perf_counter() - started
+
+
+def keras_distiller_step(teacher, student, batch_size, jit, warmup, steps, images, labels):
+    """What a user would pick instead: keras.distillation.Distiller + fit, same models, same loss."""
+    distiller = keras.distillation.Distiller(
+        teacher=teacher, student=student,
+        distillation_losses=keras.distillation.LogitsDistillation(temperature=TEMPERATURE),
+        student_loss_weight=KD_LAMBDA / (1 + KD_LAMBDA),
+    )
+    distiller.compile(optimizer=keras.optimizers.Adam(1e-3),
+                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), jit_compile=jit)
+    dataset = tf.data.Dataset.from_tensor_slices((images, labels)).repeat().batch(batch_size, drop_remainder=True)
+    dataset = dataset.map(lambda x, y: (tf.cast(x, tf.float32) / 255.0, y)).prefetch(tf.data.AUTOTUNE)
+    marks = {}
+
+    class Clock(keras.callbacks.Callback):
+        # Time from the end of the last warm-up batch to the end of the last batch, so fit's own
+        # start-up is not charged to Keras; Keras syncs each batch when it reads the logs.
+        def on_train_batch_end(self, batch, logs=None):
+            if batch + 1 in (warmup, warmup + steps):
+                float(logs["loss"])
+                marks[batch + 1] = time.perf_counter()
+
+    distiller.fit(dataset, epochs=1, steps_per_epoch=warmup + steps, verbose=0, callbacks=[Clock()])
+    return marks[warmup + steps] - marks[warmup]
 
 
 def measure(pair, method_key, batch_size, jit, warmup, steps, strategy_name):
@@ -39,24 +106,11 @@ def measure(pair, method_key, batch_size, jit, warmup, steps, strategy_name):
     with strategy.scope():
         teacher = zoo.build(teacher_name, shape, classes)
         student = zoo.build(student_name, shape, classes)
-    method = get_method(METHODS[method_key])()
-    config = TrainConfig(batch_size=batch_size, jit="on" if jit else "off", strategy=strategy_name,
-                         optimizer=OptimizerConfig()).validate()
-    features = method.uses_features
-    trainer = Trainer(student=LogitsView(student, features=features),
-                      teacher=LogitsView(teacher, features=features) if method.uses_teacher else None,
-                      method=method, config=config, strategy=strategy)
-    rng = np.random.default_rng(0)
-    images = rng.integers(0, 256, size=(batch_size * 4, *shape), dtype=np.uint8)
-    labels = rng.integers(0, classes, size=(batch_size * 4,), dtype=np.int32)
-    indices = np.arange(len(labels), dtype=np.int32)
-    dataset = tf.data.Dataset.from_tensor_slices((images, labels, indices)).repeat().batch(batch_size, drop_remainder=True)
-    dataset = dataset.map(lambda x, y, i: (tf.cast(x, tf.float32) / 255.0, y, i)).prefetch(tf.data.AUTOTUNE)
-    iterator = iter(strategy.experimental_distribute_dataset(dataset))
-    float(trainer.steps.train_loop(iterator, tf.constant(warmup))["loss"])  # trace, compile, warm caches
-    started = time.perf_counter()
-    float(trainer.steps.train_loop(iterator, tf.constant(steps))["loss"])  # the host read waits for the device
-    seconds = time.perf_counter() - started
+    images, labels = synthetic(shape, classes, batch_size * 4)
+    if method_key == "keras_distiller":
+        seconds = keras_distiller_step(teacher, student, batch_size, jit, warmup, steps, images, labels)
+    else:
+        seconds = ktrain_step(strategy, teacher, student, method_key, batch_size, jit, warmup, steps, images, labels)
     return {
         "benchmark": "step_throughput",
         "pair": pair,
@@ -75,7 +129,7 @@ def measure(pair, method_key, batch_size, jit, warmup, steps, strategy_name):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pair", choices=sorted(PAIRS), default="cifar10")
-    parser.add_argument("--methods", nargs="+", choices=sorted(METHODS), default=sorted(METHODS))
+    parser.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(METHODS))
     parser.add_argument("--batch-sizes", nargs="+", type=int, default=[64, 256])
     parser.add_argument("--jit", nargs="+", choices=["on", "off"], default=["off", "on"])
     parser.add_argument("--warmup", type=int, default=3)
@@ -84,17 +138,16 @@ def main():
     args = parser.parse_args()
     rows = []
     for batch_size in args.batch_sizes:
-        for method_key in args.methods:
-            for jit in args.jit:
+        for jit in args.jit:
+            for method_key in args.methods:
                 row = measure(args.pair, method_key, batch_size, jit == "on", args.warmup, args.steps, args.strategy)
                 rows.append(row)
                 print(json.dumps(row), flush=True)
-    # Each method's throughput as a ratio to KD's (and to the student alone) in the same run.
     for row in rows:
         same = {r["method"]: r["images_per_second"] for r in rows
                 if (r["batch_size"], r["jit"]) == (row["batch_size"], row["jit"])}
         ratios = {f"vs_{base}": round(row["images_per_second"] / same[base], 3)
-                  for base in ("kd_online", "student_alone") if base in same and base != row["method"]}
+                  for base in ("kd_online", "student_alone", "keras_distiller") if base in same and base != row["method"]}
         if ratios:
             print(json.dumps({"benchmark": "step_throughput_ratio", "method": row["method"],
                               "batch_size": row["batch_size"], "jit": row["jit"], **ratios}), flush=True)

@@ -74,6 +74,7 @@ def _job(command: str, student: str, dataset: str, engine: dict, **extra):
         seed=engine["seed"],
         jit=engine["jit"],
         strategy=engine["strategy"],
+        precision=engine["precision"],
         optimizer=OptimizerConfig(
             name=engine["optimizer"].lower(),
             learning_rate=engine["learning_rate"],

@@ -32,6 +32,7 @@ from ktrain.report import (
     write_pickle_atomic,
 )
 from ktrain.run import Job, _check_classes, _load_student, _results, _student_entry, _teacher_entry
+from ktrain.precision import policy as precision_policy
 from ktrain.strategy import build_strategy, jit_enabled
 from ktrain.targets import prepare as prepare_targets
 from ktrain.taps import LogitsView
@@ -68,7 +69,8 @@ def run_compare(job: Job, listener: Listener | None = None, teacher_epochs: int 
     out = OutFolder(job.out_folder, job.prefix)
     handler = None if job.omit_results else attach_log_file(out, job.debug)
     try:
-        return _compare(job, config, methods, out, listener, teacher_epochs)
+        with precision_policy(config.precision):
+            return _compare(job, config, methods, out, listener, teacher_epochs)
     finally:
         if handler is not None:
             detach_log_file(handler)

@@ -9,7 +9,8 @@ from ktrain.errors import KtrainError
 
 OPTIMIZERS = ("adam", "rmsprop", "sgd", "adagrad", "adadelta", "adamax")
 JIT_MODES = ("auto", "on", "off")
-STRATEGIES = ("auto", "one", "mirrored")
+STRATEGIES = ("auto", "one", "mirrored", "multiworker")
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,7 @@ class TrainConfig:
     seed: int = 0
     jit: str = "auto"
     strategy: str = "auto"
+    precision: str = "float32"
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
 
@@ -89,6 +91,14 @@ class TrainConfig:
             raise KtrainError(f"--jit is '{self.jit}': use one of {', '.join(JIT_MODES)}")
         if self.strategy not in STRATEGIES:
             raise KtrainError(f"--strategy is '{self.strategy}': use one of {', '.join(STRATEGIES)}")
+        if self.precision not in PRECISIONS:
+            raise KtrainError(f"--precision is '{self.precision}': use one of {', '.join(PRECISIONS)}")
+        clipping = self.optimizer.clip_norm is not None or self.optimizer.clip_value is not None
+        if self.precision == "mixed_float16" and clipping:
+            raise KtrainError(
+                "-cn/-cv with --precision mixed_float16: clipping would act on loss-scaled gradients; "
+                "use mixed_bfloat16 (no loss scaling) or float32"
+            )
         self.optimizer.validate()
         self.schedule.validate()
         return self

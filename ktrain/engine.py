@@ -25,6 +25,7 @@ from ktrain.listener import Listener
 from ktrain.losses import classification_counts
 from ktrain.methods.base import Method
 from ktrain.optim import build_optimizer
+from ktrain.precision import wrap_optimizer
 from ktrain.step import Steps
 from ktrain.strategy import jit_enabled
 from ktrain.targets import SoftTargets
@@ -104,7 +105,8 @@ class Trainer:
         tables = None
         self.jit = jit_enabled(config.jit, strategy)
         with strategy.scope():
-            self.optimizer, self.base_lr = build_optimizer(config.optimizer)
+            optimizer, self.base_lr = build_optimizer(config.optimizer)
+            self.optimizer = wrap_optimizer(optimizer, config.precision)
             self.optimizer.build(student.model.trainable_variables)
             if targets is not None and self.teacher is not None:
                 tables = {

@@ -12,6 +12,7 @@ import keras
 
 from ktrain import zoo
 from ktrain.errors import KtrainError, first_line
+from ktrain.precision import float32_copy
 from ktrain.report import atomic_write
 
 MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
@@ -51,9 +52,10 @@ def check_input_shape(model: keras.Model, *, role: str, spec: str, image_shape: 
 
 
 def save_model_atomic(model: keras.Model, path: Path) -> Path:
-    """Write ``model`` to ``path`` through a temporary file in the same folder, then rename."""
+    """Write ``model`` (in float32, whatever the precision it trained in) to ``path`` through a
+    temporary file in the same folder, then rename."""
     with atomic_write(path) as temporary:
-        model.save(temporary)
+        float32_copy(model).save(temporary)
     return Path(path)
 
 

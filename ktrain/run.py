@@ -22,6 +22,7 @@ from ktrain.evaluate import representation_report
 from ktrain.listener import Listener
 from ktrain.methods import Method, build_method
 from ktrain.report import OutFolder, attach_log_file, detach_log_file, environment, write_json_atomic
+from ktrain.precision import policy as precision_policy
 from ktrain.strategy import build_strategy, describe, jit_enabled
 from ktrain.targets import prepare as prepare_targets
 from ktrain.taps import LogitsView
@@ -74,7 +75,8 @@ def run_job(job: Job, listener: Listener | None = None) -> dict:
     out = OutFolder(job.out_folder, job.prefix)
     handler = attach_log_file(out, job.debug)
     try:
-        return _run(job, config, method, out, listener)
+        with precision_policy(config.precision):
+            return _run(job, config, method, out, listener)
     finally:
         detach_log_file(handler)
 

@@ -87,7 +87,9 @@ class Steps:
             if penalties:
                 reduced["l2"] = tf.nn.scale_regularization_loss(tf.add_n(penalties))
             total = tf.add_n(list(reduced.values()))
-        gradients = tape.gradient(total, self.variables)
+            # Identity unless the optimizer scales the loss (mixed_float16); it unscales in apply.
+            scaled = self.optimizer.scale_loss(total)
+        gradients = tape.gradient(scaled, self.variables)
         stats = dict(reduced, loss=total, **classification_counts(labels, student_logits))
         return gradients, stats
 
