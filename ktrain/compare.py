@@ -33,7 +33,7 @@ from ktrain.report import (
 )
 from ktrain.run import Job, _check_classes, _load_student, _results, _student_entry, _teacher_entry
 from ktrain.precision import policy as precision_policy
-from ktrain.strategy import build_strategy, jit_enabled
+from ktrain.strategy import build_strategy, jit_enabled, output_folder
 from ktrain.targets import prepare as prepare_targets
 from ktrain.taps import LogitsView
 
@@ -66,11 +66,12 @@ def run_compare(job: Job, listener: Listener | None = None, teacher_epochs: int 
         raise KtrainError(f"method '{repeated[0]}' was given twice (seed names are aliases): give each method once")
     if not all(method.uses_teacher for method in methods):
         raise KtrainError("compare runs transfer methods: use --baseline for the from-scratch student")
-    out = OutFolder(job.out_folder, job.prefix)
+    strategy = build_strategy(config.strategy)  # first: a strategy must exist before other TF work
+    out = OutFolder(output_folder(strategy, job.out_folder), job.prefix)
     handler = None if job.omit_results else attach_log_file(out, job.debug)
     try:
         with precision_policy(config.precision):
-            return _compare(job, config, methods, out, listener, teacher_epochs)
+            return _compare(job, config, methods, strategy, out, listener, teacher_epochs)
     finally:
         if handler is not None:
             detach_log_file(handler)
@@ -90,10 +91,9 @@ def run_demo(out_folder: str = "out/demo", epochs: int = 60, seed: int = 0, list
     return run_compare(job, listener, teacher_epochs=epochs)
 
 
-def _compare(job: Job, config: TrainConfig, methods: list[Method], out: OutFolder, listener: Listener | None,
-             teacher_epochs: int | None) -> dict:
+def _compare(job: Job, config: TrainConfig, methods: list[Method], strategy, out: OutFolder,
+             listener: Listener | None, teacher_epochs: int | None) -> dict:
     started = time.perf_counter()
-    strategy = build_strategy(config.strategy)
     deterministic = not jit_enabled(config.jit, strategy)
     seed_everything(config.seed, deterministic)
     log.info("Loading dataset %s...", job.dataset)

@@ -23,7 +23,7 @@ from ktrain.listener import Listener
 from ktrain.methods import Method, build_method
 from ktrain.report import OutFolder, attach_log_file, detach_log_file, environment, write_json_atomic
 from ktrain.precision import policy as precision_policy
-from ktrain.strategy import build_strategy, describe, jit_enabled
+from ktrain.strategy import build_strategy, describe, jit_enabled, output_folder
 from ktrain.targets import prepare as prepare_targets
 from ktrain.taps import LogitsView
 
@@ -72,18 +72,18 @@ def run_job(job: Job, listener: Listener | None = None) -> dict:
     method = build_method(job.method, job.method_options)
     if method.uses_teacher and job.teacher is None:
         raise KtrainError(f"method '{method.name}' needs a TEACHER model")
-    out = OutFolder(job.out_folder, job.prefix)
+    strategy = build_strategy(config.strategy)  # first: a strategy must exist before other TF work
+    out = OutFolder(output_folder(strategy, job.out_folder), job.prefix)
     handler = attach_log_file(out, job.debug)
     try:
         with precision_policy(config.precision):
-            return _run(job, config, method, out, listener)
+            return _run(job, config, method, strategy, out, listener)
     finally:
         detach_log_file(handler)
 
 
-def _run(job: Job, config: TrainConfig, method: Method, out: OutFolder, listener: Listener | None) -> dict:
+def _run(job: Job, config: TrainConfig, method: Method, strategy, out: OutFolder, listener: Listener | None) -> dict:
     started = time.perf_counter()
-    strategy = build_strategy(config.strategy)  # first: a strategy must exist before other TF work
     seed_everything(config.seed, deterministic=not jit_enabled(config.jit, strategy))
     log.info("Loading dataset %s...", job.dataset)
     data = load_dataset(job.dataset, data_dir=job.data_dir, val_split=job.val_split, seed=config.seed)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import os
+import tempfile
 
 import tensorflow as tf
 
@@ -17,8 +19,18 @@ def build_strategy(name: str = "auto") -> tf.distribute.Strategy:
     ``auto``: MirroredStrategy over all GPUs when there are several, else one device.
 
     ``one``: the first GPU, or the CPU. ``mirrored``: every GPU, or every logical CPU when there is
-    no GPU (how the tests get a real two-replica strategy on a CPU machine).
+    no GPU (how the tests get a real two-replica strategy on a CPU machine). ``multiworker``:
+    MultiWorkerMirroredStrategy over the cluster described by ``TF_CONFIG``; it must be built before
+    any other TensorFlow work, which is why every job builds its strategy first.
     """
+    if name == "multiworker":
+        # Before listing devices: that initialises the runtime, after which collectives cannot be set up.
+        if not os.environ.get("TF_CONFIG"):
+            raise KtrainError(
+                "--strategy multiworker needs TF_CONFIG: set it on every worker to "
+                '{"cluster": {"worker": ["host1:port", "host2:port"]}, "task": {"type": "worker", "index": N}}'
+            )
+        return tf.distribute.MultiWorkerMirroredStrategy()
     gpus = [device.name for device in tf.config.list_logical_devices("GPU")]
     cpus = [device.name for device in tf.config.list_logical_devices("CPU")]
     if name == "auto":
@@ -27,7 +39,7 @@ def build_strategy(name: str = "auto") -> tf.distribute.Strategy:
         return _one_device(gpus, cpus)
     if name == "mirrored":
         return tf.distribute.MirroredStrategy(gpus or cpus)
-    raise KtrainError(f"--strategy is '{name}': use auto, one or mirrored")
+    raise KtrainError(f"--strategy is '{name}': use auto, one, mirrored or multiworker")
 
 
 def _one_device(gpus: list[str], cpus: list[str]) -> tf.distribute.Strategy:
@@ -54,3 +66,18 @@ def describe(strategy: tf.distribute.Strategy) -> dict:
         "replicas": strategy.num_replicas_in_sync,
         "devices": list(strategy.extended.worker_devices),
     }
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """Whether this process writes outputs: always, except on non-chief workers of a multi-worker run."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return True
+    task_type, task_id = resolver.task_type, resolver.task_id
+    return task_type in (None, "chief") or (task_type == "worker" and task_id == 0 and
+                                            "chief" not in resolver.cluster_spec().as_dict())
+
+
+def output_folder(strategy: tf.distribute.Strategy, folder: str) -> str:
+    """The chief writes to ``folder``; other workers write to a throwaway temporary folder."""
+    return folder if is_chief(strategy) else tempfile.mkdtemp(prefix="ktrain-worker-")
