@@ -99,10 +99,10 @@ def keras_distiller_step(teacher, student, batch_size, jit, warmup, steps, image
     return marks[warmup + steps] - marks[warmup]
 
 
-def measure(pair, method_key, batch_size, jit, warmup, steps, strategy_name):
+def measure(pair, method_key, batch_size, jit, warmup, steps, strategy_name, deterministic=False):
     teacher_name, student_name, shape, classes = PAIRS[pair]
     strategy = build_strategy(strategy_name)
-    seed_everything(0, deterministic=False)  # XLA has no deterministic MaxPool gradient
+    seed_everything(0, deterministic=deterministic and not jit)  # XLA has no deterministic MaxPool gradient
     with strategy.scope():
         teacher = zoo.build(teacher_name, shape, classes)
         student = zoo.build(student_name, shape, classes)
@@ -121,6 +121,7 @@ def measure(pair, method_key, batch_size, jit, warmup, steps, strategy_name):
         "replicas": strategy.num_replicas_in_sync,
         "device": "GPU" if tf.config.list_physical_devices("GPU") else "CPU",
         "steps": steps,
+        "deterministic_ops": deterministic and not jit,
         "images_per_second": round(steps * batch_size / seconds, 1),
         "ms_per_step": round(1000 * seconds / steps, 2),
     }
@@ -135,12 +136,15 @@ def main():
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--strategy", default="one", choices=["one", "mirrored", "auto"])
+    parser.add_argument("--deterministic", action="store_true",
+                        help="enable TF op determinism, as ktrain runs do without XLA (same seed, same history)")
     args = parser.parse_args()
     rows = []
     for batch_size in args.batch_sizes:
         for jit in args.jit:
             for method_key in args.methods:
-                row = measure(args.pair, method_key, batch_size, jit == "on", args.warmup, args.steps, args.strategy)
+                row = measure(args.pair, method_key, batch_size, jit == "on", args.warmup, args.steps, args.strategy,
+                              args.deterministic)
                 rows.append(row)
                 print(json.dumps(row), flush=True)
     for row in rows:
