@@ -56,10 +56,12 @@ def _quiet_tensorflow_import() -> None:
     try:
         with open(os.devnull, "w") as devnull:
             os.dup2(devnull.fileno(), 2)
-            import tensorflow  # noqa: F401
+            import tensorflow
     finally:
         os.dup2(saved, 2)
         os.close(saved)
+    # Retracing notices (each method builds its own compiled steps) are not the user's business.
+    tensorflow.get_logger().setLevel("ERROR")
 
 
 def _job(command: str, student: str, dataset: str, engine: dict, **extra):

@@ -62,13 +62,14 @@ def _value(row: dict, key: str, digits: int = 4) -> str:
     if key not in row:
         return ""
     if row["runs"] > 1:
-        return f"{row[key]:.3f}±{row[f'{key}_std']:.3f}"
+        return f"{row[key]:.3f}±" + f"{row[f'{key}_std']:.3f}".removeprefix("0")  # 0.306±.004
     return f"{row[key]:.{digits}f}"
 
 
 def results_table(results: dict) -> Table:
     """Teacher and students side by side: test accuracy, cross-entropy (CE), kNN accuracy and mAP of the
-    features (PKT runs), parameters, T/S ratio, epochs run, training time; mean±std over seeds."""
+    features (PKT runs), epochs run, training time (mean±std over seeds); parameters and the T/S
+    ratio in the caption."""
     from ktrain.report import summarize
 
     rows = summarize(results)
@@ -76,10 +77,17 @@ def results_table(results: dict) -> Table:
     title = f"Test split of {results['dataset']['name']} ({results['dataset']['sizes']['test']} images)"
     if seeds > 1:
         title += f", mean±std over {seeds} seeds"
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True, title=title)
+    teacher = next((row for row in rows if row["role"] == "teacher"), None)
+    student = next((row for row in rows if row["role"] == "student"), None)
+    caption = None
+    if student is not None:
+        caption = f"parameters: student {student['params']:,}"
+        if teacher is not None:
+            caption += f", teacher {teacher['params']:,}, T/S {teacher['params'] / student['params']:.1f}"
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True, title=title, caption=caption)
     table.add_column("model", no_wrap=True)
     with_features = any("knn_accuracy" in row for row in rows)
-    columns = ["acc", "CE"] + (["kNN", "mAP"] if with_features else []) + ["params", "T/S", "epochs", "time"]
+    columns = ["acc", "CE"] + (["kNN", "mAP"] if with_features else []) + ["epochs", "time"]
     for column in columns:
         table.add_column(column, justify="right", no_wrap=True)
     for row in rows:
@@ -87,15 +95,12 @@ def results_table(results: dict) -> Table:
         cells = [label, _value(row, "accuracy"), _value(row, "crossentropy")]
         if with_features:
             cells += [_value(row, "knn_accuracy"), _value(row, "map")]
-        ratio = row.get("teacher_over_student")
         cells += [
-            f"{row['params']:,}",
-            f"{ratio:.1f}" if ratio else "",
             f"{row['epochs']:.0f}" if "epochs" in row else "",
             f"{row['seconds']:.0f} s" if "seconds" in row else "",
         ]
         table.add_row(*cells)
         if "untrained_knn_accuracy" in row:
             table.add_row("  untrained", "", "", _value(row, "untrained_knn_accuracy"), _value(row, "untrained_map"),
-                          "", "", "", "")
+                          "", "")
     return table
