@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 
 from cli.options import engine_options
-from cli.render import RichProgress, results_table
+from cli.render import RichProgress, failures, results_table
 from ktrain.errors import KtrainError
 
 app = typer.Typer(
@@ -108,6 +108,8 @@ def _job(command: str, student: str, dataset: str, engine: dict, **extra):
         reinit=engine["reinit"],
         start_weights=engine["start_weights"],
         debug=engine["debug"],
+        resume=engine["resume"],
+        overwrite=engine["overwrite"],
         targets=engine["targets"],
         cache_dir=engine["cache_dir"],
         augment=tuple(part.strip() for part in engine["augment"].split(",") if part.strip()),
@@ -115,12 +117,26 @@ def _job(command: str, student: str, dataset: str, engine: dict, **extra):
     )
 
 
+def _interruptible(run):
+    """Ctrl-C during training: the engine checkpoints the epoch so far; say how to go on, exit 130."""
+    from ktrain.engine import Interrupted
+
+    try:
+        return run()
+    except Interrupted as exc:
+        where = f"checkpoint saved in {exc.checkpoint_dir}" if exc.checkpoint_dir else "no checkpoint (compare)"
+        arguments = " ".join(sys.argv[1:])
+        command = f"ktrain {arguments}" + ("" if "--resume" in sys.argv else " --resume")
+        errors.print(f"interrupted at epoch {exc.epoch}, step {exc.step}; {where}. To continue: {command}",
+                     highlight=False, soft_wrap=True)
+        raise typer.Exit(130) from None
+
+
 def _execute(job, verbosity: int) -> dict:
     from ktrain.run import run_job
 
     job.config.validate()
-
-    results = run_job(job, RichProgress(console, verbosity))
+    results = _interruptible(lambda: run_job(job, RichProgress(console, verbosity)))
     console.print(results_table(results))
     saved = next(entry["saved_to"] for entry in results["results"] if entry["role"] == "student")
     console.print(f"student saved to {saved}")
@@ -209,6 +225,8 @@ def compare(
     engine: dict = None,
 ):
     """Compare transfer methods on one TEACHER/STUDENT pair: table, results.json/.pkl, log and plots."""
+    if engine["resume"]:
+        raise KtrainError("--resume is not available for compare yet: run it again (with --overwrite)")
     names = tuple(part.strip() for item in (method or ["kd", "pkt", "pkt+kd"]) for part in item.split(",") if part.strip())
     job = _job("compare", student, dataset, engine, teacher=teacher, methods=names, baseline=baseline, seeds=seeds,
                save_students=save_students.lower(), omit_results=omit_results, tensorboard=tensorboard,
@@ -217,12 +235,14 @@ def compare(
                student_layer=student_layer, teacher_layer=teacher_layer, neighbors=neighbors)
     from ktrain.compare import run_compare
 
-    results = run_compare(job, RichProgress(console, engine["verbosity"]))
+    results = _interruptible(lambda: run_compare(job, RichProgress(console, engine["verbosity"])))
     _show_comparison(results, engine["out_folder"], omit_results)
 
 
 def _show_comparison(results: dict, out_folder: str, omitted: bool) -> None:
     console.print(results_table(results))
+    for line in failures(results):
+        console.print(line, highlight=False, style="red")
     if results.get("best_student"):
         console.print(f"best student on validation: {results['best_student']}")
     console.print("no result files written (-or)" if omitted else f"outputs in {out_folder}")
@@ -243,7 +263,9 @@ def demo(
     _quiet_tensorflow_import()
     from ktrain.compare import run_demo
 
-    results = run_demo(out_folder, epochs=epochs, seed=seed, seeds=seeds, listener=RichProgress(console, verbosity))
+    results = _interruptible(
+        lambda: run_demo(out_folder, epochs=epochs, seed=seed, seeds=seeds, listener=RichProgress(console, verbosity))
+    )
     _show_comparison(results, out_folder, False)
 
 

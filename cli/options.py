@@ -47,6 +47,8 @@ ENGINE_OPTIONS: list[tuple[str, object, object]] = [
     ("jit", Annotated[str, _option("--jit", help="XLA: auto (on for GPUs, off for CPUs, as measured), on or off.")], "auto"),
     ("strategy", Annotated[str, _option("--strategy", help="auto, one, mirrored or multiworker (from TF_CONFIG).")], "auto"),
     ("precision", Annotated[str, _option("--precision", help="float32, mixed_float16 (with loss scaling) or mixed_bfloat16.")], "float32"),
+    ("resume", Annotated[bool, _option("--resume", help="Continue the run in -out from its last checkpoint (same command plus this flag).", panel="Outputs")], False),
+    ("overwrite", Annotated[bool, _option("--overwrite", help="Start again in an -out folder that already holds a run.", panel="Outputs")], False),
     ("out_folder", Annotated[str, _option("-out", "--out-folder", help="Folder for the outputs.", panel="Outputs")], "out"),
     ("prefix", Annotated[str, _option("-res", "--results-name-prefix", help="Prefix for every output file name.", panel="Outputs")], ""),
     ("verbosity", Annotated[int, _option("-v", "--verbosity", help="0: final table only; 1: progress bar; 2: a line per epoch.", panel="Outputs")], 1),

@@ -73,7 +73,7 @@ def results_table(results: dict) -> Table:
     from ktrain.report import summarize
 
     rows = summarize(results)
-    seeds = max(row["runs"] for row in rows)
+    seeds = max(max(row["runs"] for row in rows), 1)
     title = f"Test split of {results['dataset']['name']} ({results['dataset']['sizes']['test']} images)"
     if seeds > 1:
         title += f", mean±std over {seeds} seeds"
@@ -92,6 +92,9 @@ def results_table(results: dict) -> Table:
         table.add_column(column, justify="right", no_wrap=True)
     for row in rows:
         label = row["name"] if len(row["name"]) <= 16 else row["method"].upper()  # e.g. KD, PKT, PKT+KD
+        if row["runs"] == 0:
+            table.add_row(label, "failed", *[""] * (len(columns) - 1))
+            continue
         cells = [label, _value(row, "accuracy"), _value(row, "crossentropy")]
         if with_features:
             cells += [_value(row, "knn_accuracy"), _value(row, "map")]
@@ -104,3 +107,11 @@ def results_table(results: dict) -> Table:
             table.add_row("  untrained", "", "", _value(row, "untrained_knn_accuracy"), _value(row, "untrained_map"),
                           "", "")
     return table
+
+
+def failures(results: dict) -> list[str]:
+    """One line per model whose training failed (a non-finite loss), for under the table."""
+    from ktrain.report import summarize
+
+    return [f"{row['name']}: {row['failures']} run(s) failed: {row['failed']}" for row in summarize(results)
+            if "failed" in row]

@@ -16,7 +16,7 @@ import keras
 from ktrain import models
 from ktrain.config import TrainConfig
 from ktrain.data import DataSplits, check_augment, load_dataset
-from ktrain.engine import Trainer, evaluate_classifier, seed_everything
+from ktrain.engine import NumericalFault, Trainer, evaluate_classifier, seed_everything
 from ktrain.errors import KtrainError
 from ktrain.evaluate import extract_features, knn_accuracy, representation_report
 from ktrain.listener import Listener, Listeners
@@ -25,6 +25,7 @@ from ktrain.plots import comparison_plots
 from ktrain.report import (
     OutFolder,
     attach_log_file,
+    claim_out_folder,
     detach_log_file,
     final_results_block,
     seed_pickle,
@@ -68,6 +69,7 @@ def run_compare(job: Job, listener: Listener | None = None, teacher_epochs: int 
         raise KtrainError("compare runs transfer methods: use --baseline for the from-scratch student")
     strategy = build_strategy(config.strategy)  # first: a strategy must exist before other TF work
     out = OutFolder(output_folder(strategy, job.out_folder), job.prefix)
+    claim_out_folder(out, overwrite=job.overwrite)
     handler = None if job.omit_results else attach_log_file(out, job.debug)
     try:
         with precision_policy(config.precision):
@@ -87,7 +89,7 @@ def run_demo(out_folder: str = "out/demo", epochs: int = 60, seed: int = 0, list
     """
     job = Job(command="demo", teacher="zoo:digits_teacher", student="zoo:digits_student", dataset="digits",
               config=TrainConfig(epochs=epochs, seed=seed, strategy="one"), out_folder=out_folder, seeds=seeds,
-              method_options={"pkt_weight": DEMO_PKT_WEIGHT})
+              method_options={"pkt_weight": DEMO_PKT_WEIGHT}, overwrite=True)
     return run_compare(job, listener, teacher_epochs=epochs)
 
 
@@ -163,7 +165,13 @@ def _compare(job: Job, config: TrainConfig, methods: list[Method], strategy, out
                 title=title, epoch_metrics=_validation_knn(view, data, job, config) if method.uses_features else None,
                 targets=targets if method.uses_teacher else None, augment=job.augment,
             )
-            fit = trainer.fit(data)
+            try:
+                fit = trainer.fit(data)
+            except NumericalFault as exc:
+                log.warning("%s failed: %s", title, exc)  # the comparison goes on with the next method
+                entries.append({"name": name, "role": "student", "method": method.name, "seed": seed,
+                                "params": view.params, "failed": str(exc)})
+                continue
             entry = _student_entry(method, view, trainer, fit, data, job.student)
             entry.update(name=name, seed=seed, uses_features=method.uses_features,
                          soft_targets=targets.source if targets is not None and method.uses_teacher else "online")

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import math
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -17,6 +19,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from ktrain.checkpoint import RunCheckpoint
 from ktrain.config import TrainConfig
 from ktrain.control import BestTracker, EarlyStopping, Plateau, mode_for
 from ktrain.data import DataSplits, eval_pipeline, train_pipeline
@@ -127,7 +130,9 @@ class Trainer:
         )
 
     # -- training ------------------------------------------------------------------------------
-    def fit(self, data: DataSplits) -> FitResult:
+    def fit(self, data: DataSplits, checkpoint_dir: str | None = None, resume: bool = False) -> FitResult:
+        """Train for the configured epochs; with ``checkpoint_dir`` checkpoint every epoch (and on
+        Ctrl-C), and with ``resume`` continue from the newest checkpoint there."""
         config = self.config
         steps_per_epoch = len(data.y_train) // config.batch_size
         if steps_per_epoch == 0:
@@ -143,38 +148,69 @@ class Trainer:
         best = BestTracker(mode)
         best_weights = None
         result = FitResult()
+        checkpoint = None
+        if checkpoint_dir is not None:
+            with self.strategy.scope():
+                checkpoint = RunCheckpoint(checkpoint_dir, self.student.model, self.optimizer, self.base_lr)
+        first_epoch, in_progress = 1, None
+        if resume:
+            if checkpoint is None:
+                raise KtrainError("--resume needs the run's checkpoint folder")
+            state, best_weights = checkpoint.restore()
+            result.history = state["history"]
+            for controller, saved in ((plateau, state["plateau"]), (stopper, state["early_stopping"]), (best, state["best"])):
+                vars(controller).update(saved)
+            result.stopped_early = state["stopped_early"]
+            first_epoch = config.epochs + 1 if state["stopped_early"] else state["epoch"] + 1
+            in_progress = state.get("in_progress")
+
+        def snapshot(epoch: int, progress: dict | None = None) -> dict:
+            return {"epoch": epoch, "history": result.history, "plateau": vars(plateau),
+                    "early_stopping": vars(stopper), "best": vars(best), "stopped_early": result.stopped_early,
+                    "in_progress": progress}
+
         chunk = max(1, math.ceil(steps_per_epoch / UPDATES_PER_EPOCH))
         started = time.perf_counter()
         self.listener.on_train_begin(self.title, config.epochs, steps_per_epoch)
-        for epoch in range(1, config.epochs + 1):
-            epoch_started = time.perf_counter()
-            train = self._train_epoch(data, epoch, steps_per_epoch, chunk)
-            train_seconds = time.perf_counter() - epoch_started
-            logs = {"epoch": epoch, **train}
-            validation = self.evaluate(data.x_val, data.y_val, split="val")
-            logs.update({f"val_{key}": value for key, value in validation.items()})
-            if self.epoch_metrics is not None:
-                logs.update(self.epoch_metrics())
-            logs["lr"] = float(self.optimizer.learning_rate.numpy())
-            logs["epoch_seconds"] = time.perf_counter() - epoch_started
-            logs["images_per_second"] = steps_per_epoch * config.batch_size / train_seconds
-            result.history.append(logs)
-            self.listener.on_epoch_end(epoch, logs)
-            value = logs[monitor]
-            if best.step(value, epoch) and not config.schedule.use_final_model:
-                best_weights = self.student.model.get_weights()
-            new_lr = plateau.step(value, float(self.base_lr.numpy()))
-            if new_lr is not None:
-                self.base_lr.assign(new_lr)
-                log.info("epoch %d: %s did not improve for %d epochs, learning rate -> %.3g", epoch, monitor,
-                         config.schedule.lr_patience, new_lr)
-            if stopper.step(value):
-                result.stopped_early = True
-                log.info("epoch %d: early stopping, %s has not improved for %d epochs", epoch, monitor,
-                         config.schedule.early_stopping_patience)
-                break
+        with InterruptGuard() as interrupt:
+            for epoch in range(first_epoch, config.epochs + 1):
+                epoch_started = time.perf_counter()
+                start = in_progress if in_progress and in_progress["epoch"] == epoch else {"steps_done": 0, "totals": {}}
+                in_progress = None
+                totals, done = self._train_epoch(data, epoch, steps_per_epoch, chunk, start, interrupt)
+                if done < steps_per_epoch:  # Ctrl-C: keep the epoch so far, then stop
+                    if checkpoint is not None:
+                        checkpoint.save(snapshot(epoch - 1, {"epoch": epoch, "steps_done": done, "totals": totals}),
+                                        best_weights)
+                    raise Interrupted(epoch, done, checkpoint_dir)
+                train_seconds = time.perf_counter() - epoch_started
+                logs = {"epoch": epoch, **_train_logs(totals, done)}
+                validation = self.evaluate(data.x_val, data.y_val, split="val")
+                logs.update({f"val_{key}": value for key, value in validation.items()})
+                if self.epoch_metrics is not None:
+                    logs.update(self.epoch_metrics())
+                logs["lr"] = float(self.optimizer.learning_rate.numpy())
+                logs["epoch_seconds"] = time.perf_counter() - epoch_started
+                logs["images_per_second"] = (done - start["steps_done"]) * config.batch_size / train_seconds
+                result.history.append(logs)
+                self.listener.on_epoch_end(epoch, logs)
+                value = logs[monitor]
+                if best.step(value, epoch) and not config.schedule.use_final_model:
+                    best_weights = self.student.model.get_weights()
+                new_lr = plateau.step(value, float(self.base_lr.numpy()))
+                if new_lr is not None:
+                    self.base_lr.assign(new_lr)
+                    log.info("epoch %d: %s did not improve for %d epochs, learning rate -> %.3g", epoch, monitor,
+                             config.schedule.lr_patience, new_lr)
+                result.stopped_early = stopper.step(value)
+                if checkpoint is not None:
+                    checkpoint.save(snapshot(epoch), best_weights)
+                if result.stopped_early:
+                    log.info("epoch %d: early stopping, %s has not improved for %d epochs", epoch, monitor,
+                             config.schedule.early_stopping_patience)
+                    break
         result.best_epoch = best.epoch
-        if best_weights is not None and best.epoch != result.history[-1]["epoch"]:
+        if best_weights is not None and result.history and best.epoch != result.history[-1]["epoch"]:
             self.student.model.set_weights(best_weights)
             result.restored_best = True
             log.info("restored the weights of epoch %d (best %s %.4g)", best.epoch, monitor, best.best)
@@ -182,20 +218,29 @@ class Trainer:
         self.listener.on_train_end()
         return result
 
-    def _train_epoch(self, data: DataSplits, epoch: int, steps_per_epoch: int, chunk: int) -> dict[str, float]:
+    def _train_epoch(self, data: DataSplits, epoch: int, steps_per_epoch: int, chunk: int, start: dict,
+                     interrupt: "InterruptGuard") -> tuple[dict[str, float], int]:
+        """Steps of one epoch from ``start["steps_done"]``; returns the summed statistics and the
+        steps done (fewer than an epoch only after Ctrl-C)."""
         dataset = train_pipeline(data.x_train, data.y_train, self.config.batch_size, self.config.seed, epoch,
                                  self.augment)
+        done = start["steps_done"]
+        totals: dict[str, float] = dict(start["totals"])
+        if done:
+            dataset = dataset.skip(done)  # the same shuffle, so the same remaining batches
         iterator = iter(self.strategy.experimental_distribute_dataset(dataset))
-        totals: dict[str, float] = {}
-        done = 0
-        while done < steps_per_epoch:
-            count = min(chunk, steps_per_epoch - done)
-            stats = self.steps.train_loop(iterator, tf.constant(count))
+        while done < steps_per_epoch and not interrupt.requested:
+            stats = self.steps.train_loop(iterator, tf.constant(min(chunk, steps_per_epoch - done)))
+            done += int(stats.pop("steps"))
             for name, value in stats.items():
                 totals[name] = totals.get(name, 0.0) + float(value)
-            done += count
+            if not math.isfinite(float(stats["loss"])):
+                raise NumericalFault(
+                    f"the training loss became {float(stats['loss'])} at epoch {epoch}, step {done}: "
+                    "lower the learning rate (-lr) or clip gradients (-cn); checkpoints of earlier epochs are kept"
+                )
             self.listener.on_steps(epoch, done, _train_logs(totals, done))
-        return _train_logs(totals, done)
+        return totals, done
 
     # -- evaluation ----------------------------------------------------------------------------
     def evaluate(self, images: np.ndarray, labels: np.ndarray, split: str = "test") -> dict[str, float]:
@@ -218,6 +263,42 @@ class Trainer:
         if penalties:
             parts["l2"] = float(tf.add_n(penalties))
         return {**parts, "loss": sum(parts.values()), "accuracy": correct / count, "crossentropy": crossentropy}
+
+
+class NumericalFault(KtrainError):
+    """A non-finite training loss; names the epoch and the step."""
+
+
+class Interrupted(Exception):
+    """Ctrl-C: the epoch so far is checkpointed (when the run has a checkpoint folder)."""
+
+    def __init__(self, epoch: int, step: int, checkpoint_dir: str | None):
+        super().__init__(f"interrupted at epoch {epoch}, step {step}")
+        self.epoch, self.step, self.checkpoint_dir = epoch, step, checkpoint_dir
+
+
+class InterruptGuard:
+    """While active, the first Ctrl-C asks the loop to stop after the current steps; a second one
+    interrupts at once. Only the main thread can install signal handlers; elsewhere it is inert."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = None
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+        return False
 
 
 def _train_logs(totals: dict[str, float], steps: int) -> dict[str, float]:

@@ -6,6 +6,7 @@ A MODEL argument is a ``.keras`` file, a legacy Keras 2 ``.h5`` file (the seed's
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import keras
@@ -30,6 +31,13 @@ def load_model(spec: str, *, role: str, input_shape: tuple[int, ...], num_classe
     try:
         model = keras.saving.load_model(str(path), compile=False)
     except Exception as exc:  # Keras raises many types for unreadable or foreign files
+        custom = re.search(r"(?:Could not locate class|Unknown layer:?) '?([A-Za-z_][A-Za-z0-9_]*)'?", str(exc))
+        if custom:
+            raise KtrainError(
+                f"{role} model '{spec}' uses the custom class '{custom.group(1)}', which is not registered: "
+                "define it with @keras.saving.register_keras_serializable() in a module ktrain imports, or save "
+                "the model with built-in layers only"
+            ) from exc
         raise KtrainError(
             f"could not load {role} model '{spec}' ({first_line(exc)}): is it a complete Keras model file?"
         ) from exc

@@ -34,7 +34,7 @@ def _mean_curve(histories: list[dict], key: str) -> np.ndarray | None:
 def _students(results: dict) -> dict[str, list[dict]]:
     grouped = defaultdict(list)
     for entry in results["results"]:
-        if entry["role"] == "student":
+        if entry["role"] == "student" and "failed" not in entry:
             grouped[entry["name"]].append(entry)
     return grouped
 

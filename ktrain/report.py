@@ -8,6 +8,7 @@ import logging
 import os
 import pickle
 import platform
+import shutil
 import statistics
 import sys
 import tempfile
@@ -39,6 +40,22 @@ class OutFolder:
         return self.path / f"{self.prefix}{name}"
 
 
+def claim_out_folder(out: OutFolder, *, resume: bool = False, overwrite: bool = False) -> None:
+    """Refuse an out folder that already holds a run, unless it is resumed or may be overwritten."""
+    checkpoints = out.file("checkpoints")
+    results = out.file("results.json")
+    holds_run = results.exists() or (checkpoints.is_dir() and any(checkpoints.iterdir()))
+    if resume or not holds_run:
+        return
+    if not overwrite:
+        raise KtrainError(
+            f"out folder '{out.path}' already holds a run ({results.name if results.exists() else checkpoints.name}): "
+            "add --resume to continue it, --overwrite to start again, or choose another -out"
+        )
+    if checkpoints.is_dir():
+        shutil.rmtree(checkpoints)
+
+
 def attach_log_file(out: OutFolder, debug: bool = False) -> logging.Handler:
     """Append the run's log to ``output.log`` in the seed's format; returns the handler to detach later."""
     logger = logging.getLogger("ktrain")
@@ -63,7 +80,13 @@ def atomic_write(path: Path):
     descriptor, temporary = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
     os.close(descriptor)
     try:
-        yield Path(temporary)
+        try:
+            yield Path(temporary)
+        except OSError as exc:
+            raise KtrainError(
+                f"could not write '{path}' ({exc.strerror or exc}): free some space or choose another -out; "
+                "files written before are intact"
+            ) from exc
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(temporary, 0o666 & ~umask)  # mkstemp creates 0600
@@ -98,6 +121,8 @@ def seed_pickle(results: dict) -> list[dict]:
     students = [entry for entry in results["results"] if entry["role"] == "student"]
     several_seeds = len({entry.get("seed") for entry in students}) > 1
     for entry in students + [entry for entry in results["results"] if entry["role"] == "teacher"]:
+        if "failed" in entry:
+            continue
         name = entry["name"] + (f" (seed {entry['seed']})" if several_seeds and entry["role"] == "student" else "")
         test = entry["test"]
         records.append({
@@ -121,9 +146,14 @@ def summarize(results: dict) -> list[dict]:
         groups.setdefault(entry["name"], []).append(entry)
     teacher = next((entry for entry in results["results"] if entry["role"] == "teacher"), None)
     rows = []
-    for name, entries in groups.items():
-        row = {"name": name, "role": entries[0]["role"], "method": entries[0].get("method"), "runs": len(entries),
-               "params": entries[0]["params"]}
+    for name, group in groups.items():
+        entries = [entry for entry in group if "failed" not in entry]
+        row = {"name": name, "role": group[0]["role"], "method": group[0].get("method"), "runs": len(entries),
+               "params": group[0]["params"]}
+        failures = [entry["failed"] for entry in group if "failed" in entry]
+        if failures:
+            row["failed"] = failures[0]
+            row["failures"] = len(failures)
         metrics = {
             "accuracy": [e["test"]["accuracy"] for e in entries],
             "crossentropy": [e["test"]["crossentropy"] for e in entries],
@@ -157,6 +187,9 @@ def final_results_block(results: dict) -> str:
                   f"    Ratio: T/S={ratio:.4} S/T={1 / ratio:.4}"]
     for row in [r for r in rows if r["role"] != "teacher"] + ([teacher] if teacher else []):
         lines.append(f"{row['name']}: ")
+        if row["runs"] == 0:
+            lines.append(f"    failed: {row['failed']}")
+            continue
         lines.append(f"    loss: {row['objective']:.4}")
         lines.append(f"    categorical_accuracy: {row['accuracy']:.4}")
         lines.append(f"    categorical_crossentropy: {row['crossentropy']:.4}")

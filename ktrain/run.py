@@ -21,7 +21,7 @@ from ktrain.errors import KtrainError, first_line
 from ktrain.evaluate import representation_report
 from ktrain.listener import Listener
 from ktrain.methods import Method, build_method
-from ktrain.report import OutFolder, attach_log_file, detach_log_file, environment, write_json_atomic
+from ktrain.report import OutFolder, attach_log_file, claim_out_folder, detach_log_file, environment, write_json_atomic
 from ktrain.precision import policy as precision_policy
 from ktrain.strategy import build_strategy, describe, jit_enabled, output_folder
 from ktrain.targets import prepare as prepare_targets
@@ -51,6 +51,8 @@ class Job:
     student_layer: str | None = None
     teacher_layer: str | None = None
     neighbors: int = 5
+    resume: bool = False
+    overwrite: bool = False
     targets: str = "auto"
     cache_dir: str | None = None
     augment: tuple[str, ...] = ()
@@ -74,6 +76,7 @@ def run_job(job: Job, listener: Listener | None = None) -> dict:
         raise KtrainError(f"method '{method.name}' needs a TEACHER model")
     strategy = build_strategy(config.strategy)  # first: a strategy must exist before other TF work
     out = OutFolder(output_folder(strategy, job.out_folder), job.prefix)
+    claim_out_folder(out, resume=job.resume, overwrite=job.overwrite)
     handler = attach_log_file(out, job.debug)
     try:
         with precision_policy(config.precision):
@@ -108,7 +111,7 @@ def _run(job: Job, config: TrainConfig, method: Method, strategy, out: OutFolder
     log.info("Performing %s...", method.display_name)
     trainer = Trainer(student=student, teacher=teacher, method=method, config=config, strategy=strategy,
                       listener=listener, targets=targets, augment=job.augment)
-    fit = trainer.fit(data)
+    fit = trainer.fit(data, checkpoint_dir=str(out.file("checkpoints")), resume=job.resume)
     log.info("Evaluating results...")
     entry = _student_entry(method, student, trainer, fit, data, job.student)
     entry["soft_targets"] = targets.source if targets is not None else "online"

@@ -137,10 +137,15 @@ class Steps:
         return {name: self.strategy.reduce(SUM, value, axis=None) for name, value in per_replica.items()}
 
     def _train_loop(self, iterator, num_steps):
-        """Run ``num_steps`` (≥ 1) train steps; returns each statistic summed over the steps."""
+        """Run up to ``num_steps`` (≥ 1) train steps; returns each statistic summed over the steps run
+        and ``steps``, their number. Stops after a step whose loss is not finite."""
         totals = self._reduce(self.strategy.run(self._replica_train_step, args=next(iterator)))
+        totals["steps"] = tf.constant(1.0)
         for _ in tf.range(num_steps - 1):
+            if not tf.math.is_finite(totals["loss"]):
+                break
             stats = self._reduce(self.strategy.run(self._replica_train_step, args=next(iterator)))
+            stats["steps"] = tf.constant(1.0)
             totals = {name: totals[name] + stats[name] for name in totals}
         return totals
 

@@ -1,0 +1,69 @@
+"""Per-epoch checkpoints of everything that decides what a run does next, and their restore.
+
+TensorFlow's ``CheckpointManager`` keeps the variables (student, optimizer slots and iteration
+count, the base learning rate); a JSON sidecar written atomically after it keeps the rest (epoch,
+controllers, history, an epoch in progress after Ctrl-C) and an ``.npz`` the best-weights copy.
+A checkpoint counts only once its sidecar exists, so a kill at any moment leaves the previous
+checkpoint usable; an unreadable one is skipped for the one before it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from ktrain.errors import KtrainError
+from ktrain.report import atomic_write, write_json_atomic
+
+log = logging.getLogger("ktrain")
+
+KEEP = 3
+
+
+class RunCheckpoint:
+    """Checkpoints of one training run in ``folder`` (create inside the strategy's scope)."""
+
+    def __init__(self, folder: Path, model, optimizer, base_lr: tf.Variable):
+        self.folder = Path(folder)
+        self.checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, base_lr=base_lr)
+        self.manager = tf.train.CheckpointManager(self.checkpoint, str(self.folder), max_to_keep=KEEP)
+
+    def exists(self) -> bool:
+        return any(Path(f"{path}.state.json").is_file() for path in self.manager.checkpoints)
+
+    def save(self, state: dict, best_weights: list[np.ndarray] | None) -> str:
+        try:
+            path = self.manager.save()
+            if best_weights is not None:
+                with atomic_write(Path(f"{path}.best.npz")) as temporary:
+                    np.savez(temporary, *best_weights)
+            write_json_atomic(Path(f"{path}.state.json"), state)  # last: it makes the checkpoint count
+        except OSError as exc:
+            raise KtrainError(f"could not write a checkpoint in '{self.folder}' ({exc.strerror or exc}): "
+                              "free some space or choose another -out") from exc
+        return path
+
+    def restore(self) -> tuple[dict, list[np.ndarray] | None]:
+        """Restore the newest readable checkpoint; returns its state and best-weights copy."""
+        for path in reversed(self.manager.checkpoints):
+            sidecar = Path(f"{path}.state.json")
+            if not sidecar.is_file():
+                continue
+            try:
+                state = json.loads(sidecar.read_text(encoding="utf-8"))
+                self.checkpoint.restore(path).assert_existing_objects_matched()
+                best_path = Path(f"{path}.best.npz")
+                best = None
+                if best_path.is_file():
+                    with np.load(best_path) as archive:
+                        best = [archive[f"arr_{index}"] for index in range(len(archive.files))]
+            except Exception as exc:  # a damaged checkpoint raises many kinds of errors
+                log.warning("checkpoint %s is unreadable (%s): trying the one before", path, exc)
+                continue
+            log.info("Resuming from %s (epoch %d done)", path, state["epoch"])
+            return state, best
+        raise KtrainError(f"no readable checkpoint in '{self.folder}': run again without --resume (or with --overwrite)")

@@ -1,0 +1,150 @@
+"""Faults: kill and resume, Ctrl-C and resume, corrupt checkpoints, NaN losses, occupied out
+folders, a full disk, unregistered custom layers."""
+
+import errno
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from cli.main import app
+
+runner = CliRunner()
+TRAIN = ["train", "zoo:digits_student", "digits", "-e", "40", "-esp", "0", "-v", "0"]
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def weights(folder: Path):
+    return keras.saving.load_model(folder / "model.keras").get_weights()
+
+
+def start(out: Path, *extra):
+    return subprocess.Popen([sys.executable, "-m", "cli.main", *TRAIN, "-out", str(out), *extra],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for_checkpoint(out: Path, process, number: int):
+    deadline = time.time() + 120
+    while not (out / "checkpoints" / f"ckpt-{number}.state.json").exists():
+        assert process.poll() is None, process.communicate()
+        assert time.time() < deadline, "no checkpoint appeared"
+        time.sleep(0.01)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    out = tmp_path_factory.mktemp("whole")
+    assert invoke(*TRAIN, "-out", out).exit_code == 0
+    return out
+
+
+def test_killed_run_resumes_to_the_same_weights(tmp_path, uninterrupted):
+    out = tmp_path / "run"
+    process = start(out)
+    wait_for_checkpoint(out, process, 3)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (out / "model.keras").exists()
+    result = invoke(*TRAIN, "-out", out, "--resume")
+    assert result.exit_code == 0, result.output
+    history = json.loads((out / "results.json").read_text())["results"][0]["history"]
+    assert len(history["loss"]) == 40  # every epoch exactly once
+    for a, b in zip(weights(out), weights(uninterrupted)):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+
+def test_ctrl_c_checkpoints_says_how_to_resume_and_exits_130(tmp_path, uninterrupted):
+    out = tmp_path / "run"
+    process = start(out)
+    wait_for_checkpoint(out, process, 2)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    assert "interrupted at epoch" in stderr and "--resume" in stderr and "Traceback" not in stderr
+    result = invoke(*TRAIN, "-out", out, "--resume")
+    assert result.exit_code == 0, result.output
+    for a, b in zip(weights(out), weights(uninterrupted)):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+
+def test_a_corrupt_checkpoint_falls_back_to_the_one_before(tmp_path, uninterrupted, caplog):
+    out = tmp_path / "run"
+    process = start(out)
+    wait_for_checkpoint(out, process, 3)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    newest = max((out / "checkpoints").glob("ckpt-*.index"), key=lambda p: int(p.stem.split("-")[1]))
+    newest.write_bytes(b"garbage")
+    result = invoke(*TRAIN, "-out", out, "--resume")
+    assert result.exit_code == 0, result.output
+    for a, b in zip(weights(out), weights(uninterrupted)):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+
+def test_resume_without_a_checkpoint_is_a_clear_error(tmp_path):
+    result = invoke(*TRAIN, "-out", tmp_path, "--resume")
+    assert result.exit_code == 2 and "no readable checkpoint" in result.stderr
+
+
+def test_nan_loss_names_epoch_and_step(tmp_path):
+    result = invoke("train", "zoo:digits_student", "digits", "-e", "3", "-o", "sgd", "-lr", "1e12", "-v", "0",
+                    "-out", tmp_path)
+    assert result.exit_code == 2
+    assert "the training loss became nan at epoch 1, step" in result.stderr and "\n" not in result.stderr.strip()
+    assert not (tmp_path / "model.keras").exists() and not (tmp_path / "results.json").exists()
+
+
+def test_compare_reports_a_failed_method_and_goes_on(tmp_path):
+    result = invoke("compare", "zoo:digits_teacher", "zoo:digits_student", "digits", "-m", "pkt", "-e", "2",
+                    "-o", "sgd", "-lr", "1e12", "-v", "0", "-out", tmp_path)
+    assert result.exit_code == 0, result.output
+    assert "Scratch student: 1 run(s) failed: the training loss became nan" in result.output.replace("\n", " ")
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert [e["name"] for e in results["results"] if "failed" in e] == ["Scratch student"]
+    assert "PKT" in result.output and (tmp_path / "KT_Methods_Comparison_accuracy_vs_epoch.png").is_file()
+
+
+def test_an_out_folder_holding_a_run_is_refused_unless_overwritten(tmp_path):
+    assert invoke("train", "zoo:digits_student", "digits", "-e", "1", "-v", "0", "-out", tmp_path).exit_code == 0
+    result = invoke("train", "zoo:digits_student", "digits", "-e", "1", "-v", "0", "-out", tmp_path)
+    assert result.exit_code == 2 and "already holds a run" in result.stderr and "--overwrite" in result.stderr
+    assert invoke("train", "zoo:digits_student", "digits", "-e", "1", "-v", "0", "-out", tmp_path,
+                  "--overwrite").exit_code == 0
+
+
+def test_a_full_disk_is_a_clear_error_and_earlier_outputs_stay(tmp_path, monkeypatch):
+    assert invoke("train", "zoo:digits_student", "digits", "-e", "1", "-v", "0", "-out", tmp_path).exit_code == 0
+    before = (tmp_path / "results.json").read_text()
+    import ktrain.report
+
+    def full(self, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(ktrain.report.Path, "write_text", full)
+    result = invoke("train", "zoo:digits_student", "digits", "-e", "1", "-v", "0", "-out", tmp_path, "--overwrite")
+    assert result.exit_code == 2 and "No space left on device" in result.stderr
+    monkeypatch.undo()
+    assert (tmp_path / "results.json").read_text() == before
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary left behind
+
+
+class Unregistered(keras.layers.Layer):
+    def call(self, x):
+        return x
+
+
+def test_a_model_with_an_unregistered_custom_layer_names_the_class(tmp_path):
+    model = keras.Sequential([keras.Input((8, 8, 1)), Unregistered(), keras.layers.Flatten(), keras.layers.Dense(10)])
+    model.save(tmp_path / "custom.keras")
+    result = invoke("train", tmp_path / "custom.keras", "digits", "-out", tmp_path / "out")
+    assert result.exit_code == 2 and "custom class 'Unregistered'" in result.stderr, result.stderr
