@@ -225,8 +225,6 @@ def compare(
     engine: dict = None,
 ):
     """Compare transfer methods on one TEACHER/STUDENT pair: table, results.json/.pkl, log and plots."""
-    if engine["resume"]:
-        raise KtrainError("--resume is not available for compare yet: run it again (with --overwrite)")
     names = tuple(part.strip() for item in (method or ["kd", "pkt", "pkt+kd"]) for part in item.split(",") if part.strip())
     job = _job("compare", student, dataset, engine, teacher=teacher, methods=names, baseline=baseline, seeds=seeds,
                save_students=save_students.lower(), omit_results=omit_results, tensorboard=tensorboard,

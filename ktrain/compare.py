@@ -7,6 +7,7 @@ outputs are written through temporary files.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import replace
@@ -69,7 +70,7 @@ def run_compare(job: Job, listener: Listener | None = None, teacher_epochs: int 
         raise KtrainError("compare runs transfer methods: use --baseline for the from-scratch student")
     strategy = build_strategy(config.strategy)  # first: a strategy must exist before other TF work
     out = OutFolder(output_folder(strategy, job.out_folder), job.prefix)
-    claim_out_folder(out, overwrite=job.overwrite)
+    claim_out_folder(out, resume=job.resume, overwrite=job.overwrite)
     handler = None if job.omit_results else attach_log_file(out, job.debug)
     try:
         with precision_policy(config.precision):
@@ -132,6 +133,13 @@ def _compare(job: Job, config: TrainConfig, methods: list[Method], strategy, out
     # One set of cached targets serves every method and seed.
     targets = prepare_targets(job.targets, job.augment, teacher, data, config.eval_batch_size, job.cache_dir)
     runs = list(methods) + ([get_method("supervised")()] if job.baseline else [])
+    # Finished (method, seed) runs are recorded as they end, so --resume skips them.
+    checkpoints = out.file("checkpoints")
+    progress_path = checkpoints / "progress.json"
+    done = json.loads(progress_path.read_text())["entries"] if job.resume and progress_path.is_file() else []
+    keep_progress = not job.omit_results  # -or writes nothing, so such a run cannot be resumed
+    if keep_progress:
+        checkpoints.mkdir(parents=True, exist_ok=True)
     entries, best = [], None
     log.info("Starting KT method(s)...")
     for seed in range(config.seed, config.seed + job.seeds):
@@ -144,6 +152,13 @@ def _compare(job: Job, config: TrainConfig, methods: list[Method], strategy, out
         untrained = None
         for method in runs:
             name = BASELINE_NAME if not method.uses_teacher else method.display_name
+            finished = next((e for e in done if (e["name"], e["seed"]) == (name, seed)), None)
+            if finished is not None:
+                log.info("%s (seed %d) was finished before: kept", name, seed)
+                entries.append(finished)
+                if finished.get("best_so_far"):
+                    best = (finished, None)
+                continue
             with strategy.scope():
                 # Same architecture, same initial weights for every method of this seed.
                 model = keras.models.clone_model(initial_student)
@@ -165,12 +180,16 @@ def _compare(job: Job, config: TrainConfig, methods: list[Method], strategy, out
                 title=title, epoch_metrics=_validation_knn(view, data, job, config) if method.uses_features else None,
                 targets=targets if method.uses_teacher else None, augment=job.augment,
             )
+            run_checkpoints = checkpoints / f"{method.name}_seed{seed}"
             try:
-                fit = trainer.fit(data)
+                fit = trainer.fit(data, checkpoint_dir=str(run_checkpoints) if keep_progress else None,
+                                  resume=job.resume and run_checkpoints.is_dir() and any(run_checkpoints.iterdir()))
             except NumericalFault as exc:
                 log.warning("%s failed: %s", title, exc)  # the comparison goes on with the next method
                 entries.append({"name": name, "role": "student", "method": method.name, "seed": seed,
                                 "params": view.params, "failed": str(exc)})
+                if keep_progress:
+                    write_json_atomic(progress_path, {"entries": entries})
                 continue
             entry = _student_entry(method, view, trainer, fit, data, job.student)
             entry.update(name=name, seed=seed, uses_features=method.uses_features,
@@ -187,12 +206,19 @@ def _compare(job: Job, config: TrainConfig, methods: list[Method], strategy, out
             elif job.save_students == "best" and method.trains_head and (
                 best is None or entry["best_val_accuracy"] > best[0]["best_val_accuracy"]
             ):
-                best = (entry, model)  # only the best student stays in memory
+                # Saved as soon as it leads, so only one student is ever kept and a resumed run knows it.
+                if best is not None:
+                    best[0].pop("saved_to", None)
+                    best[0].pop("best_so_far", None)
+                entry["saved_to"] = str(models.save_model_atomic(model, out.file("best_model.keras")))
+                entry["best_so_far"] = True
+                best = (entry, model)
             entries.append(entry)
+            if keep_progress:
+                write_json_atomic(progress_path, {"entries": entries})
     if best is not None:
-        entry, model = best
-        entry["saved_to"] = str(models.save_model_atomic(model, out.file("best_model.keras")))
-        log.info("The best student network (on validation) has been saved as %s.", entry["saved_to"])
+        best[0].pop("best_so_far", None)
+        log.info("The best student network (on validation) has been saved as %s.", best[0]["saved_to"])
     results = _results(job.command, config, data, strategy, entries + [teacher_entry], started, job=job,
                        methods=methods)
     results["best_student"] = best[0]["name"] if best else None

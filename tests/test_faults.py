@@ -148,3 +148,34 @@ def test_a_model_with_an_unregistered_custom_layer_names_the_class(tmp_path):
     model.save(tmp_path / "custom.keras")
     result = invoke("train", tmp_path / "custom.keras", "digits", "-out", tmp_path / "out")
     assert result.exit_code == 2 and "custom class 'Unregistered'" in result.stderr, result.stderr
+
+
+COMPARE = ["compare", "zoo:digits_teacher", "zoo:digits_student", "digits", "-m", "kd,pkt+kd", "-e", "15",
+           "-esp", "0", "-v", "0"]
+
+
+def test_killed_compare_resumes_skipping_finished_methods(tmp_path):
+    whole = tmp_path / "whole"
+    assert invoke(*COMPARE, "-out", whole).exit_code == 0
+    out = tmp_path / "run"
+    process = subprocess.Popen([sys.executable, "-m", "cli.main", *COMPARE, "-out", str(out)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    progress = out / "checkpoints" / "progress.json"
+    deadline = time.time() + 180
+    while not (progress.exists() and (out / "checkpoints" / "pkt+kd_seed0").exists()):
+        assert process.poll() is None, process.communicate()
+        assert time.time() < deadline
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert len(json.loads(progress.read_text())["entries"]) == 1  # KD finished, PKT+KD under way
+    result = invoke(*COMPARE, "-out", out, "--resume")
+    assert result.exit_code == 0, result.output
+    resumed, reference = (json.loads((folder / "results.json").read_text())["results"] for folder in (out, whole))
+    assert [e["name"] for e in resumed] == [e["name"] for e in reference]
+    for a, b in zip(resumed, reference):
+        assert a["test"]["accuracy"] == pytest.approx(b["test"]["accuracy"], abs=1e-9)
+        assert a["test"]["crossentropy"] == pytest.approx(b["test"]["crossentropy"], rel=1e-5)
+        if "history" in b and b["role"] == "student":
+            assert len(a["history"]["loss"]) == len(b["history"]["loss"])
+    assert sum("saved_to" in e for e in resumed) == 1
