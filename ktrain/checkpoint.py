@@ -24,6 +24,11 @@ log = logging.getLogger("ktrain")
 KEEP = 3
 
 
+def has_checkpoint(folder: Path) -> bool:
+    """Whether ``folder`` holds at least one complete checkpoint (one whose state file was written)."""
+    return Path(folder).is_dir() and any(Path(folder).glob("*.state.json"))
+
+
 class RunCheckpoint:
     """Checkpoints of one training run in ``folder`` (create inside the strategy's scope)."""
 
@@ -31,9 +36,6 @@ class RunCheckpoint:
         self.folder = Path(folder)
         self.checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, base_lr=base_lr)
         self.manager = tf.train.CheckpointManager(self.checkpoint, str(self.folder), max_to_keep=KEEP)
-
-    def exists(self) -> bool:
-        return any(Path(f"{path}.state.json").is_file() for path in self.manager.checkpoints)
 
     def save(self, state: dict, best_weights: list[np.ndarray] | None) -> str:
         try:

@@ -15,6 +15,7 @@ from dataclasses import replace
 import keras
 
 from ktrain import models
+from ktrain.checkpoint import has_checkpoint
 from ktrain.config import TrainConfig
 from ktrain.data import DataSplits, check_augment, load_dataset
 from ktrain.engine import NumericalFault, Trainer, evaluate_classifier, seed_everything
@@ -183,7 +184,7 @@ def _compare(job: Job, config: TrainConfig, methods: list[Method], strategy, out
             run_checkpoints = checkpoints / f"{method.name}_seed{seed}"
             try:
                 fit = trainer.fit(data, checkpoint_dir=str(run_checkpoints) if keep_progress else None,
-                                  resume=job.resume and run_checkpoints.is_dir() and any(run_checkpoints.iterdir()))
+                                  resume=job.resume and has_checkpoint(run_checkpoints))
             except NumericalFault as exc:
                 log.warning("%s failed: %s", title, exc)  # the comparison goes on with the next method
                 entries.append({"name": name, "role": "student", "method": method.name, "seed": seed,
