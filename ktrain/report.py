@@ -63,13 +63,18 @@ def attach_log_file(out: OutFolder, debug: bool = False) -> logging.Handler:
     handler = logging.FileHandler(out.file("output.log"), mode="a", encoding="utf-8")
     handler.setFormatter(logging.Formatter(LOG_FORMAT))
     logger.addHandler(handler)
+    # While a run logs to its file, keep its records off the root logger (TensorFlow gives it a
+    # console handler): the terminal shows the Rich display only.
+    logger.propagate = False
     logger.info(RUN_SEPARATOR)
     return handler
 
 
 def detach_log_file(handler: logging.Handler) -> None:
-    logging.getLogger("ktrain").removeHandler(handler)
+    logger = logging.getLogger("ktrain")
+    logger.removeHandler(handler)
     handler.close()
+    logger.propagate = True
 
 
 @contextlib.contextmanager
