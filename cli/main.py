@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 
 from cli.options import engine_options
-from cli.render import RichProgress, failures, results_table
+from cli.render import RichProgress, export_table, failures, results_table
 from ktrain.errors import KtrainError
 
 app = typer.Typer(
@@ -29,6 +29,7 @@ console = Console()
 errors = Console(stderr=True)
 
 KD_PANEL = "Knowledge distillation"
+EXPORT_PANEL = "Export"
 PKT_PANEL = "Probabilistic knowledge transfer"
 COMPARE_PANEL = "Comparison"
 
@@ -140,6 +141,8 @@ def _execute(job, verbosity: int) -> dict:
     console.print(results_table(results))
     saved = next(entry["saved_to"] for entry in results["results"] if entry["role"] == "student")
     console.print(f"student saved to {saved}")
+    if results.get("export"):
+        console.print(export_table([results["export"]]))
     return results
 
 
@@ -164,11 +167,14 @@ def distill(
     dataset: Annotated[str, typer.Argument(help="digits, a TFDS name (mnist, cifar10, ...) or an .npz file.")],
     temperature: Annotated[float, typer.Option("-t", "--temperature", help="Distillation temperature T.", rich_help_panel=KD_PANEL)] = 2.0,
     kd_lambda: Annotated[float, typer.Option("-kdl", "--kd-lambda-supervised", help="Weight λ of the hard-label cross-entropy.", rich_help_panel=KD_PANEL)] = 0.1,
+    export: Annotated[str | None, typer.Option("--export", help="Also export the student to TFLite: float32, float16 or int8 (checked on the test split).", rich_help_panel=EXPORT_PANEL)] = None,
+    max_accuracy_drop: Annotated[float, typer.Option("--max-accuracy-drop", help="Largest test-accuracy loss the export may cause.", rich_help_panel=EXPORT_PANEL)] = 0.01,
     engine: dict = None,
 ):
     """Distill TEACHER into STUDENT on DATASET with KD: T²·KL(teacher ‖ student) + λ·CE."""
     job = _job("distill", student, dataset, engine, teacher=teacher, method="kd",
-               method_options={"temperature": temperature, "kd_lambda": kd_lambda})
+               method_options={"temperature": temperature, "kd_lambda": kd_lambda}, export=export,
+               max_accuracy_drop=max_accuracy_drop)
     _execute(job, engine["verbosity"])
 
 
@@ -222,6 +228,8 @@ def compare(
     neighbors: Annotated[int, typer.Option("-k", "--neighbors", help="k of the kNN evaluation of the features.", rich_help_panel=PKT_PANEL)] = 5,
     student_layer: Annotated[str | None, typer.Option("--student-layer", help="Student layer PKT matches (default: input of the classifier).", rich_help_panel=PKT_PANEL)] = None,
     teacher_layer: Annotated[str | None, typer.Option("--teacher-layer", help="Teacher layer PKT matches (default: input of the classifier).", rich_help_panel=PKT_PANEL)] = None,
+    export: Annotated[str | None, typer.Option("--export", help="Also export the best student to TFLite: float32, float16 or int8.", rich_help_panel=EXPORT_PANEL)] = None,
+    max_accuracy_drop: Annotated[float, typer.Option("--max-accuracy-drop", help="Largest test-accuracy loss the export may cause.", rich_help_panel=EXPORT_PANEL)] = 0.01,
     engine: dict = None,
 ):
     """Compare transfer methods on one TEACHER/STUDENT pair: table, results.json/.pkl, log and plots."""
@@ -230,7 +238,8 @@ def compare(
                save_students=save_students.lower(), omit_results=omit_results, tensorboard=tensorboard,
                method_options={"temperature": temperature, "kd_lambda": kd_lambda, "kd_weight": kd_weight,
                                "pkt_weight": pkt_weight, "pkt_lambda": pkt_lambda},
-               student_layer=student_layer, teacher_layer=teacher_layer, neighbors=neighbors)
+               student_layer=student_layer, teacher_layer=teacher_layer, neighbors=neighbors, export=export,
+               max_accuracy_drop=max_accuracy_drop)
     from ktrain.compare import run_compare
 
     results = _interruptible(lambda: run_compare(job, RichProgress(console, engine["verbosity"])))
@@ -241,6 +250,8 @@ def _show_comparison(results: dict, out_folder: str, omitted: bool) -> None:
     console.print(results_table(results))
     for line in failures(results):
         console.print(line, highlight=False, style="red")
+    if results.get("export"):
+        console.print(export_table([results["export"]]))
     if results.get("best_student"):
         console.print(f"best student on validation: {results['best_student']}")
     console.print("no result files written (-or)" if omitted else f"outputs in {out_folder}")
@@ -339,6 +350,26 @@ def cache(
                           batch_size=eval_batch_size)
     console.print(f"soft targets in {summary['path']} ({summary['megabytes']:.1f} MiB): "
                   + ", ".join(f"{name} {shape}" for name, shape in summary["arrays"].items()), highlight=False)
+
+
+@app.command("export")
+@user_errors
+def export_command(
+    student: Annotated[str, typer.Argument(help="A trained student: .keras/.h5 file, or a run's -out folder (its best student).")],
+    out: Annotated[str, typer.Argument(help="The .tflite file to write.")],
+    quantize: Annotated[str, typer.Option("--quantize", help="none (float32), float16, or int8 (full-integer; needs --dataset).")] = "none",
+    dataset: Annotated[str | None, typer.Option("--dataset", help="Dataset whose test split checks the export (and whose train split calibrates int8).")] = None,
+    data_dir: Annotated[str | None, typer.Option("--data-dir", help="Local TFDS data directory.")] = None,
+    max_accuracy_drop: Annotated[float, typer.Option("--max-accuracy-drop", help="Largest test-accuracy loss allowed; more exits with an error.")] = 0.01,
+):
+    """Export STUDENT to TFLite and check size, accuracy, agreement with Keras and latency."""
+    _quiet_tensorflow_import()
+    from ktrain.export import check, export
+
+    report = export(student, out, "float32" if quantize == "none" else quantize, dataset=dataset, data_dir=data_dir,
+                    max_accuracy_drop=max_accuracy_drop)
+    console.print(export_table([report]))
+    check(report)
 
 
 @app.command()

@@ -115,3 +115,18 @@ def failures(results: dict) -> list[str]:
 
     return [f"{row['name']}: {row['failures']} run(s) failed: {row['failed']}" for row in summarize(results)
             if "failed" in row]
+
+
+def export_table(reports: list[dict]) -> Table:
+    """TFLite exports: file size, Keras and TFLite test accuracy, agreement, median latency."""
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True, title="TFLite export")
+    for column in ("mode", "size", "Keras acc", "TFLite acc", "agreement", "latency"):
+        table.add_column(column, justify="left" if column == "mode" else "right", no_wrap=True)
+    for report in reports:
+        if "tflite_accuracy" in report:
+            cells = [f"{report['keras_accuracy']:.4f}", f"{report['tflite_accuracy']:.4f}", f"{report['agreement']:.4f}",
+                     f"{report['median_latency_ms']:.3f} ms"]
+        else:
+            cells = ["", "", "", ""]  # no --dataset: converted, not checked
+        table.add_row(report["mode"], f"{report['bytes'] / 1024:.1f} KiB", *cells)
+    return table

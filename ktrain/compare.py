@@ -34,7 +34,17 @@ from ktrain.report import (
     write_json_atomic,
     write_pickle_atomic,
 )
-from ktrain.run import Job, _check_classes, _load_student, _results, _student_entry, _teacher_entry
+from ktrain.run import (
+    Job,
+    _check_classes,
+    _load_student,
+    _results,
+    _student_entry,
+    _teacher_entry,
+    check_export,
+    check_export_mode,
+    export_student,
+)
 from ktrain.precision import policy as precision_policy
 from ktrain.strategy import build_strategy, jit_enabled, output_folder
 from ktrain.targets import prepare as prepare_targets
@@ -60,6 +70,7 @@ def run_compare(job: Job, listener: Listener | None = None, teacher_epochs: int 
     if job.save_students not in SAVE_MODES:
         raise KtrainError(f"save mode (-s) is '{job.save_students}': use all, best or none")
     check_augment(job.augment)
+    check_export_mode(job.export)
     if not job.methods:
         raise KtrainError("no method given: use -m kd, -m pkt and/or -m pkt+kd")
     methods = [build_method(name, job.method_options) for name in job.methods]
@@ -223,6 +234,7 @@ def _compare(job: Job, config: TrainConfig, methods: list[Method], strategy, out
     results = _results(job.command, config, data, strategy, entries + [teacher_entry], started, job=job,
                        methods=methods)
     results["best_student"] = best[0]["name"] if best else None
+    results["export"] = export_student(job, best[0]["saved_to"] if best else None, out, data)
     log.info("Evaluating results...")
     log.info(final_results_block(results))
     if not job.omit_results:
@@ -231,6 +243,8 @@ def _compare(job: Job, config: TrainConfig, methods: list[Method], strategy, out
         write_pickle_atomic(out.file("results.pkl"), seed_pickle(results))
         comparison_plots(results, out.path, out.prefix)
     log.info("Finished!")
+    if results["export"]:
+        check_export(results["export"])
     return results
 
 

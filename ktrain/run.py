@@ -53,6 +53,8 @@ class Job:
     neighbors: int = 5
     resume: bool = False
     overwrite: bool = False
+    export: str | None = None
+    max_accuracy_drop: float = 0.01
     targets: str = "auto"
     cache_dir: str | None = None
     augment: tuple[str, ...] = ()
@@ -71,6 +73,7 @@ def run_job(job: Job, listener: Listener | None = None) -> dict:
     if job.neighbors <= 0:
         raise KtrainError(f"neighbors (-k) is {job.neighbors}: give a value greater than 0")
     check_augment(job.augment)
+    check_export_mode(job.export)
     method = build_method(job.method, job.method_options)
     if method.uses_teacher and job.teacher is None:
         raise KtrainError(f"method '{method.name}' needs a TEACHER model")
@@ -128,9 +131,23 @@ def _run(job: Job, config: TrainConfig, method: Method, strategy, out: OutFolder
     log.info("Student network has been saved as %s.", saved)
     entries = [entry] + ([teacher_entry] if teacher_entry else [])
     results = _results(job.command, config, data, strategy, entries, started, job=job, method=method)
+    results["export"] = export_student(job, saved, out, data)
     write_json_atomic(out.file("results.json"), results)
     log.info("Finished!")
+    if results["export"]:
+        check_export(results["export"])
     return results
+
+
+def export_student(job: Job, saved, out: OutFolder, data: DataSplits) -> dict | None:
+    """``--export MODE``: the saved student as ``student_MODE.tflite``, checked on the test split."""
+    if not job.export or saved is None:
+        return None
+    from ktrain.export import export
+
+    log.info("Exporting the student to TFLite (%s)...", job.export)
+    return export(str(saved), str(out.file(f"student_{job.export}.tflite")), job.export,
+                  max_accuracy_drop=job.max_accuracy_drop, data=data)
 
 
 # -- helpers -----------------------------------------------------------------------------------
@@ -275,3 +292,16 @@ def build_cache(teacher_spec: str, dataset: str, *, cache_dir: str, features: bo
     return {"path": targets.source, "megabytes": targets.nbytes() / 2**20,
             "arrays": {f"{split}/{kind}": list(array.shape) for split, kinds in targets.arrays.items()
                        for kind, array in kinds.items()}}
+
+
+def check_export_mode(mode: str | None) -> None:
+    from ktrain.export import MODES
+
+    if mode is not None and mode not in MODES:
+        raise KtrainError(f"--export is '{mode}': use float32, float16 or int8")
+
+
+def check_export(report: dict) -> None:
+    from ktrain.export import check
+
+    check(report)
