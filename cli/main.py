@@ -33,6 +33,21 @@ EXPORT_PANEL = "Export"
 PKT_PANEL = "Probabilistic knowledge transfer"
 COMPARE_PANEL = "Comparison"
 
+# Arguments and method options shared by several commands, declared once.
+Teacher = Annotated[str, typer.Argument(help="Trained teacher: a .keras/.h5 file or zoo:NAME.")]
+Student = Annotated[str, typer.Argument(help="Student: a .keras/.h5 file or zoo:NAME.")]
+Dataset = Annotated[str, typer.Argument(help="digits, a TFDS name (mnist, cifar10, ...) or an .npz file.")]
+Temperature = Annotated[float, typer.Option("-t", "--temperature", help="KD temperature T.", rich_help_panel=KD_PANEL)]
+KdLambda = Annotated[float, typer.Option("-kdl", "--kd-lambda-supervised", help="Weight λ of the hard-label cross-entropy in KD.", rich_help_panel=KD_PANEL)]
+KdWeight = Annotated[float, typer.Option("-kdw", "--kd-importance-weight", help="Weight of the KD part of PKT plus KD.", rich_help_panel=KD_PANEL)]
+PktWeight = Annotated[float, typer.Option("-pktw", "--pkt-importance-weight", help="Weight of the PKT part of PKT plus KD.", rich_help_panel=KD_PANEL)]
+PktLambda = Annotated[float, typer.Option("-pktl", "--pkt-lambda-supervised", help="Weight of the supervised PKT term (label-similarity target; PKT only).", rich_help_panel=PKT_PANEL)]
+Neighbors = Annotated[int, typer.Option("-k", "--neighbors", help="k of the kNN evaluation of the features.", rich_help_panel=PKT_PANEL)]
+StudentLayer = Annotated[str | None, typer.Option("--student-layer", help="Student layer PKT matches (default: input of the classifier).", rich_help_panel=PKT_PANEL)]
+TeacherLayer = Annotated[str | None, typer.Option("--teacher-layer", help="Teacher layer PKT matches (default: input of the classifier).", rich_help_panel=PKT_PANEL)]
+Export = Annotated[str | None, typer.Option("--export", help="Also export the (best) student to TFLite: float32, float16 or int8, checked on the test split.", rich_help_panel=EXPORT_PANEL)]
+MaxAccuracyDrop = Annotated[float, typer.Option("--max-accuracy-drop", help="Largest test-accuracy loss the export may cause.", rich_help_panel=EXPORT_PANEL)]
+
 
 def user_errors(command):
     """Turn a KtrainError into ``error: <message>`` on one line and exit status 2."""
@@ -151,7 +166,7 @@ def _execute(job, verbosity: int) -> dict:
 @engine_options
 def train(
     model: Annotated[str, typer.Argument(help="Model to train: a .keras/.h5 file or zoo:NAME.")],
-    dataset: Annotated[str, typer.Argument(help="digits, a TFDS name (mnist, cifar10, ...) or an .npz file.")],
+    dataset: Dataset,
     engine: dict = None,
 ):
     """Train MODEL on DATASET with labels only (to make a teacher, or a from-scratch baseline)."""
@@ -162,13 +177,13 @@ def train(
 @user_errors
 @engine_options
 def distill(
-    teacher: Annotated[str, typer.Argument(help="Trained teacher: a .keras/.h5 file or zoo:NAME.")],
-    student: Annotated[str, typer.Argument(help="Student: a .keras/.h5 file or zoo:NAME.")],
-    dataset: Annotated[str, typer.Argument(help="digits, a TFDS name (mnist, cifar10, ...) or an .npz file.")],
-    temperature: Annotated[float, typer.Option("-t", "--temperature", help="Distillation temperature T.", rich_help_panel=KD_PANEL)] = 2.0,
-    kd_lambda: Annotated[float, typer.Option("-kdl", "--kd-lambda-supervised", help="Weight λ of the hard-label cross-entropy.", rich_help_panel=KD_PANEL)] = 0.1,
-    export: Annotated[str | None, typer.Option("--export", help="Also export the student to TFLite: float32, float16 or int8 (checked on the test split).", rich_help_panel=EXPORT_PANEL)] = None,
-    max_accuracy_drop: Annotated[float, typer.Option("--max-accuracy-drop", help="Largest test-accuracy loss the export may cause.", rich_help_panel=EXPORT_PANEL)] = 0.01,
+    teacher: Teacher,
+    student: Student,
+    dataset: Dataset,
+    temperature: Temperature = 2.0,
+    kd_lambda: KdLambda = 0.1,
+    export: Export = None,
+    max_accuracy_drop: MaxAccuracyDrop = 0.01,
     engine: dict = None,
 ):
     """Distill TEACHER into STUDENT on DATASET with KD: T²·KL(teacher ‖ student) + λ·CE."""
@@ -182,18 +197,18 @@ def distill(
 @user_errors
 @engine_options
 def pkt(
-    teacher: Annotated[str, typer.Argument(help="Trained teacher: a .keras/.h5 file or zoo:NAME.")],
-    student: Annotated[str, typer.Argument(help="Student: a .keras/.h5 file or zoo:NAME.")],
-    dataset: Annotated[str, typer.Argument(help="digits, a TFDS name (mnist, cifar10, ...) or an .npz file.")],
-    pkt_lambda: Annotated[float, typer.Option("-pktl", "--pkt-lambda-supervised", help="Weight of the supervised PKT term (label-similarity target).", rich_help_panel=PKT_PANEL)] = 1e-4,
-    neighbors: Annotated[int, typer.Option("-k", "--neighbors", help="k of the kNN evaluation of the features.", rich_help_panel=PKT_PANEL)] = 5,
-    student_layer: Annotated[str | None, typer.Option("--student-layer", help="Student layer whose output is matched (default: input of the classifier).", rich_help_panel=PKT_PANEL)] = None,
-    teacher_layer: Annotated[str | None, typer.Option("--teacher-layer", help="Teacher layer whose output is matched (default: input of the classifier).", rich_help_panel=PKT_PANEL)] = None,
+    teacher: Teacher,
+    student: Student,
+    dataset: Dataset,
+    pkt_lambda: PktLambda = 1e-4,
+    neighbors: Neighbors = 5,
+    student_layer: StudentLayer = None,
+    teacher_layer: TeacherLayer = None,
     with_kd: Annotated[bool, typer.Option("--kd", help="PKT plus KD (the seed's pkt+distillation): -kdw · KD + -pktw · PKT.", rich_help_panel=KD_PANEL)] = False,
-    temperature: Annotated[float, typer.Option("-t", "--temperature", help="KD temperature (with --kd).", rich_help_panel=KD_PANEL)] = 2.0,
-    kd_lambda: Annotated[float, typer.Option("-kdl", "--kd-lambda-supervised", help="Weight λ of the hard-label CE (with --kd).", rich_help_panel=KD_PANEL)] = 0.1,
-    kd_weight: Annotated[float, typer.Option("-kdw", "--kd-importance-weight", help="Weight of the KD part (with --kd).", rich_help_panel=KD_PANEL)] = 1.0,
-    pkt_weight: Annotated[float, typer.Option("-pktw", "--pkt-importance-weight", help="Weight of the PKT part (with --kd).", rich_help_panel=KD_PANEL)] = 1.0,
+    temperature: Temperature = 2.0,
+    kd_lambda: KdLambda = 0.1,
+    kd_weight: KdWeight = 1.0,
+    pkt_weight: PktWeight = 1.0,
     engine: dict = None,
 ):
     """Transfer the geometry of TEACHER's features into STUDENT with PKT (optionally plus KD)."""
@@ -211,25 +226,25 @@ def pkt(
 @user_errors
 @engine_options
 def compare(
-    teacher: Annotated[str, typer.Argument(help="Trained teacher: a .keras/.h5 file or zoo:NAME.")],
-    student: Annotated[str, typer.Argument(help="Student: a .keras/.h5 file or zoo:NAME.")],
-    dataset: Annotated[str, typer.Argument(help="digits, a TFDS name (mnist, cifar10, ...) or an .npz file.")],
+    teacher: Teacher,
+    student: Student,
+    dataset: Dataset,
     method: Annotated[list[str] | None, typer.Option("-m", "--method", help="Method to run, repeatable or comma-separated: kd (distillation), pkt, pkt+kd (pkt+distillation). Default: all three, in that order.", rich_help_panel=COMPARE_PANEL)] = None,
     baseline: Annotated[bool, typer.Option("--baseline/--no-baseline", help="Also train the student from scratch.", rich_help_panel=COMPARE_PANEL)] = True,
     seeds: Annotated[int, typer.Option("--seeds", help="Repeat every method with this many seeds (seed, seed+1, ...); mean ± std.", rich_help_panel=COMPARE_PANEL)] = 1,
     save_students: Annotated[str, typer.Option("-s", "--save-students", help="all, best (on validation) or none.", rich_help_panel=COMPARE_PANEL)] = "best",
     omit_results: Annotated[bool, typer.Option("-or", "--omit-results", help="Write no results.json, results.pkl, log or plots.", rich_help_panel=COMPARE_PANEL)] = False,
     tensorboard: Annotated[bool, typer.Option("--tensorboard", help="Per-method TensorBoard scalars under the out folder.", rich_help_panel=COMPARE_PANEL)] = False,
-    temperature: Annotated[float, typer.Option("-t", "--temperature", help="KD temperature T.", rich_help_panel=KD_PANEL)] = 2.0,
-    kd_lambda: Annotated[float, typer.Option("-kdl", "--kd-lambda-supervised", help="Weight λ of the hard-label cross-entropy.", rich_help_panel=KD_PANEL)] = 0.1,
-    kd_weight: Annotated[float, typer.Option("-kdw", "--kd-importance-weight", help="Weight of the KD part of PKT plus KD.", rich_help_panel=KD_PANEL)] = 1.0,
-    pkt_weight: Annotated[float, typer.Option("-pktw", "--pkt-importance-weight", help="Weight of the PKT part of PKT plus KD.", rich_help_panel=KD_PANEL)] = 1.0,
-    pkt_lambda: Annotated[float, typer.Option("-pktl", "--pkt-lambda-supervised", help="Weight of the supervised PKT term (PKT only).", rich_help_panel=PKT_PANEL)] = 1e-4,
-    neighbors: Annotated[int, typer.Option("-k", "--neighbors", help="k of the kNN evaluation of the features.", rich_help_panel=PKT_PANEL)] = 5,
-    student_layer: Annotated[str | None, typer.Option("--student-layer", help="Student layer PKT matches (default: input of the classifier).", rich_help_panel=PKT_PANEL)] = None,
-    teacher_layer: Annotated[str | None, typer.Option("--teacher-layer", help="Teacher layer PKT matches (default: input of the classifier).", rich_help_panel=PKT_PANEL)] = None,
-    export: Annotated[str | None, typer.Option("--export", help="Also export the best student to TFLite: float32, float16 or int8.", rich_help_panel=EXPORT_PANEL)] = None,
-    max_accuracy_drop: Annotated[float, typer.Option("--max-accuracy-drop", help="Largest test-accuracy loss the export may cause.", rich_help_panel=EXPORT_PANEL)] = 0.01,
+    temperature: Temperature = 2.0,
+    kd_lambda: KdLambda = 0.1,
+    kd_weight: KdWeight = 1.0,
+    pkt_weight: PktWeight = 1.0,
+    pkt_lambda: PktLambda = 1e-4,
+    neighbors: Neighbors = 5,
+    student_layer: StudentLayer = None,
+    teacher_layer: TeacherLayer = None,
+    export: Export = None,
+    max_accuracy_drop: MaxAccuracyDrop = 0.01,
     engine: dict = None,
 ):
     """Compare transfer methods on one TEACHER/STUDENT pair: table, results.json/.pkl, log and plots."""
@@ -331,7 +346,7 @@ def evaluate(
 @app.command()
 @user_errors
 def cache(
-    teacher: Annotated[str, typer.Argument(help="Trained teacher: a .keras/.h5 file or zoo:NAME.")],
+    teacher: Teacher,
     dataset: Annotated[str, typer.Argument(help="digits, a TFDS name or an .npz file.")],
     cache_dir: Annotated[str, typer.Option("--cache-dir", help="Folder for the cached soft targets.")] = "cache",
     features: Annotated[bool, typer.Option("--features", help="Also cache the teacher's features (for pkt and pkt+kd).")] = False,
