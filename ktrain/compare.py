@@ -36,14 +36,14 @@ from ktrain.report import (
 )
 from ktrain.run import (
     Job,
-    _check_classes,
-    _load_student,
-    _results,
-    _student_entry,
-    _teacher_entry,
+    check_classes,
     check_export,
     check_export_mode,
     export_student,
+    load_student,
+    results_record,
+    student_record,
+    teacher_record,
 )
 from ktrain.precision import policy as precision_policy
 from ktrain.strategy import build_strategy, jit_enabled, output_folder
@@ -131,7 +131,7 @@ def _compare(job: Job, config: TrainConfig, methods: list[Method], strategy, out
     teacher = LogitsView(teacher_model, data.x_val, name=f"teacher '{job.teacher}'", features=uses_features,
                          feature_layer=job.teacher_layer)
     teacher_model.trainable = False
-    teacher_entry = _teacher_entry(teacher, data, config, job.teacher)
+    teacher_entry = teacher_record(teacher, data, config, job.teacher)
     validation = evaluate_classifier(teacher, data.x_val, data.y_val, config.eval_batch_size)
     teacher_entry["validation"] = {f"val_{key}": value for key, value in validation.items()}
     log.info("Teacher validation accuracy %.4f (logits: %s)", validation["accuracy"], teacher.source)
@@ -157,9 +157,9 @@ def _compare(job: Job, config: TrainConfig, methods: list[Method], strategy, out
     for seed in range(config.seed, config.seed + job.seeds):
         seed_everything(seed, deterministic)
         with strategy.scope():
-            initial_student = _load_student(job, data)
+            initial_student = load_student(job, data)
         if seed == config.seed:
-            _check_classes(LogitsView(initial_student), teacher, job, data)
+            check_classes(LogitsView(initial_student), teacher, job, data)
         initial_weights = initial_student.get_weights()
         untrained = None
         for method in runs:
@@ -203,7 +203,7 @@ def _compare(job: Job, config: TrainConfig, methods: list[Method], strategy, out
                 if keep_progress:
                     write_json_atomic(progress_path, {"entries": entries})
                 continue
-            entry = _student_entry(method, view, trainer, fit, data, job.student)
+            entry = student_record(method, view, trainer, fit, data, job.student)
             entry.update(name=name, seed=seed, uses_features=method.uses_features,
                          soft_targets=targets.source if targets is not None and method.uses_teacher else "online")
             if method.uses_features:
@@ -231,7 +231,7 @@ def _compare(job: Job, config: TrainConfig, methods: list[Method], strategy, out
     if best is not None:
         best[0].pop("best_so_far", None)
         log.info("The best student network (on validation) has been saved as %s.", best[0]["saved_to"])
-    results = _results(job.command, config, data, strategy, entries + [teacher_entry], started, job=job,
+    results = results_record(job.command, config, data, strategy, entries + [teacher_entry], started, job=job,
                        methods=methods)
     results["best_student"] = best[0]["name"] if best else None
     results["export"] = export_student(job, best[0]["saved_to"] if best else None, out, data)

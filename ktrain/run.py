@@ -94,16 +94,16 @@ def _run(job: Job, config: TrainConfig, method: Method, strategy, out: OutFolder
     log.info("Loading dataset %s...", job.dataset)
     data = load_dataset(job.dataset, data_dir=job.data_dir, val_split=job.val_split, seed=config.seed)
     with strategy.scope():
-        teacher = _teacher_view(job, method, data) if method.uses_teacher else None
-        student_model = _load_student(job, data)
+        teacher = teacher_view(job, method, data) if method.uses_teacher else None
+        student_model = load_student(job, data)
     student = LogitsView(student_model, data.x_val, name=f"student '{job.student}'",
                          features=method.uses_features, feature_layer=job.student_layer)
-    _check_classes(student, teacher, job, data)
+    check_classes(student, teacher, job, data)
     teacher_entry = None
     if teacher is not None:
         teacher_val = evaluate_classifier(teacher, data.x_val, data.y_val, config.eval_batch_size)
         log.info("Teacher validation accuracy %.4f (logits: %s)", teacher_val["accuracy"], teacher.source)
-        teacher_entry = _teacher_entry(teacher, data, config, job.teacher)
+        teacher_entry = teacher_record(teacher, data, config, job.teacher)
     initial = None
     if method.uses_features:
         initial = representation_report(student, data, job.neighbors, config.eval_batch_size)
@@ -116,7 +116,7 @@ def _run(job: Job, config: TrainConfig, method: Method, strategy, out: OutFolder
                       listener=listener, targets=targets, augment=job.augment)
     fit = trainer.fit(data, checkpoint_dir=str(out.file("checkpoints")), resume=job.resume)
     log.info("Evaluating results...")
-    entry = _student_entry(method, student, trainer, fit, data, job.student)
+    entry = student_record(method, student, trainer, fit, data, job.student)
     entry["soft_targets"] = targets.source if targets is not None else "online"
     if method.uses_features:
         entry["feature_layer"] = student.feature_source
@@ -130,7 +130,7 @@ def _run(job: Job, config: TrainConfig, method: Method, strategy, out: OutFolder
     entry["saved_to"] = str(saved)
     log.info("Student network has been saved as %s.", saved)
     entries = [entry] + ([teacher_entry] if teacher_entry else [])
-    results = _results(job.command, config, data, strategy, entries, started, job=job, method=method)
+    results = results_record(job.command, config, data, strategy, entries, started, job=job, method=method)
     results["export"] = export_student(job, saved, out, data)
     write_json_atomic(out.file("results.json"), results)
     log.info("Finished!")
@@ -151,7 +151,7 @@ def export_student(job: Job, saved, out: OutFolder, data: DataSplits) -> dict | 
 
 
 # -- helpers -----------------------------------------------------------------------------------
-def _teacher_view(job: Job, method: Method, data: DataSplits) -> LogitsView:
+def teacher_view(job: Job, method: Method, data: DataSplits) -> LogitsView:
     spec = job.teacher
     model = models.load_model(spec, role="teacher", input_shape=data.image_shape, num_classes=data.num_classes)
     models.check_input_shape(model, role="teacher", spec=spec, image_shape=data.image_shape, dataset=data.name)
@@ -161,7 +161,7 @@ def _teacher_view(job: Job, method: Method, data: DataSplits) -> LogitsView:
     return view
 
 
-def _load_student(job: Job, data: DataSplits) -> keras.Model:
+def load_student(job: Job, data: DataSplits) -> keras.Model:
     model = models.load_model(job.student, role="student", input_shape=data.image_shape, num_classes=data.num_classes)
     models.check_input_shape(model, role="student", spec=job.student, image_shape=data.image_shape, dataset=data.name)
     model.trainable = True
@@ -178,7 +178,7 @@ def _load_student(job: Job, data: DataSplits) -> keras.Model:
     return model
 
 
-def _check_classes(student: LogitsView, teacher: LogitsView | None, job: Job, data: DataSplits) -> None:
+def check_classes(student: LogitsView, teacher: LogitsView | None, job: Job, data: DataSplits) -> None:
     if teacher is not None and teacher.num_classes != student.num_classes:
         raise KtrainError(
             f"teacher '{job.teacher}' outputs {teacher.num_classes} classes but student '{job.student}' outputs "
@@ -192,7 +192,7 @@ def _check_classes(student: LogitsView, teacher: LogitsView | None, job: Job, da
             )
 
 
-def _teacher_entry(teacher: LogitsView, data: DataSplits, config: TrainConfig, spec: str) -> dict:
+def teacher_record(teacher: LogitsView, data: DataSplits, config: TrainConfig, spec: str) -> dict:
     return {
         "name": "Teacher",
         "role": "teacher",
@@ -203,7 +203,7 @@ def _teacher_entry(teacher: LogitsView, data: DataSplits, config: TrainConfig, s
     }
 
 
-def _student_entry(method: Method, view: LogitsView, trainer: Trainer, fit: FitResult, data: DataSplits,
+def student_record(method: Method, view: LogitsView, trainer: Trainer, fit: FitResult, data: DataSplits,
                    spec: str) -> dict:
     return {
         "name": method.display_name,
@@ -224,7 +224,7 @@ def _student_entry(method: Method, view: LogitsView, trainer: Trainer, fit: FitR
     }
 
 
-def _results(command: str, config: TrainConfig, data: DataSplits, strategy, entries: list[dict], started: float,
+def results_record(command: str, config: TrainConfig, data: DataSplits, strategy, entries: list[dict], started: float,
              job: Job | None = None, method: Method | None = None, methods: list[Method] | None = None) -> dict:
     teacher = next((entry for entry in entries if entry["role"] == "teacher"), None)
     student = next((entry for entry in entries if entry["role"] == "student"), None)
