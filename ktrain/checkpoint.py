@@ -34,7 +34,11 @@ class RunCheckpoint:
 
     def __init__(self, folder: Path, model, optimizer, base_lr: tf.Variable):
         self.folder = Path(folder)
-        self.checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, base_lr=base_lr)
+        # Dropout's random state lives in Keras seed generators, which a model checkpoint leaves out.
+        seed_states = [generator.state.value for layer in model._flatten_layers()
+                       for generator in getattr(layer, "_seed_generators", [])]
+        self.checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, base_lr=base_lr,
+                                              seed_states=seed_states)
         self.manager = tf.train.CheckpointManager(self.checkpoint, str(self.folder), max_to_keep=KEEP)
 
     def save(self, state: dict, best_weights: list[np.ndarray] | None) -> str:

@@ -179,3 +179,34 @@ def test_killed_compare_resumes_skipping_finished_methods(tmp_path):
         if "history" in b and b["role"] == "student":
             assert len(a["history"]["loss"]) == len(b["history"]["loss"])
     assert sum("saved_to" in e for e in resumed) == 1
+
+
+def test_resume_restores_dropout_random_state(tmp_path):
+    """digits_teacher has Dropout: a resumed run must draw the same masks as an uninterrupted one."""
+    from ktrain import zoo
+    from ktrain.config import OptimizerConfig, ScheduleConfig, TrainConfig
+    from ktrain.data import load_dataset
+    from ktrain.engine import Trainer, seed_everything
+    from ktrain.methods import get_method
+    from ktrain.strategy import build_strategy
+    from ktrain.taps import LogitsView
+
+    data = load_dataset("digits")
+    strategy = build_strategy("one")
+
+    def train(epochs, resume, folder):
+        seed_everything(0)
+        with strategy.scope():
+            model = zoo.build("digits_teacher", data.image_shape, 10)
+        config = TrainConfig(epochs=epochs, optimizer=OptimizerConfig(decay=0.0),
+                             schedule=ScheduleConfig(lr_decay=0.0, early_stopping_patience=0,
+                                                     use_final_model=True)).validate()
+        Trainer(student=LogitsView(model), method=get_method("supervised")(), config=config,
+                strategy=strategy).fit(data, checkpoint_dir=str(folder), resume=resume)
+        return model.get_weights()
+
+    whole = train(3, False, tmp_path / "whole")
+    train(1, False, tmp_path / "split")
+    resumed = train(3, True, tmp_path / "split")
+    for a, b in zip(whole, resumed):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
