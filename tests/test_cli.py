@@ -207,3 +207,24 @@ def test_start_weights_that_do_not_fit_are_refused(tmp_path):
     bad.write_bytes(b"not hdf5")
     result = invoke("train", "zoo:digits_student", "digits", "-w", bad, "-out", tmp_path / "out")
     assert_one_line_error(result, "could not load start weights", out=tmp_path / "out")
+
+
+def test_engine_switches_reach_the_run(tmp_path):
+    result = invoke(*DISTILL, "--jit", "on", "--strategy", "mirrored", "--val-split", "0.25", "--debug", "-v", "2",
+                    "-out", tmp_path)
+    assert result.exit_code == 0, result.output
+    assert "epoch    1" in result.output  # -v 2 prints a line per epoch
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["jit"] is True and results["strategy"]["replicas"] == 2
+    assert results["dataset"]["sizes"]["val"] == 359  # 25 % of the 1,438 training images, rounded per class
+    assert results["job"]["debug"] is True
+
+
+def test_compare_without_baseline_and_evaluate_with_a_layer(tmp_path):
+    result = invoke("compare", "zoo:digits_teacher", "zoo:digits_student", "digits", "-m", "kd", "--no-baseline",
+                    "-e", "1", "-v", "0", "-out", tmp_path)
+    assert result.exit_code == 0, result.output
+    names = [e["name"] for e in json.loads((tmp_path / "results.json").read_text())["results"]]
+    assert names == ["Knowledge Distillation", "Teacher"]
+    result = invoke("evaluate", tmp_path / "best_model.keras", "digits", "-k", 3, "--layer", "hidden")
+    assert result.exit_code == 0 and "test kNN accuracy (k=3)" in result.output, result.output
