@@ -18,7 +18,7 @@ from ktrain import models
 from ktrain.checkpoint import has_checkpoint
 from ktrain.config import TrainConfig
 from ktrain.data import DataSplits, check_augment, load_dataset
-from ktrain.engine import NumericalFault, Trainer, evaluate_classifier, seed_everything
+from ktrain.engine import NumericalFault, Trainer, seed_everything
 from ktrain.errors import KtrainError
 from ktrain.evaluate import extract_features, knn_accuracy, representation_report
 from ktrain.listener import Listener, Listeners
@@ -132,9 +132,6 @@ def _compare(job: Job, config: TrainConfig, methods: list[Method], strategy, out
                          feature_layer=job.teacher_layer)
     teacher_model.trainable = False
     teacher_entry = teacher_record(teacher, data, config, job.teacher)
-    validation = evaluate_classifier(teacher, data.x_val, data.y_val, config.eval_batch_size)
-    teacher_entry["validation"] = {f"val_{key}": value for key, value in validation.items()}
-    log.info("Teacher validation accuracy %.4f (logits: %s)", validation["accuracy"], teacher.source)
     if teacher_fit is not None:
         teacher_entry.update(history=teacher_fit.columns(), epochs_run=len(teacher_fit.history),
                              best_epoch=teacher_fit.best_epoch, train_seconds=teacher_fit.seconds)

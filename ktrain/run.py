@@ -101,8 +101,6 @@ def _run(job: Job, config: TrainConfig, method: Method, strategy, out: OutFolder
     check_classes(student, teacher, job, data)
     teacher_entry = None
     if teacher is not None:
-        teacher_val = evaluate_classifier(teacher, data.x_val, data.y_val, config.eval_batch_size)
-        log.info("Teacher validation accuracy %.4f (logits: %s)", teacher_val["accuracy"], teacher.source)
         teacher_entry = teacher_record(teacher, data, config, job.teacher)
     initial = None
     if method.uses_features:
@@ -193,12 +191,16 @@ def check_classes(student: LogitsView, teacher: LogitsView | None, job: Job, dat
 
 
 def teacher_record(teacher: LogitsView, data: DataSplits, config: TrainConfig, spec: str) -> dict:
+    """The teacher's validation (logged: a sanity check before training) and test scores."""
+    validation = evaluate_classifier(teacher, data.x_val, data.y_val, config.eval_batch_size)
+    log.info("Teacher validation accuracy %.4f (logits: %s)", validation["accuracy"], teacher.source)
     return {
         "name": "Teacher",
         "role": "teacher",
         "source": spec,
         "logits_from": teacher.source,
         "params": teacher.params,
+        "validation": {f"val_{key}": value for key, value in validation.items()},
         "test": evaluate_classifier(teacher, data.x_test, data.y_test, config.eval_batch_size),
     }
 

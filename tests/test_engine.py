@@ -105,35 +105,21 @@ def test_early_stopping_stops_and_restores_the_best_weights(small_digits):
 
 
 def test_restored_weights_are_those_of_the_best_epoch(small_digits):
-    recorder = {}
-
-    class Capture(WeightRecorder):
-        def __init__(self, model):
-            super().__init__(model)
-            recorder["listener"] = self
-
     cfg = config(epochs=10, optimizer=OptimizerConfig(learning_rate=1e-5, decay=0.0),
                  schedule=ScheduleConfig(lr_decay=0.0, early_stopping_patience=2))
-    result, student, _, _ = fit(small_digits, cfg, method="supervised", listener=Capture)
-    epochs = recorder["listener"].weights
+    result, student, _, trainer = fit(small_digits, cfg, method="supervised", listener=WeightRecorder)
+    epochs = trainer.listener.weights
     final = student.get_weights()
     assert all(np.array_equal(a, b) for a, b in zip(final, epochs[result.best_epoch]))
     assert not all(np.array_equal(a, b) for a, b in zip(final, epochs[len(result.history)]))
 
 
 def test_use_final_model_keeps_the_last_epoch(small_digits):
-    recorder = {}
-
-    class Capture(WeightRecorder):
-        def __init__(self, model):
-            super().__init__(model)
-            recorder["listener"] = self
-
     cfg = config(epochs=3, optimizer=OptimizerConfig(learning_rate=1e-5, decay=0.0),
                  schedule=ScheduleConfig(lr_decay=0.0, early_stopping_patience=0, use_final_model=True))
-    result, student, _, _ = fit(small_digits, cfg, method="supervised", listener=Capture)
+    result, student, _, trainer = fit(small_digits, cfg, method="supervised", listener=WeightRecorder)
     assert not result.restored_best
-    last = recorder["listener"].weights[3]
+    last = trainer.listener.weights[3]
     assert all(np.array_equal(a, b) for a, b in zip(student.get_weights(), last))
 
 
