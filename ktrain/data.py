@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from ktrain.classes import format_classes
 from ktrain.errors import KtrainError, first_line
 
 BUILTIN = "digits"
@@ -53,6 +54,22 @@ class DataSplits:
 
     def sizes(self) -> dict[str, int]:
         return {"train": len(self.y_train), "val": len(self.y_val), "test": len(self.y_test)}
+
+    def restrict(self, classes: tuple[int, ...]) -> "DataSplits":
+        """The samples of ``classes`` only, relabelled 0..len(classes)-1 in the order given (how a
+        specialist teacher is trained on its share of the classes)."""
+        lookup = np.full(self.num_classes, -1, np.int32)
+        lookup[list(classes)] = np.arange(len(classes), dtype=np.int32)
+
+        def keep(x, y):
+            mask = lookup[y] >= 0
+            return x[mask], lookup[y[mask]]
+
+        x_train, y_train = keep(self.x_train, self.y_train)
+        x_val, y_val = keep(self.x_val, self.y_val)
+        x_test, y_test = keep(self.x_test, self.y_test)
+        return DataSplits(f"{self.name}[{format_classes(classes)}]", x_train, y_train, x_val, y_val, x_test, y_test,
+                          len(classes))
 
 
 def load_dataset(

@@ -61,6 +61,7 @@ class LogitsView:
             self._take_log = probe_images is not None and _looks_like_probabilities(model, probe_images)
             self.source = "log of probability output" if self._take_log else "model output"
         self.num_classes = int(model.outputs[0].shape[-1])
+        self.output_width = self.num_classes  # columns of teacher output the step and the cache see
         # Counted now: freezing a teacher later empties its trainable_weights.
         self.params = int(sum(np.prod(variable.shape) for variable in model.trainable_weights))
         self.feature_source = None

@@ -42,7 +42,7 @@ class SoftTargets:
         return sum(array.nbytes for split in self.arrays.values() for array in split.values())
 
 
-def use_cache(mode: str, augment: tuple[str, ...], data: DataSplits, num_classes: int, feature_width: int,
+def use_cache(mode: str, augment: tuple[str, ...], data: DataSplits, output_width: int, feature_width: int,
               budget: int = DEFAULT_MEMORY_BUDGET) -> bool:
     """Decide between cached and online targets for ``--targets``; refuse what cannot be right."""
     if mode not in MODES:
@@ -56,7 +56,7 @@ def use_cache(mode: str, augment: tuple[str, ...], data: DataSplits, num_classes
                 "un-augmented images; use --targets online (or auto), or drop --augment"
             )
         return False
-    size = (len(data.y_train) + len(data.y_val)) * (num_classes + feature_width) * 4
+    size = (len(data.y_train) + len(data.y_val)) * (output_width + feature_width) * 4
     if mode == "auto" and size > budget:
         log.info("Soft targets would need %.0f MiB, over the %.0f MiB budget: teacher runs online",
                  size / 2**20, budget / 2**20)
@@ -74,7 +74,7 @@ def feature_width(teacher: LogitsView, data: DataSplits) -> int:
 def prepare(mode: str, augment: tuple[str, ...], teacher: LogitsView, data: DataSplits, batch_size: int,
             cache_dir: str | None) -> SoftTargets | None:
     """``--targets``: cached targets (from ``cache_dir`` or computed now), or None to run the teacher online."""
-    if not use_cache(mode, augment, data, teacher.num_classes, feature_width(teacher, data)):
+    if not use_cache(mode, augment, data, teacher.output_width, feature_width(teacher, data)):
         log.info("Soft targets: teacher runs online")
         return None
     targets = load_or_build(teacher, data, batch_size, cache_dir)

@@ -96,6 +96,29 @@ def cifar10_baseline_ensemble(input_shape, num_classes):
     return keras.Model(inputs, outputs, name="cifar10_baseline_ensemble")
 
 
+def pyramid_ensemble(input_shape, num_classes):
+    """A generalist CNN plus two specialists on the halves of the classes (the seed's pyramid), one model."""
+    inputs = keras.Input(input_shape, name="image")
+
+    def tower(prefix, widths, hidden, classes):
+        x = inputs
+        for index, width in enumerate(widths, start=1):
+            x = layers.Conv2D(width, 3, padding="same", activation="relu", name=f"{prefix}_conv{index}")(x)
+        x = layers.MaxPooling2D(name=f"{prefix}_pool")(x)
+        x = layers.Flatten(name=f"{prefix}_flatten")(x)
+        x = layers.Dense(hidden, activation="relu", name=f"{prefix}_hidden")(x)
+        x = layers.Dropout(0.3, seed=0, name=f"{prefix}_dropout")(x)
+        return layers.Dense(classes, name=prefix)(x)
+
+    half = num_classes // 2
+    outputs = [
+        tower("generalist", (32, 64), 128, num_classes),
+        tower("specialist_1", (16, 32), 64, half),
+        tower("specialist_2", (16, 32), 64, num_classes - half),
+    ]
+    return keras.Model(inputs, outputs, name="pyramid_ensemble")
+
+
 def digits_teacher(input_shape, num_classes):
     """A small CNN that reaches about 98 % on the 8×8 digits."""
     inputs = keras.Input(input_shape, name="image")
@@ -125,6 +148,7 @@ ARCHITECTURES: dict[str, Callable[[tuple[int, ...], int], keras.Model]] = {
     "cifar10_model1": cifar10_model1,
     "cifar10_baseline_ensemble": cifar10_baseline_ensemble,
     "cifar100_student_strong": cifar100_student_strong,
+    "pyramid_ensemble": pyramid_ensemble,
     "digits_teacher": digits_teacher,
     "digits_student": digits_student,
 }
