@@ -49,6 +49,9 @@ class Method(abc.ABC):
     # Whether the step must tap feature layers, and gather them across replicas (relational losses).
     uses_features: ClassVar[bool] = False
     gathers_features: ClassVar[bool] = False
+    # True when the teacher is an ensemble of specialists (ktrain.specialists) whose members'
+    # logits arrive side by side; the method is then built with the ensemble's ``layout``.
+    uses_ensemble: ClassVar[bool] = False
     # False when the method leaves the class head untrained (PKT): its top-1 then means little, so
     # plots use feature kNN accuracy instead and "best student" selection skips it.
     trains_head: ClassVar[bool] = True

@@ -1,0 +1,103 @@
+"""Selective KD: a student taught by specialist teachers, each only about its own classes.
+
+For specialist k covering classes S_k, with logits t_k over S_k, and the student's logits z_s:
+
+    L = Σ_k g_k · T² · KL(softmax(t_k / T) ‖ softmax(z_s[S_k] / T))      (selective part)
+      + mean over generalists g of T² · KL(softmax(t_g / T) ‖ softmax(z_s / T))   (if any)
+      + λ · CE(y, softmax(z_s))
+
+z_s[S_k] is the student's logits restricted to S_k, so a specialist shapes how the student ranks
+the classes inside S_k and nothing else: the gradient of its term on every other logit is zero.
+The gate g_k (``--gate``) says which samples teach through specialist k:
+
+* ``label``: the sample's label is in S_k (a specialist only speaks about the classes it knows);
+* ``teacher``: the generalists' top class is in S_k (no labels needed; needs a generalist);
+* ``none``: every sample, so specialists also speak about images of classes they never saw.
+
+The seed's "selective learning" (seed-behaviour.md §7) selected nothing: its per-specialist
+student heads shared every weight, its selection callback was a no-op, and each specialist was
+zero-padded to all classes and softmaxed again, so it reduced to KD against the mean of padded
+distributions. The idea is Hinton, Vinyals & Dean's specialists (2015, §5) turned around: the
+specialists teach instead of being taught; the seed author's paper is "Improving knowledge
+distillation using unified ensembles of specialized teachers" (Pattern Recognition Letters).
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from ktrain.errors import KtrainError
+from ktrain.losses import cross_entropy
+from ktrain.methods.base import Method, register
+from ktrain.methods.kd import KnowledgeDistillation, kd_per_example
+from ktrain.specialists import generalist_probabilities, is_generalist, member_columns
+
+GATES = ("label", "teacher", "none")
+
+
+def selective_kd_parts(student_logits, member_logits, labels, layout, num_classes: int, temperature: float,
+                       gate: str = "label") -> dict[str, tf.Tensor]:
+    """Per-example ``selective`` (specialists) and ``kd`` (generalists, if any) parts of the loss."""
+    student_logits = tf.cast(student_logits, tf.float32)
+    columns = member_columns(member_logits, layout)
+    if gate == "teacher":
+        route = generalist_probabilities(member_logits, layout, num_classes)
+        if route is None:
+            raise KtrainError("--gate teacher needs a generalist teacher to pick the top class: add one or use --gate label")
+        deciding = tf.argmax(route, axis=-1, output_type=tf.int32)
+    elif gate == "label":
+        deciding = tf.cast(labels, tf.int32)
+    selective = tf.zeros_like(student_logits[:, 0])
+    general = []
+    for teacher, classes in zip(columns, layout):
+        if is_generalist(classes, num_classes):
+            general.append(kd_per_example(student_logits, teacher, temperature))
+            continue
+        restricted = tf.gather(student_logits, list(classes), axis=1)
+        term = kd_per_example(restricted, teacher, temperature)
+        if gate != "none":
+            inside = tf.reduce_any(tf.equal(deciding[:, None], tf.constant(classes, tf.int32)[None, :]), axis=1)
+            term = tf.where(inside, term, 0.0)
+        selective += term
+    parts = {"selective": selective}
+    if general:
+        parts["kd"] = tf.add_n(general) / len(general)
+    return parts
+
+
+@register
+class SelectiveKD(Method):
+    name = "selective-kd"
+    display_name = "Selective KD"
+    aliases = ("selective", "sl")
+    uses_ensemble = True
+
+    def __init__(self, temperature: float = 2.0, kd_lambda: float = 0.1, gate: str = "label", layout=None,
+                 num_classes: int | None = None):
+        KnowledgeDistillation(temperature, kd_lambda)  # the same checks of -t and -kdl
+        if gate not in GATES:
+            raise KtrainError(f"--gate is '{gate}': use label, teacher or none")
+        if layout is not None:
+            if all(is_generalist(classes, num_classes) for classes in layout):
+                raise KtrainError("selective KD needs a specialist: give a teacher with narrower outputs or "
+                                  "--specialist FILE:CLASSES")
+            if gate == "teacher" and not any(is_generalist(classes, num_classes) for classes in layout):
+                raise KtrainError("--gate teacher needs a generalist teacher to pick the top class: add one "
+                                  "or use --gate label")
+        self.temperature = float(temperature)
+        self.kd_lambda = float(kd_lambda)
+        self.gate = gate
+        self.layout = layout
+        self.num_classes = num_classes
+
+    def losses(self, batch):
+        if self.layout is None:
+            raise KtrainError("selective KD was built without its teacher's layout")
+        parts = selective_kd_parts(batch.student_logits, batch.teacher_logits, batch.labels, self.layout,
+                                   self.num_classes, self.temperature, self.gate)
+        if self.kd_lambda:
+            parts["ce"] = self.kd_lambda * cross_entropy(batch.labels, batch.student_logits)
+        return parts
+
+    def options(self):
+        return {"temperature": self.temperature, "kd_lambda": self.kd_lambda, "gate": self.gate}
