@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 
 from cli.options import engine_options
-from cli.render import RichProgress, export_table, failures, results_table
+from cli.render import RichProgress, export_table, failures, member_lines, results_table
 from ktrain.errors import KtrainError
 
 app = typer.Typer(
@@ -32,6 +32,7 @@ KD_PANEL = "Knowledge distillation"
 EXPORT_PANEL = "Export"
 PKT_PANEL = "Probabilistic knowledge transfer"
 COMPARE_PANEL = "Comparison"
+SELECTIVE_PANEL = "Specialist teachers (selective learning)"
 
 # Arguments and method options shared by several commands, declared once.
 Teacher = Annotated[str, typer.Argument(help="Trained teacher: a .keras/.h5 file or zoo:NAME.")]
@@ -45,6 +46,9 @@ PktLambda = Annotated[float, typer.Option("-pktl", "--pkt-lambda-supervised", he
 Neighbors = Annotated[int, typer.Option("-k", "--neighbors", help="k of the kNN evaluation of the features.", rich_help_panel=PKT_PANEL)]
 StudentLayer = Annotated[str | None, typer.Option("--student-layer", help="Student layer PKT matches (default: input of the classifier).", rich_help_panel=PKT_PANEL)]
 TeacherLayer = Annotated[str | None, typer.Option("--teacher-layer", help="Teacher layer PKT matches (default: input of the classifier).", rich_help_panel=PKT_PANEL)]
+Selective = Annotated[bool, typer.Option("-sl", "--selective-learning", help="Selective KD: each specialist teaches the student only about its own classes (needs an ensemble teacher, e.g. zoo:pyramid_ensemble or --specialist).", rich_help_panel=SELECTIVE_PANEL)]
+Specialists = Annotated[list[str] | None, typer.Option("--specialist", help="Another teacher member, repeatable: FILE:CLASSES for a specialist (FILE:0-4, FILE:0,2,5-7) or FILE for a generalist. TEACHER may be FILE:CLASSES too.", rich_help_panel=SELECTIVE_PANEL)]
+Gate = Annotated[str, typer.Option("--gate", help="Which samples teach through specialist k (-sl): label (label in its classes), teacher (generalist's top class in them) or none (all).", rich_help_panel=SELECTIVE_PANEL)]
 Export = Annotated[str | None, typer.Option("--export", help="Also export the (best) student to TFLite: float32, float16 or int8, checked on the test split.", rich_help_panel=EXPORT_PANEL)]
 MaxAccuracyDrop = Annotated[float, typer.Option("--max-accuracy-drop", help="Largest test-accuracy loss the export may cause.", rich_help_panel=EXPORT_PANEL)]
 
@@ -154,6 +158,8 @@ def _execute(job, verbosity: int) -> dict:
     job.config.validate()
     results = _interruptible(lambda: run_job(job, RichProgress(console, verbosity)))
     console.print(results_table(results))
+    for line in member_lines(results):
+        console.print(line, highlight=False)
     saved = next(entry["saved_to"] for entry in results["results"] if entry["role"] == "student")
     console.print(f"student saved to {saved}")
     if results.get("export"):
@@ -182,14 +188,20 @@ def distill(
     dataset: Dataset,
     temperature: Temperature = 2.0,
     kd_lambda: KdLambda = 0.1,
+    selective: Selective = False,
+    specialist: Specialists = None,
+    gate: Gate = "label",
     export: Export = None,
     max_accuracy_drop: MaxAccuracyDrop = 0.01,
     engine: dict = None,
 ):
-    """Distill TEACHER into STUDENT on DATASET with KD: T²·KL(teacher ‖ student) + λ·CE."""
-    job = _job("distill", student, dataset, engine, teacher=teacher, method="kd",
-               method_options={"temperature": temperature, "kd_lambda": kd_lambda}, export=export,
-               max_accuracy_drop=max_accuracy_drop)
+    """Distill TEACHER into STUDENT on DATASET with KD: T²·KL(teacher ‖ student) + λ·CE.
+
+    With an ensemble teacher (several outputs, or --specialist members) KD learns from the averaged
+    ensemble, and -sl switches to selective KD."""
+    job = _job("distill", student, dataset, engine, teacher=teacher, method="selective-kd" if selective else "kd",
+               method_options={"temperature": temperature, "kd_lambda": kd_lambda, "gate": gate}, export=export,
+               max_accuracy_drop=max_accuracy_drop, specialists=tuple(specialist or ()))
     _execute(job, engine["verbosity"])
 
 
@@ -243,18 +255,26 @@ def compare(
     neighbors: Neighbors = 5,
     student_layer: StudentLayer = None,
     teacher_layer: TeacherLayer = None,
+    selective: Selective = False,
+    specialist: Specialists = None,
+    gate: Gate = "label",
     export: Export = None,
     max_accuracy_drop: MaxAccuracyDrop = 0.01,
     engine: dict = None,
 ):
-    """Compare transfer methods on one TEACHER/STUDENT pair: table, results.json/.pkl, log and plots."""
-    names = tuple(part.strip() for item in (method or ["kd", "pkt", "pkt+kd"]) for part in item.split(",") if part.strip())
+    """Compare transfer methods on one TEACHER/STUDENT pair: table, results.json/.pkl, log and plots.
+
+    With -sl (an ensemble teacher) the default methods are KD from the averaged ensemble and selective KD."""
+    default = ["kd"] if selective else ["kd", "pkt", "pkt+kd"]
+    names = tuple(part.strip() for item in (method or default) for part in item.split(",") if part.strip())
+    if selective and not any(name.lower() in ("selective-kd", "selective", "sl") for name in names):
+        names += ("selective-kd",)
     job = _job("compare", student, dataset, engine, teacher=teacher, methods=names, baseline=baseline, seeds=seeds,
                save_students=save_students.lower(), omit_results=omit_results, tensorboard=tensorboard,
                method_options={"temperature": temperature, "kd_lambda": kd_lambda, "kd_weight": kd_weight,
-                               "pkt_weight": pkt_weight, "pkt_lambda": pkt_lambda},
+                               "pkt_weight": pkt_weight, "pkt_lambda": pkt_lambda, "gate": gate},
                student_layer=student_layer, teacher_layer=teacher_layer, neighbors=neighbors, export=export,
-               max_accuracy_drop=max_accuracy_drop)
+               max_accuracy_drop=max_accuracy_drop, specialists=tuple(specialist or ()))
     from ktrain.compare import run_compare
 
     results = _interruptible(lambda: run_compare(job, RichProgress(console, engine["verbosity"])))
@@ -263,6 +283,8 @@ def compare(
 
 def _show_comparison(results: dict, out_folder: str, omitted: bool) -> None:
     console.print(results_table(results))
+    for line in member_lines(results):
+        console.print(line, highlight=False)
     for line in failures(results):
         console.print(line, highlight=False, style="red")
     if results.get("export"):
@@ -275,20 +297,23 @@ def _show_comparison(results: dict, out_folder: str, omitted: bool) -> None:
 @app.command()
 @user_errors
 def demo(
-    out_folder: Annotated[str, typer.Option("-out", "--out-folder", help="Folder for the outputs.")] = "out/demo",
+    out_folder: Annotated[str | None, typer.Option("-out", "--out-folder", help="Folder for the outputs (default out/demo, with -sl out/demo_selective).")] = None,
     epochs: Annotated[int, typer.Option("-e", "--epochs", help="Epochs for the teacher and for each student.")] = 60,
     seeds: Annotated[int, typer.Option("--seeds", help="Repeat every student with this many seeds.")] = 1,
     seed: Annotated[int, typer.Option("-seed", "--seed", help="Random seed.")] = 0,
     verbosity: Annotated[int, typer.Option("-v", "--verbosity", help="0: final table only; 1: progress bars.")] = 1,
+    selective: Annotated[bool, typer.Option("-sl", "--selective-learning", help="Train zoo:pyramid_ensemble (a generalist and two specialists) and compare ensemble KD with selective KD.")] = False,
 ):
     """The seed's job, offline on the built-in digits: train a teacher, then KD, PKT, PKT+KD and a scratch student."""
     if epochs <= 0:
         raise KtrainError(f"epochs (-e) is {epochs}: give a value greater than 0")
+    out_folder = out_folder or ("out/demo_selective" if selective else "out/demo")
     _quiet_tensorflow_import()
     from ktrain.compare import run_demo
 
     results = _interruptible(
-        lambda: run_demo(out_folder, epochs=epochs, seed=seed, seeds=seeds, listener=RichProgress(console, verbosity))
+        lambda: run_demo(out_folder, epochs=epochs, seed=seed, seeds=seeds, listener=RichProgress(console, verbosity),
+                         selective=selective)
     )
     _show_comparison(results, out_folder, False)
 
@@ -314,6 +339,8 @@ def report(
     except (ValueError, KeyError, TypeError) as exc:
         raise KtrainError(f"'{path}' is not a ktrain results.json ({exc}): give the file a run wrote") from None
     console.print(results_table(results))
+    for line in member_lines(results):
+        console.print(line, highlight=False)
     if plots:
         from ktrain.plots import comparison_plots
 
@@ -355,6 +382,7 @@ def cache(
     seed: Annotated[int, typer.Option("-seed", "--seed", help="As the training run will use (it picks the validation split).")] = 0,
     data_dir: Annotated[str | None, typer.Option("--data-dir", help="Local TFDS data directory.")] = None,
     eval_batch_size: Annotated[int, typer.Option("-ebs", "--evaluation-batch-size", help="Teacher batch size.")] = 128,
+    specialist: Specialists = None,
 ):
     """Precompute TEACHER's soft targets on DATASET's train and validation splits into --cache-dir."""
     _quiet_tensorflow_import()
@@ -362,7 +390,7 @@ def cache(
 
     summary = build_cache(teacher, dataset, cache_dir=cache_dir, features=features or bool(teacher_layer),
                           teacher_layer=teacher_layer, data_dir=data_dir, val_split=val_split, seed=seed,
-                          batch_size=eval_batch_size)
+                          batch_size=eval_batch_size, specialists=tuple(specialist or ()))
     console.print(f"soft targets in {summary['path']} ({summary['megabytes']:.1f} MiB): "
                   + ", ".join(f"{name} {shape}" for name, shape in summary["arrays"].items()), highlight=False)
 

@@ -130,3 +130,15 @@ def export_table(reports: list[dict]) -> Table:
             cells = ["", "", "", ""]  # no --dataset: converted, not checked
         table.add_row(report["mode"], f"{report['bytes'] / 1024:.1f} KiB", *cells)
     return table
+
+
+def member_lines(results: dict) -> list[str]:
+    """One line per member of an ensemble (teacher or trained model): its accuracy on its own classes."""
+    from ktrain.classes import format_classes
+
+    lines = []
+    for entry in results["results"]:
+        for member in entry.get("members") or []:
+            lines.append(f"  {entry['name']} member {member['name']} [{format_classes(member['classes'])}]: "
+                         f"acc {member['test']['accuracy']:.4f} on its {member['test_images']} test images")
+    return lines

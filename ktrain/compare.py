@@ -41,12 +41,16 @@ from ktrain.run import (
     check_export_mode,
     export_student,
     load_student,
+    load_teacher,
+    resolve_method,
     results_record,
     student_record,
     teacher_record,
+    train_members,
 )
 from ktrain.precision import policy as precision_policy
 from ktrain.strategy import build_strategy, jit_enabled, output_folder
+from ktrain.specialists import split_spec
 from ktrain.targets import prepare as prepare_targets
 from ktrain.taps import LogitsView
 
@@ -74,10 +78,7 @@ def run_compare(job: Job, listener: Listener | None = None, teacher_epochs: int 
     if not job.methods:
         raise KtrainError("no method given: use -m kd, -m pkt and/or -m pkt+kd")
     methods = [build_method(name, job.method_options) for name in job.methods]
-    names = [method.name for method in methods]
-    repeated = sorted({name for name in names if names.count(name) > 1})
-    if repeated:
-        raise KtrainError(f"method '{repeated[0]}' was given twice (seed names are aliases): give each method once")
+    _refuse_repeats([method.name for method in methods])
     if not all(method.uses_teacher for method in methods):
         raise KtrainError("compare runs transfer methods: use --baseline for the from-scratch student")
     strategy = build_strategy(config.strategy)  # first: a strategy must exist before other TF work
@@ -93,16 +94,21 @@ def run_compare(job: Job, listener: Listener | None = None, teacher_epochs: int 
 
 
 def run_demo(out_folder: str = "out/demo", epochs: int = 60, seed: int = 0, listener: Listener | None = None,
-             seeds: int = 1) -> dict:
+             seeds: int = 1, selective: bool = False) -> dict:
     """The seed's job on the built-in digits: train a zoo teacher, then compare KD, PKT, PKT+KD and a
     from-scratch student, with the table, results files and plots.
 
     PKT plus KD uses ``-pktw 3000``: with the seed's weight 1 the PKT part (about 1e-3 on the
     reference scale) is negligible and PKT plus KD would repeat KD (RepDistiller uses 30000).
+
+    With ``selective`` the teacher is ``zoo:pyramid_ensemble`` (a generalist and two specialists, each
+    trained on its own classes) and the students learn by ensemble KD and selective KD.
     """
-    job = Job(command="demo", teacher="zoo:digits_teacher", student="zoo:digits_student", dataset="digits",
+    teacher = "zoo:pyramid_ensemble" if selective else "zoo:digits_teacher"
+    methods = ("kd", "selective-kd") if selective else ("kd", "pkt", "pkt+kd")
+    job = Job(command="demo", teacher=teacher, student="zoo:digits_student", dataset="digits",
               config=TrainConfig(epochs=epochs, seed=seed, strategy="one"), out_folder=out_folder, seeds=seeds,
-              method_options={"pkt_weight": DEMO_PKT_WEIGHT}, overwrite=True)
+              methods=methods, method_options={"pkt_weight": DEMO_PKT_WEIGHT}, overwrite=True)
     return run_compare(job, listener, teacher_epochs=epochs)
 
 
@@ -114,27 +120,37 @@ def _compare(job: Job, config: TrainConfig, methods: list[Method], strategy, out
     log.info("Loading dataset %s...", job.dataset)
     data = load_dataset(job.dataset, data_dir=job.data_dir, val_split=job.val_split, seed=config.seed)
     uses_features = any(method.uses_features for method in methods)
+    teacher_path = split_spec(job.teacher)[0]
     with strategy.scope():
-        teacher_model = models.load_model(job.teacher, role="teacher", input_shape=data.image_shape,
+        teacher_model = models.load_model(teacher_path, role="teacher", input_shape=data.image_shape,
                                           num_classes=data.num_classes)
-    models.check_input_shape(teacher_model, role="teacher", spec=job.teacher, image_shape=data.image_shape,
+    models.check_input_shape(teacher_model, role="teacher", spec=teacher_path, image_shape=data.image_shape,
                              dataset=data.name)
-    teacher_fit = None
+    teacher_fit = teacher_members = None
     if teacher_epochs:
         log.info("Training the teacher...")
-        trainer = Trainer(student=LogitsView(teacher_model, name="teacher"), method=get_method("supervised")(),
-                          config=replace(config, epochs=teacher_epochs), strategy=strategy, listener=listener,
-                          title="Teacher")
-        teacher_fit = trainer.fit(data)
+        teacher_config = replace(config, epochs=teacher_epochs)
+        if len(teacher_model.outputs) > 1:
+            teacher_members = train_members(teacher_model, data, teacher_config, strategy, listener, job.teacher)
+        else:
+            trainer = Trainer(student=LogitsView(teacher_model, name="teacher"), method=get_method("supervised")(),
+                              config=teacher_config, strategy=strategy, listener=listener, title="Teacher")
+            teacher_fit = trainer.fit(data)
         if not job.omit_results:
             models.save_model_atomic(teacher_model, out.file("teacher.keras"))
-    teacher = LogitsView(teacher_model, data.x_val, name=f"teacher '{job.teacher}'", features=uses_features,
-                         feature_layer=job.teacher_layer)
-    teacher_model.trainable = False
+    with strategy.scope():
+        teacher = load_teacher(job, data, ensemble=any(method.uses_ensemble for method in methods),
+                               features=uses_features, model=teacher_model)
+        methods = [resolve_method(method, teacher, job) for method in methods]
+    _refuse_repeats([method.name for method in methods])
     teacher_entry = teacher_record(teacher, data, config, job.teacher)
     if teacher_fit is not None:
         teacher_entry.update(history=teacher_fit.columns(), epochs_run=len(teacher_fit.history),
                              best_epoch=teacher_fit.best_epoch, train_seconds=teacher_fit.seconds)
+    if teacher_members is not None:
+        teacher_entry.update(member_training=teacher_members,
+                             epochs_run=sum(member["epochs_run"] for member in teacher_members),
+                             train_seconds=sum(member["train_seconds"] for member in teacher_members))
     if uses_features:
         teacher_entry["feature_layer"] = teacher.feature_source
         teacher_entry["representation"] = representation_report(teacher, data, job.neighbors, config.eval_batch_size)
@@ -243,6 +259,13 @@ def _compare(job: Job, config: TrainConfig, methods: list[Method], strategy, out
     if results["export"]:
         check_export(results["export"])
     return results
+
+
+def _refuse_repeats(names: list[str]) -> None:
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise KtrainError(f"method '{repeated[0]}' was given twice (seed names are aliases, and with an ensemble "
+                          "teacher kd is ensemble-kd): give each method once")
 
 
 def _validation_knn(view: LogitsView, data: DataSplits, job: Job, config: TrainConfig):

@@ -34,7 +34,8 @@ def _mean_curve(histories: list[dict], key: str) -> np.ndarray | None:
 def _students(results: dict) -> dict[str, list[dict]]:
     grouped = defaultdict(list)
     for entry in results["results"]:
-        if entry["role"] == "student" and "failed" not in entry:
+        # A trained ensemble has no history of its own (its members have one each).
+        if entry["role"] == "student" and "failed" not in entry and entry.get("history"):
             grouped[entry["name"]].append(entry)
     return grouped
 
@@ -54,6 +55,8 @@ def comparison_plots(results: dict, folder: Path, prefix: str = "") -> list[Path
     folder = Path(folder)
     teacher = next((entry for entry in results["results"] if entry["role"] == "teacher"), None)
     students = _students(results)
+    if not students:
+        return []  # nothing was trained with a history to draw (a trained ensemble, every run failed)
     written = []
     for metric in ("accuracy", "crossentropy"):
         figure, axes = plt.subplots(figsize=(9, 6))
