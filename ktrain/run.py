@@ -166,7 +166,8 @@ def _train_ensemble(job: Job, config: TrainConfig, strategy, out: OutFolder, lis
     members = train_members(model, data, config, strategy, listener, job.student, str(out.file("checkpoints")),
                             job.resume)
     ensemble = ensemble_from_model(model, data, job.student)
-    scored = teacher_record(ensemble, data, config, job.student)
+    test = evaluate_classifier(ensemble.averaged, data.x_test, data.y_test, config.eval_batch_size)
+    log.info("Averaged ensemble: test accuracy %.4f", test["accuracy"])
     entry = {
         "name": "Ensemble",
         "role": "student",
@@ -174,7 +175,7 @@ def _train_ensemble(job: Job, config: TrainConfig, strategy, out: OutFolder, lis
         "source": job.student,
         "logits_from": ensemble.source,
         "params": ensemble.params,
-        "test": scored["test"],
+        "test": test,
         "members": members,
         "epochs_run": sum(member["epochs_run"] for member in members),
         "train_seconds": sum(member["train_seconds"] for member in members),

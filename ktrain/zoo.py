@@ -97,7 +97,7 @@ def cifar10_baseline_ensemble(input_shape, num_classes):
 
 
 def pyramid_ensemble(input_shape, num_classes):
-    """A generalist CNN plus two specialists on the halves of the classes (the seed's pyramid), one model."""
+    """A generalist CNN plus two specialists on the halves of the classes, one model (the seed's pyramid shape)."""
     inputs = keras.Input(input_shape, name="image")
 
     def tower(prefix, widths, hidden, classes):

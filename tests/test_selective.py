@@ -328,7 +328,7 @@ def test_distill_with_specialist_files_and_bad_ensembles(tmp_path):
         keras.Model(full.inputs, full.outputs[index]).save(tmp_path / name)
     low, high = str(tmp_path / "low.keras"), str(tmp_path / "high.keras")
     result = runner.invoke(app, ["distill", f"{low}:0-4", "zoo:digits_student", "digits", "-sl", "--specialist",
-                                 f"{high}:5-9", "-e", "1", "-v", "0", "-out", str(tmp_path / "files")])
+                                 f"{high}:5-9", "-e", "1", "-v", "0", "--jit", "on", "-out", str(tmp_path / "files")])
     assert result.exit_code == 0, result.output
     assert "Selective KD" in result.output
     cases = [
