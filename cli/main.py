@@ -160,6 +160,7 @@ def _execute(job, verbosity: int) -> dict:
     console.print(results_table(results))
     for line in member_lines(results):
         console.print(line, highlight=False)
+    _untrained_teacher_note(results)
     saved = next(entry["saved_to"] for entry in results["results"] if entry["role"] == "student")
     console.print(f"student saved to {saved}")
     if results.get("export"):
@@ -247,6 +248,7 @@ def compare(
     save_students: Annotated[str, typer.Option("-s", "--save-students", help="all, best (on validation) or none.", rich_help_panel=COMPARE_PANEL)] = "best",
     omit_results: Annotated[bool, typer.Option("-or", "--omit-results", help="Write no results.json, results.pkl, log or plots.", rich_help_panel=COMPARE_PANEL)] = False,
     tensorboard: Annotated[bool, typer.Option("--tensorboard", help="Per-method TensorBoard scalars under the out folder.", rich_help_panel=COMPARE_PANEL)] = False,
+    teacher_epochs: Annotated[int, typer.Option("--teacher-epochs", help="First train TEACHER with labels for this many epochs (for a zoo: teacher; an ensemble's members each on their classes), as the demo does.", rich_help_panel=COMPARE_PANEL)] = 0,
     temperature: Temperature = 2.0,
     kd_lambda: KdLambda = 0.1,
     kd_weight: KdWeight = 1.0,
@@ -275,10 +277,23 @@ def compare(
                                "pkt_weight": pkt_weight, "pkt_lambda": pkt_lambda, "gate": gate},
                student_layer=student_layer, teacher_layer=teacher_layer, neighbors=neighbors, export=export,
                max_accuracy_drop=max_accuracy_drop, specialists=tuple(specialist or ()))
+    if teacher_epochs < 0:
+        raise KtrainError(f"--teacher-epochs is {teacher_epochs}: give 0 (teacher already trained) or more")
     from ktrain.compare import run_compare
 
-    results = _interruptible(lambda: run_compare(job, RichProgress(console, engine["verbosity"])))
+    results = _interruptible(lambda: run_compare(job, RichProgress(console, engine["verbosity"]),
+                                                 teacher_epochs=teacher_epochs or None))
     _show_comparison(results, engine["out_folder"], omit_results)
+
+
+def _untrained_teacher_note(results: dict) -> None:
+    """A zoo: teacher is freshly initialised: say so under the table, with the way to train it."""
+    teacher = next((entry for entry in results["results"] if entry["role"] == "teacher"), None)
+    if teacher is None or not str(teacher.get("source", "")).startswith("zoo:") or teacher.get("epochs_run"):
+        return
+    console.print(f"note: the teacher {teacher['source']} was untrained (freshly initialised): train it first with "
+                  f"'ktrain train {teacher['source']} DATASET', or add --teacher-epochs N to compare",
+                  style="yellow", highlight=False)
 
 
 def _show_comparison(results: dict, out_folder: str, omitted: bool) -> None:
@@ -287,6 +302,7 @@ def _show_comparison(results: dict, out_folder: str, omitted: bool) -> None:
         console.print(line, highlight=False)
     for line in failures(results):
         console.print(line, highlight=False, style="red")
+    _untrained_teacher_note(results)
     if results.get("export"):
         console.print(export_table([results["export"]]))
     if results.get("best_student"):
@@ -341,6 +357,9 @@ def report(
     console.print(results_table(results))
     for line in member_lines(results):
         console.print(line, highlight=False)
+    for line in failures(results):
+        console.print(line, highlight=False, style="red")
+    _untrained_teacher_note(results)
     if plots:
         from ktrain.plots import comparison_plots
 

@@ -344,3 +344,16 @@ def test_distill_with_specialist_files_and_bad_ensembles(tmp_path):
         result = runner.invoke(app, arguments + ["-e", "1", "-v", "0", "-out", str(tmp_path / "bad"), "--overwrite"])
         assert result.exit_code == 2, (arguments, result.output)
         assert fragment in result.output and "Traceback" not in result.output
+
+
+def test_compare_trains_the_zoo_pyramid_first_with_teacher_epochs(tmp_path):
+    arguments = ["compare", "zoo:pyramid_ensemble", "zoo:digits_student", "digits", "-sl", "-e", "1", "--no-baseline",
+                 "-v", "0"]
+    result = runner.invoke(app, arguments + ["--teacher-epochs", "2", "-out", str(tmp_path / "trained")])
+    assert result.exit_code == 0, result.output
+    teacher = json.loads((tmp_path / "trained" / "results.json").read_text())["results"][-1]
+    assert [member["epochs_run"] for member in teacher["member_training"]] == [2, 2, 2]
+    assert teacher["test"]["accuracy"] > 0.5 and "untrained" not in result.output
+    result = runner.invoke(app, arguments + ["-out", str(tmp_path / "untrained")])
+    assert result.exit_code == 0, result.output
+    assert "note: the teacher zoo:pyramid_ensemble was untrained" in result.output.replace("\n", " ")
