@@ -8,6 +8,7 @@ to the student alone and to Keras ``Distiller.fit`` measured in the same run.
     python benchmarks/step_throughput.py                      # seed CIFAR-10 teacher/student, jit off/on, bs 64/256
     python benchmarks/step_throughput.py --jit off --methods kd_online kd_cached keras_distiller
     python benchmarks/step_throughput.py --pair digits --steps 50
+    python benchmarks/step_throughput.py --pair cifar10_pyramid --jit off   # selective KD vs ensemble KD
 """
 
 import argparse
@@ -25,7 +26,8 @@ from ktrain import zoo
 from ktrain.config import OptimizerConfig, TrainConfig
 from ktrain.data import DataSplits
 from ktrain.engine import Trainer, seed_everything
-from ktrain.methods import get_method
+from ktrain.methods import build_method, get_method
+from ktrain.specialists import ensemble_from_model
 from ktrain.strategy import build_strategy, describe
 from ktrain.targets import compute
 from ktrain.taps import LogitsView
@@ -33,6 +35,8 @@ from ktrain.taps import LogitsView
 PAIRS = {
     "cifar10": ("cifar10_baseline_ensemble", "cifar10_student_strong", (32, 32, 3), 10),
     "digits": ("digits_teacher", "digits_student", (8, 8, 1), 10),
+    # A generalist and two specialists (zoo:pyramid_ensemble) teaching the seed's strong student.
+    "cifar10_pyramid": ("pyramid_ensemble", "cifar10_student_strong", (32, 32, 3), 10),
 }
 METHODS = {
     "student_alone": "supervised",
@@ -41,7 +45,14 @@ METHODS = {
     "pkt": "pkt",
     "pkt_kd": "pkt+kd",
     "keras_distiller": None,
+    # Ensemble teachers only (the cifar10_pyramid pair).
+    "ensemble_kd_online": "ensemble-kd",
+    "ensemble_kd_cached": "ensemble-kd",
+    "selective_kd_online": "selective-kd",
+    "selective_kd_cached": "selective-kd",
 }
+ENSEMBLE_METHODS = ["student_alone", "ensemble_kd_online", "selective_kd_online", "ensemble_kd_cached",
+                    "selective_kd_cached"]
 TEMPERATURE, KD_LAMBDA = 2.0, 0.1
 
 
@@ -55,11 +66,16 @@ def synthetic(shape, classes, count):
 def ktrain_step(strategy, teacher, student, method_key, batch_size, jit, warmup, steps, images, labels):
     method = get_method(METHODS[method_key])()
     features = method.uses_features
-    teacher_view = LogitsView(teacher, features=features) if method.uses_teacher else None
+    data = DataSplits("synthetic", images, labels, images[:batch_size], labels[:batch_size], images[:1], labels[:1],
+                      int(labels.max()) + 1)
+    teacher_view = None
+    if method.uses_ensemble:
+        teacher_view = ensemble_from_model(teacher, data, "teacher")
+        method = build_method(method.name, {"layout": teacher_view.layout, "num_classes": teacher_view.num_classes})
+    elif method.uses_teacher:
+        teacher_view = LogitsView(teacher, features=features)
     targets = None
-    if method_key == "kd_cached":
-        data = DataSplits("synthetic", images, labels, images[:batch_size], labels[:batch_size], images[:1], labels[:1],
-                          int(labels.max()) + 1)
+    if method_key.endswith("_cached"):
         targets = compute(teacher_view, data, batch_size)
     config = TrainConfig(batch_size=batch_size, jit="on" if jit else "off", optimizer=OptimizerConfig()).validate()
     trainer = Trainer(student=LogitsView(student, features=features), teacher=teacher_view, method=method,
@@ -130,7 +146,8 @@ def measure(pair, method_key, batch_size, jit, warmup, steps, strategy_name, det
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pair", choices=sorted(PAIRS), default="cifar10")
-    parser.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(METHODS))
+    parser.add_argument("--methods", nargs="+", choices=list(METHODS),
+                        help="default: every single-teacher method, or for cifar10_pyramid the ensemble ones")
     parser.add_argument("--batch-sizes", nargs="+", type=int, default=[64, 256])
     parser.add_argument("--jit", nargs="+", choices=["on", "off"], default=["off", "on"])
     parser.add_argument("--warmup", type=int, default=3)
@@ -139,6 +156,9 @@ def main():
     parser.add_argument("--deterministic", action="store_true",
                         help="enable TF op determinism, as ktrain runs do without XLA (same seed, same history)")
     args = parser.parse_args()
+    if args.methods is None:
+        ensemble = args.pair == "cifar10_pyramid"
+        args.methods = ENSEMBLE_METHODS if ensemble else [key for key in METHODS if key not in ENSEMBLE_METHODS[1:]]
     rows = []
     for batch_size in args.batch_sizes:
         for jit in args.jit:
@@ -150,8 +170,11 @@ def main():
     for row in rows:
         same = {r["method"]: r["images_per_second"] for r in rows
                 if (r["batch_size"], r["jit"]) == (row["batch_size"], row["jit"])}
+        bases = ["kd_online", "student_alone", "keras_distiller"]
+        if row["method"].startswith("selective_kd"):
+            bases.append(row["method"].replace("selective", "ensemble"))  # the same targets, online or cached
         ratios = {f"vs_{base}": round(row["images_per_second"] / same[base], 3)
-                  for base in ("kd_online", "student_alone", "keras_distiller") if base in same and base != row["method"]}
+                  for base in bases if base in same and base != row["method"]}
         if ratios:
             print(json.dumps({"benchmark": "step_throughput_ratio", "method": row["method"],
                               "batch_size": row["batch_size"], "jit": row["jit"], **ratios}), flush=True)
