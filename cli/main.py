@@ -174,10 +174,13 @@ def _execute(job, verbosity: int) -> dict:
 def train(
     model: Annotated[str, typer.Argument(help="Model to train: a .keras/.h5 file or zoo:NAME.")],
     dataset: Dataset,
+    classes: Annotated[str | None, typer.Option("--classes", help="Train a specialist: only the images of these classes (0-4, 0,2,5-7), relabelled in that order; use the model as --specialist FILE:CLASSES.")] = None,
     engine: dict = None,
 ):
-    """Train MODEL on DATASET with labels only (to make a teacher, or a from-scratch baseline)."""
-    _execute(_job("train", model, dataset, engine, method="supervised"), engine["verbosity"])
+    """Train MODEL on DATASET with labels only (to make a teacher, a specialist, or a from-scratch baseline).
+
+    A model with several outputs (zoo:pyramid_ensemble) is an ensemble: each output is trained on its own classes."""
+    _execute(_job("train", model, dataset, engine, method="supervised", classes=classes), engine["verbosity"])
 
 
 @app.command()

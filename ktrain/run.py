@@ -16,7 +16,7 @@ import keras
 from ktrain import models
 from ktrain.config import TrainConfig
 from ktrain.checkpoint import has_checkpoint
-from ktrain.classes import format_classes
+from ktrain.classes import format_classes, parse_classes
 from ktrain.data import DataSplits, check_augment, load_dataset
 from ktrain.engine import FitResult, Trainer, evaluate_classifier, seed_everything
 from ktrain.errors import KtrainError, first_line
@@ -46,6 +46,8 @@ class Job:
     teacher: str | None = None
     # More teacher members, FILE:CLASSES (a specialist) or FILE (a generalist): the teacher is an ensemble.
     specialists: tuple[str, ...] = ()
+    # train only: the classes a specialist is trained on ("0-4"); None for all.
+    classes: str | None = None
     out_folder: str = "out"
     prefix: str = ""
     data_dir: str | None = None
@@ -98,6 +100,9 @@ def _run(job: Job, config: TrainConfig, method: Method, strategy, out: OutFolder
     seed_everything(config.seed, deterministic=not jit_enabled(config.jit, strategy))
     log.info("Loading dataset %s...", job.dataset)
     data = load_dataset(job.dataset, data_dir=job.data_dir, val_split=job.val_split, seed=config.seed)
+    if job.classes:
+        data = data.restrict(parse_classes(job.classes, data.num_classes, f"--classes {job.classes}"))
+        log.info("Training on classes %s only (%d training images)", job.classes, len(data.y_train))
     with strategy.scope():
         teacher = None
         if method.uses_teacher:

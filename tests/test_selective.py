@@ -320,23 +320,27 @@ def test_compare_sl_with_the_zoo_pyramid_on_digits(tmp_path):
 
 
 def test_distill_with_specialist_files_and_bad_ensembles(tmp_path):
-    pyramid = tmp_path / "pyramid"
-    assert runner.invoke(app, ["train", "zoo:pyramid_ensemble", "digits", "-e", "1", "-v", "0", "-out",
-                               str(pyramid)]).exit_code == 0
-    full = keras.saving.load_model(pyramid / "model.keras")
-    for index, name in ((1, "low.keras"), (2, "high.keras")):
-        keras.Model(full.inputs, full.outputs[index]).save(tmp_path / name)
-    low, high = str(tmp_path / "low.keras"), str(tmp_path / "high.keras")
+    files = {}
+    for classes in ("0-4", "5-9"):
+        out = tmp_path / classes
+        result = runner.invoke(app, ["train", "zoo:digits_student", "digits", "--classes", classes, "-e", "1", "-v", "0",
+                                     "-out", str(out)])
+        assert result.exit_code == 0, result.output
+        results = json.loads((out / "results.json").read_text())
+        assert results["dataset"]["name"] == f"digits[{classes}]" and results["dataset"]["num_classes"] == 5
+        assert keras.saving.load_model(out / "model.keras").outputs[0].shape[-1] == 5
+        files[classes] = str(out / "model.keras")
+    low, high = files["0-4"], files["5-9"]
     result = runner.invoke(app, ["distill", f"{low}:0-4", "zoo:digits_student", "digits", "-sl", "--specialist",
                                  f"{high}:5-9", "-e", "1", "-v", "0", "--jit", "on", "-out", str(tmp_path / "files")])
     assert result.exit_code == 0, result.output
     assert "Selective KD" in result.output
     cases = [
         (["distill", f"{low}:0-4", "zoo:digits_student", "digits"], "no teacher covers class(es) 5-9"),
-        (["distill", str(pyramid / "model.keras"), "zoo:digits_student", "digits", "-sl", "--gate", "x"],
-         "--gate is 'x'"),
-        (["compare", str(pyramid / "model.keras"), "zoo:digits_student", "digits", "-m", "pkt"],
+        (["distill", "zoo:pyramid_ensemble", "zoo:digits_student", "digits", "-sl", "--gate", "x"], "--gate is 'x'"),
+        (["compare", "zoo:pyramid_ensemble", "zoo:digits_student", "digits", "-m", "pkt"],
          "method 'pkt' needs one teacher model"),
+        (["train", "zoo:digits_student", "digits", "--classes", "3-12"], "class 12 does not exist"),
         (["distill", f"{low}:0-4", "zoo:digits_student", "digits", "-sl", "--specialist", f"{high}:5-9",
           "--gate", "teacher"], "--gate teacher needs a generalist"),
     ]
