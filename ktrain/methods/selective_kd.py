@@ -17,9 +17,10 @@ The gate g_k (``--gate``) says which samples teach through specialist k:
 The seed's "selective learning" (seed-behaviour.md §7) selected nothing: its per-specialist
 student heads shared every weight, its selection callback was a no-op, and each specialist was
 zero-padded to all classes and softmaxed again, so it reduced to KD against the mean of padded
-distributions. The idea is Hinton, Vinyals & Dean's specialists (2015, §5) turned around: the
-specialists teach instead of being taught; the seed author's paper is "Improving knowledge
-distillation using unified ensembles of specialized teachers" (Pattern Recognition Letters).
+distributions. Specialist models over class subsets come from Hinton, Vinyals & Dean (2015, §5),
+who combined them with a generalist at inference; here they teach one small student instead. The
+seed author's paper is "Improving knowledge distillation using unified ensembles of specialized
+teachers" (Pattern Recognition Letters).
 """
 
 from __future__ import annotations
