@@ -269,8 +269,9 @@ def compare(
 ):
     """Compare transfer methods on one TEACHER/STUDENT pair: table, results.json/.pkl, log and plots.
 
-    With -sl (an ensemble teacher) the default methods are KD from the averaged ensemble and selective KD."""
-    default = ["kd"] if selective else ["kd", "pkt", "pkt+kd"]
+    With an ensemble teacher (--specialist) the default method is KD from the averaged ensemble, and
+    -sl adds selective KD."""
+    default = ["kd"] if selective or specialist else ["kd", "pkt", "pkt+kd"]  # PKT needs one teacher model
     names = tuple(part.strip() for item in (method or default) for part in item.split(",") if part.strip())
     if selective and not any(name.lower() in ("selective-kd", "selective", "sl") for name in names):
         names += ("selective-kd",)
