@@ -16,6 +16,7 @@ import keras
 
 from ktrain import models
 from ktrain.checkpoint import has_checkpoint
+from ktrain.classes import parse_classes
 from ktrain.config import TrainConfig
 from ktrain.data import DataSplits, check_augment, load_dataset
 from ktrain.engine import NumericalFault, Trainer, seed_everything
@@ -120,7 +121,7 @@ def _compare(job: Job, config: TrainConfig, methods: list[Method], strategy, out
     log.info("Loading dataset %s...", job.dataset)
     data = load_dataset(job.dataset, data_dir=job.data_dir, val_split=job.val_split, seed=config.seed)
     uses_features = any(method.uses_features for method in methods)
-    teacher_path = split_spec(job.teacher)[0]
+    teacher_path, teacher_classes = split_spec(job.teacher)
     with strategy.scope():
         teacher_model = models.load_model(teacher_path, role="teacher", input_shape=data.image_shape,
                                           num_classes=data.num_classes)
@@ -133,9 +134,15 @@ def _compare(job: Job, config: TrainConfig, methods: list[Method], strategy, out
         if len(teacher_model.outputs) > 1:
             teacher_members = train_members(teacher_model, data, teacher_config, strategy, listener, job.teacher)
         else:
-            trainer = Trainer(student=LogitsView(teacher_model, name="teacher"), method=get_method("supervised")(),
-                              config=teacher_config, strategy=strategy, listener=listener, title="Teacher")
-            teacher_fit = trainer.fit(data)
+            # A specialist TEACHER (FILE:0-4) learns its own classes only.
+            own = data.restrict(parse_classes(teacher_classes, data.num_classes, job.teacher)) if teacher_classes else data
+            view = LogitsView(teacher_model, name="teacher")
+            if view.num_classes != own.num_classes:
+                raise KtrainError(f"teacher '{job.teacher}' outputs {view.num_classes} classes but is trained on "
+                                  f"{own.num_classes}: give a teacher with {own.num_classes} outputs")
+            trainer = Trainer(student=view, method=get_method("supervised")(), config=teacher_config,
+                              strategy=strategy, listener=listener, title="Teacher")
+            teacher_fit = trainer.fit(own)
         if not job.omit_results:
             models.save_model_atomic(teacher_model, out.file("teacher.keras"))
     with strategy.scope():
