@@ -157,10 +157,7 @@ def _execute(job, verbosity: int) -> dict:
 
     job.config.validate()
     results = _interruptible(lambda: run_job(job, RichProgress(console, verbosity)))
-    console.print(results_table(results))
-    for line in member_lines(results):
-        console.print(line, highlight=False)
-    _untrained_teacher_note(results)
+    _print_results(results)
     saved = next(entry["saved_to"] for entry in results["results"] if entry["role"] == "student")
     console.print(f"student saved to {saved}")
     if results.get("export"):
@@ -300,13 +297,18 @@ def _untrained_teacher_note(results: dict) -> None:
                   style="yellow", highlight=False)
 
 
-def _show_comparison(results: dict, out_folder: str, omitted: bool) -> None:
+def _print_results(results: dict) -> None:
+    """The results table and what belongs under it: ensemble members, failed runs, an untrained-teacher note."""
     console.print(results_table(results))
     for line in member_lines(results):
         console.print(line, highlight=False)
     for line in failures(results):
         console.print(line, highlight=False, style="red")
     _untrained_teacher_note(results)
+
+
+def _show_comparison(results: dict, out_folder: str, omitted: bool) -> None:
+    _print_results(results)
     if results.get("export"):
         console.print(export_table([results["export"]]))
     if results.get("best_student"):
@@ -358,12 +360,7 @@ def report(
         raise KtrainError(f"no {name} in '{run_dir}': give the out folder of a run (and its -res prefix)") from None
     except (ValueError, KeyError, TypeError) as exc:
         raise KtrainError(f"'{path}' is not a ktrain results.json ({exc}): give the file a run wrote") from None
-    console.print(results_table(results))
-    for line in member_lines(results):
-        console.print(line, highlight=False)
-    for line in failures(results):
-        console.print(line, highlight=False, style="red")
-    _untrained_teacher_note(results)
+    _print_results(results)
     if plots:
         from ktrain.plots import comparison_plots
 

@@ -123,10 +123,7 @@ def _compare(job: Job, config: TrainConfig, methods: list[Method], strategy, out
     uses_features = any(method.uses_features for method in methods)
     teacher_path, teacher_classes = split_spec(job.teacher)
     with strategy.scope():
-        teacher_model = models.load_model(teacher_path, role="teacher", input_shape=data.image_shape,
-                                          num_classes=data.num_classes)
-    models.check_input_shape(teacher_model, role="teacher", spec=teacher_path, image_shape=data.image_shape,
-                             dataset=data.name)
+        teacher_model = models.load_for(teacher_path, role="teacher", data=data)
     teacher_fit = teacher_members = None
     if teacher_epochs:
         log.info("Training the teacher...")

@@ -138,10 +138,10 @@ def export(spec: str, out_path: str, mode: str = "float32", dataset: str | None 
         raise KtrainError(f"'{spec}' is an untrained zoo architecture: export a trained model file or run folder")
     if data is None and dataset is not None:
         data = load_dataset(dataset, data_dir=data_dir)
-    shape = data.image_shape if data is not None else None
-    model = models.load_model(spec, role="student", input_shape=shape or (), num_classes=data.num_classes if data else 0)
     if data is not None:
-        models.check_input_shape(model, role="student", spec=spec, image_shape=data.image_shape, dataset=data.name)
+        model = models.load_for(spec, role="student", data=data)
+    else:  # a file (a zoo: name needs the data, refused above): nothing to build it for
+        model = models.load_model(spec, role="student", input_shape=(), num_classes=0)
     content = convert(float32_copy(model), mode, data)
     Path(out_path).parent.mkdir(parents=True, exist_ok=True)
     with atomic_write(Path(out_path)) as temporary:

@@ -46,6 +46,14 @@ def load_model(spec: str, *, role: str, input_shape: tuple[int, ...], num_classe
     return model
 
 
+def load_for(spec: str, *, role: str, data) -> keras.Model:
+    """Load (or build) ``spec`` for the images and classes of ``data`` (a DataSplits), refusing a model
+    whose input does not take those images."""
+    model = load_model(spec, role=role, input_shape=data.image_shape, num_classes=data.num_classes)
+    check_input_shape(model, role=role, spec=spec, image_shape=data.image_shape, dataset=data.name)
+    return model
+
+
 def check_input_shape(model: keras.Model, *, role: str, spec: str, image_shape: tuple[int, ...], dataset: str):
     """Refuse a model whose input does not take the dataset's images."""
     if len(model.inputs) != 1:

@@ -226,8 +226,7 @@ def load_teacher(job: Job, data: DataSplits, *, ensemble: bool = False, features
     for one. ``model``, if given, is the teacher already loaded (or just trained)."""
     path, classes = split_spec(job.teacher)
     if model is None:
-        model = models.load_model(path, role="teacher", input_shape=data.image_shape, num_classes=data.num_classes)
-        models.check_input_shape(model, role="teacher", spec=path, image_shape=data.image_shape, dataset=data.name)
+        model = models.load_for(path, role="teacher", data=data)
     if ensemble or job.specialists or classes is not None or len(model.outputs) > 1:
         teacher = load_ensemble([job.teacher, *job.specialists], data, first=model)
         log.info("Teacher ensemble: %s", teacher.source)
@@ -253,8 +252,7 @@ def resolve_method(method: Method, teacher, job: Job) -> Method:
 
 
 def load_student(job: Job, data: DataSplits) -> keras.Model:
-    model = models.load_model(job.student, role="student", input_shape=data.image_shape, num_classes=data.num_classes)
-    models.check_input_shape(model, role="student", spec=job.student, image_shape=data.image_shape, dataset=data.name)
+    model = models.load_for(job.student, role="student", data=data)
     model.trainable = True
     if job.reinit:
         model = keras.models.clone_model(model)  # clone_model draws fresh initial weights
@@ -376,8 +374,7 @@ def evaluate_model(spec: str, dataset: str, *, neighbors: int = 0, layer: str | 
                    data_dir: str | None = None, batch_size: int = 128) -> dict:
     """``ktrain evaluate``: test accuracy and cross-entropy, and kNN accuracy of the features with ``neighbors``."""
     data = load_dataset(dataset, data_dir=data_dir)
-    model = models.load_model(spec, role="model", input_shape=data.image_shape, num_classes=data.num_classes)
-    models.check_input_shape(model, role="model", spec=spec, image_shape=data.image_shape, dataset=data.name)
+    model = models.load_for(spec, role="model", data=data)
     if len(model.outputs) > 1:
         return _evaluate_ensemble(model, spec, data, neighbors, batch_size)
     view = LogitsView(model, data.x_val, name=f"model '{spec}'", features=neighbors > 0, feature_layer=layer)

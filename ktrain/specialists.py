@@ -36,7 +36,7 @@ from ktrain import models
 from ktrain.classes import format_classes, parse_classes
 from ktrain.data import DataSplits
 from ktrain.errors import KtrainError
-from ktrain.taps import LOG_FLOOR, LogitsView
+from ktrain.taps import LOG_FLOOR, LogitsView, trainable_parameters
 
 _WITH_CLASSES = re.compile(r"^(?P<path>.+):(?P<classes>\d+(?:-\d+)?(?:,\d+(?:-\d+)?)*)$")
 
@@ -128,7 +128,8 @@ class ModelGroup:
 class SpecialistEnsemble:
     """A teacher made of members: ``tap`` gives their logits side by side (``layout`` order)."""
 
-    def __init__(self, members: list[Member], num_classes: int, model, params: int):
+    def __init__(self, members: list[Member], num_classes: int, model):
+        """``model`` is the (still trainable) multi-output model or the ModelGroup of member files."""
         covered = {c for member in members for c in member.classes}
         missing = sorted(set(range(num_classes)) - covered)
         if missing:
@@ -141,7 +142,7 @@ class SpecialistEnsemble:
         self.layout = tuple(member.classes for member in members)
         self.output_width = sum(len(classes) for classes in self.layout)
         self.model = model
-        self.params = params
+        self.params = sum(trainable_parameters(m) for m in getattr(model, "models", [model]))
         self.has_generalist = any(is_generalist(classes, num_classes) for classes in self.layout)
         self.source = "; ".join(f"{m.name} [{format_classes(m.classes)}]: {m.view.source}" for m in members)
         self.feature_source = None
@@ -199,8 +200,7 @@ def members_of(model: keras.Model, num_classes: int, spec: str, probe: np.ndarra
 
 
 def ensemble_from_model(model: keras.Model, data: DataSplits, spec: str) -> SpecialistEnsemble:
-    params = int(sum(np.prod(variable.shape) for variable in model.trainable_weights))
-    return SpecialistEnsemble(members_of(model, data.num_classes, spec, data.x_val), data.num_classes, model, params)
+    return SpecialistEnsemble(members_of(model, data.num_classes, spec, data.x_val), data.num_classes, model)
 
 
 def load_ensemble(specs: list[str], data: DataSplits, first: keras.Model | None = None) -> SpecialistEnsemble:
@@ -209,17 +209,12 @@ def load_ensemble(specs: list[str], data: DataSplits, first: keras.Model | None 
     ``first``, if given, is the already loaded (or just trained) model of ``specs[0]``."""
     members: list[Member] = []
     loaded: list[keras.Model] = []
-    params = 0
     for index, spec in enumerate(specs):
         path, text = split_spec(spec)
         if index == 0 and first is not None:
             model = first
         else:
-            model = models.load_model(path, role="teacher", input_shape=data.image_shape,
-                                      num_classes=data.num_classes)
-            models.check_input_shape(model, role="teacher", spec=path, image_shape=data.image_shape,
-                                     dataset=data.name)
-        params += int(sum(np.prod(variable.shape) for variable in model.trainable_weights))
+            model = models.load_for(path, role="teacher", data=data)
         loaded.append(model)
         if len(model.outputs) > 1:
             if text is not None:
@@ -233,7 +228,7 @@ def load_ensemble(specs: list[str], data: DataSplits, first: keras.Model | None 
             raise KtrainError(f"'{spec}' outputs {view.num_classes} classes but is given {len(classes)} "
                               f"({text or 'all'}): give as many classes as the model outputs")
         members.append(Member(path, classes, view))
-    model = loaded[0] if len(loaded) == 1 else ModelGroup(loaded)
-    model.trainable = False
-    return SpecialistEnsemble(members, data.num_classes, model, params)
+    ensemble = SpecialistEnsemble(members, data.num_classes, loaded[0] if len(loaded) == 1 else ModelGroup(loaded))
+    ensemble.model.trainable = False
+    return ensemble
 

@@ -63,7 +63,7 @@ class LogitsView:
         self.num_classes = int(model.outputs[0].shape[-1])
         self.output_width = self.num_classes  # columns of teacher output the step and the cache see
         # Counted now: freezing a teacher later empties its trainable_weights.
-        self.params = int(sum(np.prod(variable.shape) for variable in model.trainable_weights))
+        self.params = trainable_parameters(model)
         self.feature_source = None
         outputs = [logits_tensor]
         if features or feature_layer:
@@ -109,6 +109,11 @@ class LogitsView:
 
     def __call__(self, images: tf.Tensor, training: bool = False) -> tf.Tensor:
         return self.tap(images, training)[0]
+
+
+def trainable_parameters(model) -> int:
+    """Trainable parameters of ``model``; count before freezing it (a frozen model has none)."""
+    return int(sum(np.prod(variable.shape) for variable in model.trainable_weights))
 
 
 def _is_softmax(activation) -> bool:
