@@ -302,6 +302,17 @@ def test_compare_sl_with_the_zoo_pyramid_on_digits(tmp_path):
     result = runner.invoke(app, ["train", "zoo:pyramid_ensemble", "digits", "-e", "2", "-v", "0", "-out", str(pyramid)])
     assert result.exit_code == 0, result.output
     assert "member specialist_2 [5-9]" in result.output
+    model = str(pyramid / "model.keras")
+    result = runner.invoke(app, ["evaluate", model, "digits"])  # the averaged ensemble, and each member
+    assert result.exit_code == 0, result.output
+    assert "test accuracy" in result.output and "specialist_1 [0-4]" in result.output
+    result = runner.invoke(app, ["cache", model, "digits", "--cache-dir", str(tmp_path / "cache")])
+    assert result.exit_code == 0, result.output
+    assert "train/logits [1004, 20]" in result.output.replace("\n", "")  # every member's logits side by side
+    for arguments, fragment in ((["evaluate", model, "digits", "-k", "5"], "has no single feature layer"),
+                                (["cache", model, "digits", "--features"], "has no single feature layer")):
+        result = runner.invoke(app, arguments)
+        assert result.exit_code == 2 and fragment in result.output and "Traceback" not in result.output
     out = tmp_path / "compare"
     result = runner.invoke(app, ["compare", str(pyramid / "model.keras"), "zoo:digits_student", "digits", "-sl",
                                  "-e", "2", "--seeds", "2", "-v", "0", "-out", str(out)])
@@ -361,3 +372,17 @@ def test_compare_trains_the_zoo_pyramid_first_with_teacher_epochs(tmp_path):
     result = runner.invoke(app, arguments + ["-out", str(tmp_path / "untrained")])
     assert result.exit_code == 0, result.output
     assert "note: the teacher zoo:pyramid_ensemble was untrained" in result.output.replace("\n", " ")
+
+
+def test_demo_sl_trains_the_pyramid_and_compares(tmp_path):
+    result = runner.invoke(app, ["demo", "-sl", "-e", "1", "-v", "0", "-out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    names = [entry["name"] for entry in json.loads((tmp_path / "results.json").read_text())["results"]]
+    assert names == ["Ensemble KD", "Selective KD", "Scratch student", "Teacher"]
+    assert (tmp_path / "teacher.keras").is_file()
+
+
+def test_negative_teacher_epochs_is_a_one_line_error(tmp_path):
+    result = runner.invoke(app, ["compare", "zoo:pyramid_ensemble", "zoo:digits_student", "digits", "-sl",
+                                 "--teacher-epochs", "-1", "-out", str(tmp_path)])
+    assert result.exit_code == 2 and "--teacher-epochs is -1" in result.output and "Traceback" not in result.output
