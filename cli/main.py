@@ -1,7 +1,8 @@
 """The ``ktrain`` command line: parses options, renders with Rich, and calls the library.
 
-No training logic lives here: every command builds a ``ktrain.run.Job`` (or calls ``run_demo``)
-and shows what it returns.
+No training logic lives here: every command builds the specs of ``ktrain.specs`` (or calls
+``run_demo``) and shows what it returns. No method is named here: method options and switches are
+generated from the methods' own declarations (cli/options.py).
 """
 
 import functools
@@ -14,7 +15,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # silence TensorFlow's C++ s
 import typer
 from rich.console import Console
 
-from cli.options import engine_options
+from cli.options import quiet_tensorflow_import as _quiet_tensorflow_import
+from cli.options import set_active_command, training_command
 from cli.render import RichProgress, export_table, failures, member_lines, results_table
 from ktrain.errors import KtrainError
 
@@ -28,29 +30,38 @@ app = typer.Typer(
 console = Console()
 errors = Console(stderr=True)
 
-KD_PANEL = "Knowledge distillation"
 EXPORT_PANEL = "Export"
-PKT_PANEL = "Probabilistic knowledge transfer"
 COMPARE_PANEL = "Comparison"
-SELECTIVE_PANEL = "Specialist teachers (selective learning)"
+TEACHER_PANEL = "Teacher ensembles"
 
-# Arguments and method options shared by several commands, declared once.
+# Arguments and options shared by several commands, declared once.
 Teacher = Annotated[str, typer.Argument(help="Trained teacher: a .keras/.h5 file or zoo:NAME.")]
 Student = Annotated[str, typer.Argument(help="Student: a .keras/.h5 file or zoo:NAME.")]
 Dataset = Annotated[str, typer.Argument(help="digits, a TFDS name (mnist, cifar10, ...) or an .npz file.")]
-Temperature = Annotated[float, typer.Option("-t", "--temperature", help="KD temperature T.", rich_help_panel=KD_PANEL)]
-KdLambda = Annotated[float, typer.Option("-kdl", "--kd-lambda-supervised", help="Weight λ of the hard-label cross-entropy in KD.", rich_help_panel=KD_PANEL)]
-KdWeight = Annotated[float, typer.Option("-kdw", "--kd-importance-weight", help="Weight of the KD part of PKT plus KD.", rich_help_panel=KD_PANEL)]
-PktWeight = Annotated[float, typer.Option("-pktw", "--pkt-importance-weight", help="Weight of the PKT part of PKT plus KD.", rich_help_panel=KD_PANEL)]
-PktLambda = Annotated[float, typer.Option("-pktl", "--pkt-lambda-supervised", help="Weight of the supervised PKT term (label-similarity target; PKT only).", rich_help_panel=PKT_PANEL)]
-Neighbors = Annotated[int, typer.Option("-k", "--neighbors", help="k of the kNN evaluation of the features.", rich_help_panel=PKT_PANEL)]
-StudentLayer = Annotated[str | None, typer.Option("--student-layer", help="Student layer PKT matches (default: input of the classifier).", rich_help_panel=PKT_PANEL)]
-TeacherLayer = Annotated[str | None, typer.Option("--teacher-layer", help="Teacher layer PKT matches (default: input of the classifier).", rich_help_panel=PKT_PANEL)]
-Selective = Annotated[bool, typer.Option("-sl", "--selective-learning", help="Selective KD: each specialist teaches the student only about its own classes (needs an ensemble teacher, e.g. zoo:pyramid_ensemble or --specialist).", rich_help_panel=SELECTIVE_PANEL)]
-Specialists = Annotated[list[str] | None, typer.Option("--specialist", help="Another teacher member, repeatable: FILE:CLASSES for a specialist (FILE:0-4, FILE:0,2,5-7) or FILE for a generalist. TEACHER may be FILE:CLASSES too.", rich_help_panel=SELECTIVE_PANEL)]
-Gate = Annotated[str, typer.Option("--gate", help="Which samples teach through specialist k (-sl): label (label in its classes), teacher (generalist's top class in them) or none (all).", rich_help_panel=SELECTIVE_PANEL)]
-Export = Annotated[str | None, typer.Option("--export", help="Also export the (best) student to TFLite: float32, float16 or int8, checked on the test split.", rich_help_panel=EXPORT_PANEL)]
-MaxAccuracyDrop = Annotated[float, typer.Option("--max-accuracy-drop", help="Largest test-accuracy loss the export may cause.", rich_help_panel=EXPORT_PANEL)]
+Methods = Annotated[
+    list[str] | None,
+    typer.Option("-m", "--method", help="Method to run, repeatable or comma-separated (see 'ktrain methods').",
+                 rich_help_panel="Method options"),
+]
+Neighbors = Annotated[
+    int, typer.Option("-k", "--neighbors", help="k of the kNN evaluation of a student's features.",
+                      rich_help_panel=COMPARE_PANEL)
+]
+Specialists = Annotated[
+    list[str] | None,
+    typer.Option("--specialist", help="Another teacher member, repeatable: FILE:CLASSES for a specialist (FILE:0-4, "
+                 "FILE:0,2,5-7) or FILE for a generalist. TEACHER may be FILE:CLASSES too.",
+                 rich_help_panel=TEACHER_PANEL),
+]
+Export = Annotated[
+    str | None,
+    typer.Option("--export", help="Also export the (best) student to TFLite: float32, float16 or int8, checked on "
+                 "the test split.", rich_help_panel=EXPORT_PANEL),
+]
+MaxAccuracyDrop = Annotated[
+    float, typer.Option("--max-accuracy-drop", help="Largest test-accuracy loss the export may cause.",
+                        rich_help_panel=EXPORT_PANEL)
+]
 
 
 def user_errors(command):
@@ -67,73 +78,50 @@ def user_errors(command):
     return wrapper
 
 
-def _quiet_tensorflow_import() -> None:
-    """Import TensorFlow with its C++ start-up lines (oneDNN, CUDA probing) kept off the terminal."""
-    if "tensorflow" in sys.modules:
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 2)
-            import tensorflow
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-    # Retracing notices (each method builds its own compiled steps) are not the user's business.
-    tensorflow.get_logger().setLevel("ERROR")
+def _split(items: list[str] | None) -> tuple[str, ...] | None:
+    """``-m a -m b,c`` as ``(a, b, c)``; None when the option was not given."""
+    if items is None:
+        return None
+    return tuple(part.strip() for item in items for part in item.split(",") if part.strip())
 
 
-def _job(command: str, student: str, dataset: str, engine: dict, **extra):
+def _run(command: str, student: str, dataset: str, engine: dict, *, teacher: str | None = None,
+         names: tuple[str, ...] | None = None, switches=(), given: dict | None = None, classes: str | None = None,
+         specialists=(), plan=None, **outputs):
+    """The specs of one command, from its parsed options (validated by the library, not here)."""
     _quiet_tensorflow_import()
     from ktrain.config import OptimizerConfig, ScheduleConfig, TrainConfig
-    from ktrain.run import Job
+    from ktrain.methods import choose
+    from ktrain.specs import DataSpec, ModelsSpec, OutputSpec, Plan, Run
 
-    config = TrainConfig(
-        epochs=engine["epochs"],
-        batch_size=engine["batch_size"],
-        eval_batch_size=engine["eval_batch_size"],
-        seed=engine["seed"],
-        jit=engine["jit"],
-        strategy=engine["strategy"],
-        precision=engine["precision"],
-        optimizer=OptimizerConfig(
-            name=engine["optimizer"].lower(),
-            learning_rate=engine["learning_rate"],
-            beta1=engine["beta1"],
-            beta2=engine["beta2"],
-            rho=engine["rho"],
-            momentum=engine["momentum"],
-            decay=engine["decay"],
-            clip_norm=engine["clip_norm"],
-            clip_value=engine["clip_value"],
-        ),
-        schedule=ScheduleConfig(
-            lr_patience=engine["lr_patience"],
-            lr_decay=engine["lr_decay"],
-            lr_min=engine["lr_min"],
-            early_stopping_patience=engine["early_stopping_patience"],
-            use_final_model=engine["use_final_model"],
-        ),
+    optimizer = OptimizerConfig(
+        name=engine["optimizer"].lower(), learning_rate=engine["learning_rate"], beta1=engine["beta1"],
+        beta2=engine["beta2"], rho=engine["rho"], momentum=engine["momentum"], decay=engine["decay"],
+        clip_norm=engine["clip_norm"], clip_value=engine["clip_value"],
     )
-    return Job(
+    schedule = ScheduleConfig(
+        lr_patience=engine["lr_patience"], lr_decay=engine["lr_decay"], lr_min=engine["lr_min"],
+        early_stopping_patience=engine["early_stopping_patience"], use_final_model=engine["use_final_model"],
+    )
+    config = TrainConfig(
+        epochs=engine["epochs"], batch_size=engine["batch_size"], eval_batch_size=engine["eval_batch_size"],
+        seed=engine["seed"], jit=engine["jit"], strategy=engine["strategy"], precision=engine["precision"],
+        optimizer=optimizer, schedule=schedule, targets=engine["targets"], cache_dir=engine["cache_dir"],
+    )
+    methods, explicit = choose(command, names, switches, given)
+    augment = tuple(part.strip() for part in engine["augment"].split(",") if part.strip())
+    return Run(
         command=command,
-        student=student,
-        dataset=dataset,
-        config=config,
-        out_folder=engine["out_folder"],
-        prefix=engine["prefix"],
-        data_dir=engine["data_dir"],
-        val_split=engine["val_split"],
-        reinit=engine["reinit"],
-        start_weights=engine["start_weights"],
-        debug=engine["debug"],
-        resume=engine["resume"],
-        overwrite=engine["overwrite"],
-        targets=engine["targets"],
-        cache_dir=engine["cache_dir"],
-        augment=tuple(part.strip() for part in engine["augment"].split(",") if part.strip()),
-        **extra,
+        models=ModelsSpec(student=student, teacher=teacher, specialists=tuple(specialists or ()),
+                          reinit=engine["reinit"], start_weights=engine["start_weights"]),
+        data=DataSpec(dataset, data_dir=engine["data_dir"], val_split=engine["val_split"], augment=augment,
+                      classes=classes),
+        methods=methods,
+        engine=config,
+        outputs=OutputSpec(folder=engine["out_folder"], prefix=engine["prefix"], resume=engine["resume"],
+                           overwrite=engine["overwrite"], debug=engine["debug"], **outputs),
+        plan=plan or Plan(),
+        explicit_methods=explicit,
     )
 
 
@@ -152,11 +140,10 @@ def _interruptible(run):
         raise typer.Exit(130) from None
 
 
-def _execute(job, verbosity: int) -> dict:
-    from ktrain.run import run_job
+def _execute(run, verbosity: int) -> dict:
+    from ktrain.run import run_single
 
-    job.config.validate()
-    results = _interruptible(lambda: run_job(job, RichProgress(console, verbosity)))
+    results = _interruptible(lambda: run_single(run, RichProgress(console, verbosity)))
     _print_results(results)
     saved = next(entry["saved_to"] for entry in results["results"] if entry["role"] == "student")
     console.print(f"student saved to {saved}")
@@ -166,124 +153,114 @@ def _execute(job, verbosity: int) -> dict:
 
 
 @app.command()
+@training_command("train")
 @user_errors
-@engine_options
 def train(
     model: Annotated[str, typer.Argument(help="Model to train: a .keras/.h5 file or zoo:NAME.")],
     dataset: Dataset,
-    classes: Annotated[str | None, typer.Option("--classes", help="Train a specialist: only the images of these classes (0-4, 0,2,5-7), relabelled in that order; use the model as --specialist FILE:CLASSES.")] = None,
+    classes: Annotated[
+        str | None,
+        typer.Option("--classes", help="Train a specialist: only the images of these classes (0-4, 0,2,5-7), "
+                     "relabelled in that order; use the model as --specialist FILE:CLASSES."),
+    ] = None,
     engine: dict = None,
+    given: dict = None,
+    switches: list = None,
 ):
     """Train MODEL on DATASET with labels only (to make a teacher, a specialist, or a from-scratch baseline).
 
     A model with several outputs (zoo:pyramid_ensemble) is an ensemble: each output is trained on its own classes."""
-    _execute(_job("train", model, dataset, engine, method="supervised", classes=classes), engine["verbosity"])
+    _execute(_run("train", model, dataset, engine, classes=classes, given=given), engine["verbosity"])
 
 
 @app.command()
+@training_command("distill")
 @user_errors
-@engine_options
 def distill(
     teacher: Teacher,
     student: Student,
     dataset: Dataset,
-    temperature: Temperature = 2.0,
-    kd_lambda: KdLambda = 0.1,
-    selective: Selective = False,
+    method: Methods = None,
     specialist: Specialists = None,
-    gate: Gate = "label",
     export: Export = None,
     max_accuracy_drop: MaxAccuracyDrop = 0.01,
     engine: dict = None,
+    given: dict = None,
+    switches: list = None,
 ):
-    """Distill TEACHER into STUDENT on DATASET with KD: T²·KL(teacher ‖ student) + λ·CE.
+    """Distill TEACHER into STUDENT on DATASET (default: KD, T²·KL(teacher ‖ student) + λ·CE).
 
     With an ensemble teacher (several outputs, or --specialist members) KD learns from the averaged
-    ensemble, and -sl switches to selective KD."""
-    job = _job("distill", student, dataset, engine, teacher=teacher, method="selective-kd" if selective else "kd",
-               method_options={"temperature": temperature, "kd_lambda": kd_lambda, "gate": gate}, export=export,
-               max_accuracy_drop=max_accuracy_drop, specialists=tuple(specialist or ()))
-    _execute(job, engine["verbosity"])
+    ensemble."""
+    names = _split(method)
+    if names is not None and len(names) != 1:
+        raise KtrainError(f"distill runs one method, not {len(names)} ({', '.join(names)}): use compare for several")
+    run = _run("distill", student, dataset, engine, teacher=teacher, names=names, switches=switches, given=given,
+               specialists=specialist, export=export, max_accuracy_drop=max_accuracy_drop)
+    _execute(run, engine["verbosity"])
 
 
 @app.command()
+@training_command("pkt")
 @user_errors
-@engine_options
 def pkt(
     teacher: Teacher,
     student: Student,
     dataset: Dataset,
-    pkt_lambda: PktLambda = 1e-4,
     neighbors: Neighbors = 5,
-    student_layer: StudentLayer = None,
-    teacher_layer: TeacherLayer = None,
-    with_kd: Annotated[bool, typer.Option("--kd", help="PKT plus KD (the seed's pkt+distillation): -kdw · KD + -pktw · PKT.", rich_help_panel=KD_PANEL)] = False,
-    temperature: Temperature = 2.0,
-    kd_lambda: KdLambda = 0.1,
-    kd_weight: KdWeight = 1.0,
-    pkt_weight: PktWeight = 1.0,
     engine: dict = None,
+    given: dict = None,
+    switches: list = None,
 ):
     """Transfer the geometry of TEACHER's features into STUDENT with PKT (optionally plus KD)."""
-    if with_kd:
-        method, options = "pkt+kd", {"temperature": temperature, "kd_lambda": kd_lambda, "kd_weight": kd_weight,
-                                     "pkt_weight": pkt_weight}
-    else:
-        method, options = "pkt", {"pkt_lambda": pkt_lambda}
-    job = _job("pkt", student, dataset, engine, teacher=teacher, method=method, method_options=options,
-               student_layer=student_layer, teacher_layer=teacher_layer, neighbors=neighbors)
-    _execute(job, engine["verbosity"])
+    run = _run("pkt", student, dataset, engine, teacher=teacher, switches=switches, given=given, neighbors=neighbors)
+    _execute(run, engine["verbosity"])
 
 
 @app.command()
+@training_command("compare")
 @user_errors
-@engine_options
 def compare(
     teacher: Teacher,
     student: Student,
     dataset: Dataset,
-    method: Annotated[list[str] | None, typer.Option("-m", "--method", help="Method to run, repeatable or comma-separated: kd (distillation), pkt, pkt+kd (pkt+distillation). Default: all three, in that order.", rich_help_panel=COMPARE_PANEL)] = None,
-    baseline: Annotated[bool, typer.Option("--baseline/--no-baseline", help="Also train the student from scratch.", rich_help_panel=COMPARE_PANEL)] = True,
-    seeds: Annotated[int, typer.Option("--seeds", help="Repeat every method with this many seeds (seed, seed+1, ...); mean ± std.", rich_help_panel=COMPARE_PANEL)] = 1,
-    save_students: Annotated[str, typer.Option("-s", "--save-students", help="all, best (on validation) or none.", rich_help_panel=COMPARE_PANEL)] = "best",
-    omit_results: Annotated[bool, typer.Option("-or", "--omit-results", help="Write no results.json, results.pkl, log or plots.", rich_help_panel=COMPARE_PANEL)] = False,
-    tensorboard: Annotated[bool, typer.Option("--tensorboard", help="Per-method TensorBoard scalars under the out folder.", rich_help_panel=COMPARE_PANEL)] = False,
-    teacher_epochs: Annotated[int, typer.Option("--teacher-epochs", help="First train TEACHER with labels for this many epochs (for a zoo: teacher; an ensemble's members each on their classes), as the demo does.", rich_help_panel=COMPARE_PANEL)] = 0,
-    temperature: Temperature = 2.0,
-    kd_lambda: KdLambda = 0.1,
-    kd_weight: KdWeight = 1.0,
-    pkt_weight: PktWeight = 1.0,
-    pkt_lambda: PktLambda = 1e-4,
+    method: Methods = None,
+    baseline: Annotated[bool, typer.Option("--baseline/--no-baseline", help="Also train the student from scratch.",
+                                           rich_help_panel=COMPARE_PANEL)] = True,
+    seeds: Annotated[int, typer.Option("--seeds", help="Repeat every method with this many seeds (seed, seed+1, ...); "
+                                       "mean ± std.", rich_help_panel=COMPARE_PANEL)] = 1,
+    save_students: Annotated[str, typer.Option("-s", "--save-students", help="all, best (on validation) or none.",
+                                               rich_help_panel=COMPARE_PANEL)] = "best",
+    omit_results: Annotated[bool, typer.Option("-or", "--omit-results", help="Write no results.json, results.pkl, "
+                                               "log or plots.", rich_help_panel=COMPARE_PANEL)] = False,
+    tensorboard: Annotated[bool, typer.Option("--tensorboard", help="Per-method TensorBoard scalars under the out "
+                                              "folder.", rich_help_panel=COMPARE_PANEL)] = False,
+    teacher_epochs: Annotated[int, typer.Option("--teacher-epochs", help="First train TEACHER with labels for this "
+                                                "many epochs (for a zoo: teacher; an ensemble's members each on "
+                                                "their classes), as the demo does.",
+                                                rich_help_panel=COMPARE_PANEL)] = 0,
     neighbors: Neighbors = 5,
-    student_layer: StudentLayer = None,
-    teacher_layer: TeacherLayer = None,
-    selective: Selective = False,
     specialist: Specialists = None,
-    gate: Gate = "label",
     export: Export = None,
     max_accuracy_drop: MaxAccuracyDrop = 0.01,
     engine: dict = None,
+    given: dict = None,
+    switches: list = None,
 ):
     """Compare transfer methods on one TEACHER/STUDENT pair: table, results.json/.pkl, log and plots.
 
-    With an ensemble teacher (--specialist) the default method is KD from the averaged ensemble, and
-    -sl adds selective KD."""
-    default = ["kd"] if selective or specialist else ["kd", "pkt", "pkt+kd"]  # PKT needs one teacher model
-    names = tuple(part.strip() for item in (method or default) for part in item.split(",") if part.strip())
-    if selective and not any(name.lower() in ("selective-kd", "selective", "sl") for name in names):
-        names += ("selective-kd",)
-    job = _job("compare", student, dataset, engine, teacher=teacher, methods=names, baseline=baseline, seeds=seeds,
-               save_students=save_students.lower(), omit_results=omit_results, tensorboard=tensorboard,
-               method_options={"temperature": temperature, "kd_lambda": kd_lambda, "kd_weight": kd_weight,
-                               "pkt_weight": pkt_weight, "pkt_lambda": pkt_lambda, "gate": gate},
-               student_layer=student_layer, teacher_layer=teacher_layer, neighbors=neighbors, export=export,
-               max_accuracy_drop=max_accuracy_drop, specialists=tuple(specialist or ()))
-    if teacher_epochs < 0:
-        raise KtrainError(f"--teacher-epochs is {teacher_epochs}: give 0 (teacher already trained) or more")
+    With an ensemble teacher (--specialist) the methods that need one teacher model are left out of the
+    default set, and KD learns from the averaged ensemble."""
+    _quiet_tensorflow_import()
     from ktrain.compare import run_compare
+    from ktrain.specs import Plan
 
-    results = _interruptible(lambda: run_compare(job, RichProgress(console, engine["verbosity"]),
-                                                 teacher_epochs=teacher_epochs or None))
+    run = _run("compare", student, dataset, engine, teacher=teacher, names=_split(method), switches=switches,
+               given=given, specialists=specialist, plan=Plan(seeds=seeds, baseline=baseline,
+                                                              teacher_epochs=teacher_epochs),
+               write_results=not omit_results, save_students=save_students.lower(), tensorboard=tensorboard,
+               neighbors=neighbors, export=export, max_accuracy_drop=max_accuracy_drop)
+    results = _interruptible(lambda: run_compare(run, RichProgress(console, engine["verbosity"])))
     _show_comparison(results, engine["out_folder"], omit_results)
 
 
@@ -382,7 +359,7 @@ def evaluate(
     if neighbors < 0 or eval_batch_size <= 0:
         raise KtrainError(f"-k is {neighbors} and -ebs is {eval_batch_size}: give k >= 0 and a batch size > 0")
     _quiet_tensorflow_import()
-    from ktrain.run import evaluate_model
+    from ktrain.evaluate import evaluate_model
 
     scores = evaluate_model(model, dataset, neighbors=neighbors, layer=layer, data_dir=data_dir,
                             batch_size=eval_batch_size)
@@ -406,11 +383,13 @@ def cache(
 ):
     """Precompute TEACHER's soft targets on DATASET's train and validation splits into --cache-dir."""
     _quiet_tensorflow_import()
-    from ktrain.run import build_cache
+    from ktrain.specs import ModelsSpec
+    from ktrain.targets import build_cache
 
-    summary = build_cache(teacher, dataset, cache_dir=cache_dir, features=features or bool(teacher_layer),
+    models = ModelsSpec(teacher=teacher, specialists=tuple(specialist or ()))
+    summary = build_cache(models, dataset, cache_dir=cache_dir, features=features or bool(teacher_layer),
                           teacher_layer=teacher_layer, data_dir=data_dir, val_split=val_split, seed=seed,
-                          batch_size=eval_batch_size, specialists=tuple(specialist or ()))
+                          batch_size=eval_batch_size)
     console.print(f"soft targets in {summary['path']} ({summary['megabytes']:.1f} MiB): "
                   + ", ".join(f"{name} {shape}" for name, shape in summary["arrays"].items()), highlight=False)
 
@@ -436,6 +415,18 @@ def export_command(
 
 
 @app.command()
+def methods():
+    """List the transfer methods (use them with -m NAME) with their options and defaults."""
+    from ktrain.methods import registered
+
+    for method in registered():
+        aliases = f" (also {', '.join(method.aliases)})" if method.aliases else ""
+        options = ", ".join(f"{spec.flags[0]} {method.Options.defaults()[name]}"
+                            for name, spec in method.Options.specs().items())
+        console.print(f"{method.name}{aliases}: {method.display_name}; {options or 'no options'}", highlight=False)
+
+
+@app.command()
 def zoo():
     """List the built-in architectures (use them as zoo:NAME)."""
     _quiet_tensorflow_import()
@@ -453,6 +444,7 @@ def _is_a(exc: BaseException, name: str) -> bool:
 
 def main() -> None:
     """Console entry point: usage errors become one line too."""
+    set_active_command(sys.argv[1:])
     try:
         code = app(standalone_mode=False)
     except Exception as exc:

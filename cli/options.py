@@ -1,12 +1,15 @@
-"""The engine options every training command shares, declared once.
+"""Options declared once and added to the commands that take them.
 
-``engine_options`` appends these parameters to a command's signature (Typer reads
-``__signature__``) and hands the parsed values to the command as one ``engine`` dict, so
-``train``, ``distill`` and later commands cannot drift apart.
+``training_command`` appends to a command's signature (Typer reads ``__signature__``) the engine
+options every training command shares, the options of the methods the command can run (generated
+from each method's Options, with "unset" as the CLI default, so each method keeps its own default),
+and the switches methods declare for it. The signature is computed each time Typer builds the
+command, so a method registered later (a plug-in, a test's toy method) brings its options along.
 """
 
-import functools
 import inspect
+import os
+import sys
 from typing import Annotated, Optional
 
 import typer
@@ -42,7 +45,8 @@ ENGINE_OPTIONS: list[tuple[str, object, object]] = [
     ("data_dir", Annotated[Optional[str], _option("--data-dir", help="Local TFDS data directory.")], None),
     ("seed", Annotated[int, _option("-seed", "--seed", help="Random seed: the same seed gives the same history on CPU.")], 0),
     ("targets", Annotated[str, _option("--targets", help="Teacher soft targets: auto (cache when no augmentation and they fit 1 GiB), online or cache.")], "auto"),
-    ("cache_dir", Annotated[Optional[str], _option("--cache-dir", help="Keep cached soft targets on disk here (keyed by teacher weights and data).")], None),
+    ("cache_dir", Annotated[Optional[str], _option("--cache-dir", help="Keep cached soft targets on disk here "
+                                                    "(keyed by teacher weights and data).")], None),
     ("augment", Annotated[str, _option("--augment", help="Training augmentation, comma-separated: flip, crop (default none, as the seed).")], ""),
     ("jit", Annotated[str, _option("--jit", help="XLA: auto (on for GPUs, off for CPUs, as measured), on or off.")], "auto"),
     ("strategy", Annotated[str, _option("--strategy", help="auto, one, mirrored or multiworker (from TF_CONFIG).")], "auto"),
@@ -57,20 +61,138 @@ ENGINE_OPTIONS: list[tuple[str, object, object]] = [
 ENGINE_NAMES = [name for name, _, _ in ENGINE_OPTIONS]
 
 
-def engine_options(command):
-    """Add the shared options to ``command``; it receives them as ``engine: dict``."""
-    signature = inspect.signature(command)
-    own = [parameter for parameter in signature.parameters.values() if parameter.name != "engine"]
-    shared = [
-        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
-        for name, annotation, default in ENGINE_OPTIONS
-    ]
+def quiet_tensorflow_import() -> None:
+    """Import TensorFlow with its C++ start-up lines (oneDNN, CUDA probing) kept off the terminal."""
+    if "tensorflow" in sys.modules:
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            import tensorflow
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+    # Retracing notices (each method builds its own compiled steps) are not the user's business.
+    tensorflow.get_logger().setLevel("ERROR")
 
-    @functools.wraps(command)
-    def wrapper(**kwargs):
+
+
+ENGINE_NAMES = [name for name, _, _ in ENGINE_OPTIONS]
+
+
+def quiet_tensorflow_import() -> None:
+    """Import TensorFlow with its C++ start-up lines (oneDNN, CUDA probing) kept off the terminal."""
+    if "tensorflow" in sys.modules:
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            import tensorflow
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+    # Retracing notices (each method builds its own compiled steps) are not the user's business.
+    tensorflow.get_logger().setLevel("ERROR")
+
+METHOD_PANEL = "Method options"
+
+
+def _method_parameters(command: str) -> tuple[list[inspect.Parameter], dict[str, str]]:
+    """Parameters for the options of the methods ``command`` offers, and for their switches; also
+    the map from switch parameter to method name."""
+    quiet_tensorflow_import()  # the methods import TensorFlow
+    from ktrain.methods.selection import offered
+
+    methods = offered(command)
+    parameters, specs = [], {}
+    for method in methods:
+        for name, spec in method.Options.specs().items():
+            specs.setdefault(name, (spec, {}))[1][method.name] = method.Options.defaults()[name]
+    for name, (spec, defaults) in specs.items():
+        kind = {float: float, int: int}.get(spec.kind, str)
+        option = typer.Option(*spec.flags, help=f"{spec.help}{_defaults(defaults)}", rich_help_panel=METHOD_PANEL,
+                              show_default=False)
+        parameters.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None,
+                                            annotation=Annotated[Optional[kind], option]))
+    switches = {}
+    for method in methods:
+        if method.switch is not None and command in method.switch.commands:
+            key = "switch_" + method.name.replace("-", "_").replace("+", "_")
+            switches[key] = method.name
+            option = typer.Option(*method.switch.flags, help=method.switch.help, rich_help_panel=METHOD_PANEL)
+            parameters.append(inspect.Parameter(key, inspect.Parameter.KEYWORD_ONLY, default=False,
+                                                annotation=Annotated[bool, option]))
+    return parameters, switches
+
+
+def _defaults(defaults: dict) -> str:
+    """" Default 2." when every method has the same default, else " Default: kd 2, dkd 4."."""
+    values = set(defaults.values())
+    if values == {None}:
+        return ""
+    if len(values) == 1:
+        return f" Default {_plain(next(iter(values)))}."
+    return " Default: " + ", ".join(f"{name} {_plain(value)}" for name, value in defaults.items()) + "."
+
+
+def _plain(value) -> str:
+    return "unset" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
+
+
+# The command this process runs, when known (set by cli.main.main from argv). Other commands never
+# need the method options, and building them imports TensorFlow (``ktrain report`` must not).
+_active: dict[str, str | None] = {"command": None}
+
+
+def set_active_command(argv: list[str]) -> None:
+    _active["command"] = next((word for word in argv if not word.startswith("-")), "")
+
+
+class TrainingCommand:
+    """A command function with the shared engine options and its methods' options appended.
+
+    The function receives ``engine`` (dict), ``given`` (the method options set explicitly) and
+    ``switches`` (names of the methods whose switch was given)."""
+
+    def __init__(self, function, command: str):
+        self.function = function
+        self.command = command
+        self.__name__ = function.__name__
+        self.__doc__ = function.__doc__
+        self.__module__ = function.__module__
+
+    def _own(self) -> list[inspect.Parameter]:
+        hidden = ("engine", "given", "switches")
+        return [p for p in inspect.signature(self.function).parameters.values() if p.name not in hidden]
+
+    @property
+    def __signature__(self) -> inspect.Signature:
+        active = _active["command"]
+        methods = _method_parameters(self.command)[0] if active in (None, self.command) else []
+        shared = [
+            inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+            for name, annotation, default in ENGINE_OPTIONS
+        ]
+        return inspect.Signature(self._own() + methods + shared)
+
+    @property
+    def __annotations__(self) -> dict:
+        return {p.name: p.annotation for p in self.__signature__.parameters.values()}
+
+    def __call__(self, **kwargs):
+        _, switch_names = _method_parameters(self.command)
         engine = {name: kwargs.pop(name) for name in ENGINE_NAMES}
-        return command(**kwargs, engine=engine)
+        switches = [method for key, method in switch_names.items() if kwargs.pop(key)]
+        own = {p.name for p in self._own()}
+        given = {name: value for name, value in kwargs.items() if name not in own and value is not None}
+        rest = {name: value for name, value in kwargs.items() if name in own}
+        return self.function(**rest, engine=engine, given=given, switches=switches)
 
-    wrapper.__signature__ = signature.replace(parameters=own + shared)
-    wrapper.__annotations__ = {p.name: p.annotation for p in own + shared}
-    return wrapper
+
+def training_command(command: str):
+    """Decorator: see :class:`TrainingCommand`."""
+    return lambda function: TrainingCommand(function, command)

@@ -1,7 +1,7 @@
 """Per-epoch checkpoints of everything that decides what a run does next, and their restore.
 
-TensorFlow's ``CheckpointManager`` keeps the variables (student, optimizer slots and iteration
-count, the base learning rate); a JSON sidecar written atomically after it keeps the rest (epoch,
+TensorFlow's ``CheckpointManager`` keeps the variables (student, the method's own state, optimizer
+slots and iteration count, the base learning rate); a JSON sidecar written atomically after it keeps the rest (epoch,
 controllers, history, an epoch in progress after Ctrl-C) and an ``.npz`` the best-weights copy.
 A checkpoint counts only once its sidecar exists, so a kill at any moment leaves the previous
 checkpoint usable; an unreadable one is skipped for the one before it.
@@ -17,7 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from ktrain.errors import KtrainError
-from ktrain.report import atomic_write, write_json_atomic
+from ktrain.io import atomic_write, write_json_atomic
 
 log = logging.getLogger("ktrain")
 
@@ -32,13 +32,13 @@ def has_checkpoint(folder: Path) -> bool:
 class RunCheckpoint:
     """Checkpoints of one training run in ``folder`` (create inside the strategy's scope)."""
 
-    def __init__(self, folder: Path, model, optimizer, base_lr: tf.Variable):
+    def __init__(self, folder: Path, model, optimizer, base_lr: tf.Variable, method_state: list | None = None):
         self.folder = Path(folder)
         # Dropout's random state lives in Keras seed generators, which a model checkpoint leaves out.
         seed_states = [generator.state.value for layer in model._flatten_layers()
                        for generator in getattr(layer, "_seed_generators", [])]
         self.checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, base_lr=base_lr,
-                                              seed_states=seed_states)
+                                              seed_states=seed_states, method_state=list(method_state or []))
         self.manager = tf.train.CheckpointManager(self.checkpoint, str(self.folder), max_to_keep=KEEP)
 
     def save(self, state: dict, best_weights: list[np.ndarray] | None) -> str:

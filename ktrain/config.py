@@ -11,6 +11,7 @@ OPTIMIZERS = ("adam", "rmsprop", "sgd", "adagrad", "adadelta", "adamax")
 JIT_MODES = ("auto", "on", "off")
 STRATEGIES = ("auto", "one", "mirrored", "multiworker")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+TARGET_MODES = ("auto", "online", "cache")
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,9 @@ class TrainConfig:
     precision: str = "float32"
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    # Teacher soft targets: computed each step (online) or once (cache, in memory or in cache_dir).
+    targets: str = "auto"
+    cache_dir: str | None = None
 
     def validate(self) -> "TrainConfig":
         _positive("epochs (-e)", self.epochs)
@@ -91,6 +95,8 @@ class TrainConfig:
             raise KtrainError(f"--jit is '{self.jit}': use one of {', '.join(JIT_MODES)}")
         if self.strategy not in STRATEGIES:
             raise KtrainError(f"--strategy is '{self.strategy}': use one of {', '.join(STRATEGIES)}")
+        if self.targets not in TARGET_MODES:
+            raise KtrainError(f"--targets is '{self.targets}': use {', '.join(TARGET_MODES)}")
         if self.precision not in PRECISIONS:
             raise KtrainError(f"--precision is '{self.precision}': use one of {', '.join(PRECISIONS)}")
         clipping = self.optimizer.clip_norm is not None or self.optimizer.clip_value is not None

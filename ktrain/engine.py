@@ -15,7 +15,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-import keras
 import numpy as np
 import tensorflow as tf
 
@@ -25,14 +24,13 @@ from ktrain.control import BestTracker, EarlyStopping, Plateau, mode_for
 from ktrain.data import DataSplits, eval_pipeline, train_pipeline
 from ktrain.errors import KtrainError
 from ktrain.listener import Listener
-from ktrain.losses import classification_counts
 from ktrain.methods.base import Method
 from ktrain.optim import build_optimizer
 from ktrain.precision import wrap_optimizer
 from ktrain.step import Steps
 from ktrain.strategy import jit_enabled
 from ktrain.targets import SoftTargets
-from ktrain.taps import LogitsView
+from ktrain.taps import NetworkView
 
 log = logging.getLogger("ktrain")
 
@@ -55,31 +53,43 @@ class FitResult:
         return {key: [record.get(key, math.nan) for record in self.history] for key in keys}
 
 
-def seed_everything(seed: int, deterministic: bool = True) -> None:
-    """Seed Python, NumPy, TensorFlow and Keras; with ``deterministic``, also make TF ops deterministic.
+@dataclass
+class _Progress:
+    """What the outer loop carries from epoch to epoch, and what a checkpoint saves of it."""
 
-    Deterministic ops give the same history for the same seed, but XLA has no deterministic
-    MaxPool gradient, so XLA-compiled runs (``--jit on``, or ``auto`` on GPUs) are seeded only.
-    """
-    keras.utils.set_random_seed(seed)
-    if deterministic:
-        tf.config.experimental.enable_op_determinism()
+    plateau: Plateau
+    stopper: EarlyStopping
+    best: BestTracker
+    result: FitResult
+    best_weights: list[np.ndarray] | None = None
+
+    def snapshot(self, epoch: int, in_progress: dict | None = None) -> dict:
+        return {"epoch": epoch, "history": self.result.history, "plateau": vars(self.plateau),
+                "early_stopping": vars(self.stopper), "best": vars(self.best),
+                "stopped_early": self.result.stopped_early, "in_progress": in_progress}
+
+    def load(self, state: dict) -> None:
+        self.result.history = state["history"]
+        for controller, key in ((self.plateau, "plateau"), (self.stopper, "early_stopping"), (self.best, "best")):
+            vars(controller).update(state[key])
+        self.result.stopped_early = state["stopped_early"]
 
 
 class Trainer:
     """Trains ``student`` with ``method`` (and ``teacher`` if the method needs one) under ``strategy``.
 
-    Build the models inside ``strategy.scope()`` before creating the Trainer.
+    Build the models inside ``strategy.scope()`` before creating the Trainer. The method's own
+    state (``method.build_state``) is built here, in the scope, and trained with the student.
     """
 
     def __init__(
         self,
         *,
-        student: LogitsView,
+        student: NetworkView,
         method: Method,
         config: TrainConfig,
         strategy: tf.distribute.Strategy,
-        teacher: LogitsView | None = None,
+        teacher: NetworkView | None = None,
         listener: Listener | None = None,
         title: str | None = None,
         epoch_metrics: Callable[[], dict[str, float]] | None = None,
@@ -87,9 +97,9 @@ class Trainer:
         augment: tuple[str, ...] = (),
     ):
         """``epoch_metrics``, if given, is called after each validation pass and its values join the
-        epoch's logs (``compare`` uses it for the kNN accuracy of PKT students on validation).
-        ``targets``, if given, are cached teacher outputs used for the train and validation splits
-        instead of running the teacher (which still scores the test split)."""
+        epoch's logs (the kNN accuracy of feature methods on validation). ``targets``, if given, are
+        cached teacher taps used for the train and validation splits instead of running the teacher
+        (which still scores the test split)."""
         if method.uses_teacher and teacher is None:
             raise KtrainError(f"method '{method.name}' needs a teacher model")
         if teacher is not None:
@@ -105,18 +115,14 @@ class Trainer:
         self.augment = tuple(augment)
         if targets is not None and self.augment:
             raise KtrainError("cached teacher targets cannot be used with --augment: run the teacher online")
-        tables = None
         self.jit = jit_enabled(config.jit, strategy)
         with strategy.scope():
+            method.build_state(*self._tap_shapes())
             optimizer, self.base_lr = build_optimizer(config.optimizer)
             self.optimizer = wrap_optimizer(optimizer, config.precision)
-            self.optimizer.build(student.model.trainable_variables)
-            if targets is not None and self.teacher is not None:
-                tables = {
-                    split: {kind: tf.Variable(array, trainable=False, name=f"cached_{split}_{kind}")
-                            for kind, array in kinds.items()}
-                    for split, kinds in targets.arrays.items()
-                }
+            self.optimizer.build(student.model.trainable_variables + method.trainable_variables)
+            self.epoch = tf.Variable(0.0, trainable=False, dtype=tf.float32, name="epoch")
+            tables = self._tables(targets) if targets is not None and self.teacher is not None else None
         self.steps = Steps(
             strategy=strategy,
             student=student,
@@ -125,9 +131,31 @@ class Trainer:
             optimizer=self.optimizer,
             optimizer_config=config.optimizer,
             global_batch_size=config.batch_size,
+            epoch=self.epoch,
+            epochs=config.epochs,
             jit=self.jit,
             tables=tables,
         )
+
+    def _tap_shapes(self) -> tuple[dict, dict]:
+        """The shapes of the method's taps, by the method's tap names, for ``build_state``."""
+        student = {name: self.student.shapes[tap.key] for name, tap in self.method.student_taps().items()}
+        teacher = {}
+        if self.teacher is not None:
+            teacher = {name: self.teacher.shapes[tap.key] for name, tap in self.method.teacher_taps().items()}
+        return student, teacher
+
+    def _tables(self, targets: SoftTargets) -> dict[str, dict[str, tf.Variable]]:
+        needed = {tap.key for tap in self.method.teacher_taps().values()}
+        missing = sorted(needed - set(targets.keys()))
+        if missing:
+            raise KtrainError(f"the cached soft targets lack the teacher tap(s) {', '.join(missing)}: "
+                              "rebuild the cache for this method, or use --targets online")
+        return {
+            split: {key: tf.Variable(array, trainable=False, name=f"cached_{split}_{key.replace(':', '_')}")
+                    for key, array in taps.items() if key in needed}
+            for split, taps in targets.arrays.items()
+        }
 
     # -- training ------------------------------------------------------------------------------
     def fit(self, data: DataSplits, checkpoint_dir: str | None = None, resume: bool = False) -> FitResult:
@@ -140,83 +168,97 @@ class Trainer:
                 f"batch size (-bs) {config.batch_size} is larger than the {len(data.y_train)} training samples: "
                 "lower -bs or --val-split"
             )
-        monitor = self.method.monitor
-        mode = mode_for(monitor)
-        deltas = {} if self.method.monitor_min_delta is None else {"min_delta": self.method.monitor_min_delta}
-        plateau = Plateau(mode, config.schedule.lr_patience, config.schedule.lr_decay, config.schedule.lr_min, **deltas)
-        stopper = EarlyStopping(mode, config.schedule.early_stopping_patience, **deltas)
-        best = BestTracker(mode)
-        best_weights = None
-        result = FitResult()
+        progress = self._new_progress()
         checkpoint = None
         if checkpoint_dir is not None:
             with self.strategy.scope():
-                checkpoint = RunCheckpoint(checkpoint_dir, self.student.model, self.optimizer, self.base_lr)
+                checkpoint = RunCheckpoint(checkpoint_dir, self.student.model, self.optimizer, self.base_lr,
+                                           self.method.trainable_variables)
         first_epoch, in_progress = 1, None
         if resume:
-            if checkpoint is None:
-                raise KtrainError("--resume needs the run's checkpoint folder")
-            state, best_weights = checkpoint.restore()
-            result.history = state["history"]
-            for controller, saved in ((plateau, state["plateau"]), (stopper, state["early_stopping"]), (best, state["best"])):
-                vars(controller).update(saved)
-            result.stopped_early = state["stopped_early"]
-            first_epoch = config.epochs + 1 if state["stopped_early"] else state["epoch"] + 1
-            in_progress = state.get("in_progress")
-
-        def snapshot(epoch: int, progress: dict | None = None) -> dict:
-            return {"epoch": epoch, "history": result.history, "plateau": vars(plateau),
-                    "early_stopping": vars(stopper), "best": vars(best), "stopped_early": result.stopped_early,
-                    "in_progress": progress}
-
+            first_epoch, in_progress = self._resume(checkpoint, progress)
         chunk = max(1, math.ceil(steps_per_epoch / UPDATES_PER_EPOCH))
         started = time.perf_counter()
         self.listener.on_train_begin(self.title, config.epochs, steps_per_epoch)
         with InterruptGuard() as interrupt:
             for epoch in range(first_epoch, config.epochs + 1):
-                epoch_started = time.perf_counter()
                 start = in_progress if in_progress and in_progress["epoch"] == epoch else {"steps_done": 0, "totals": {}}
                 in_progress = None
-                totals, done = self._train_epoch(data, epoch, steps_per_epoch, chunk, start, interrupt)
-                if done < steps_per_epoch:  # Ctrl-C: keep the epoch so far, then stop
-                    if checkpoint is not None:
-                        checkpoint.save(snapshot(epoch - 1, {"epoch": epoch, "steps_done": done, "totals": totals}),
-                                        best_weights)
-                    raise Interrupted(epoch, done, checkpoint_dir)
-                train_seconds = time.perf_counter() - epoch_started
-                logs = {"epoch": epoch, **_train_logs(totals, done)}
-                validation = self.evaluate(data.x_val, data.y_val, split="val")
-                logs.update({f"val_{key}": value for key, value in validation.items()})
-                if self.epoch_metrics is not None:
-                    logs.update(self.epoch_metrics())
-                logs["lr"] = float(self.optimizer.learning_rate.numpy())
-                logs["epoch_seconds"] = time.perf_counter() - epoch_started
-                logs["images_per_second"] = (done - start["steps_done"]) * config.batch_size / train_seconds
-                result.history.append(logs)
-                self.listener.on_epoch_end(epoch, logs)
-                value = logs[monitor]
-                if best.step(value, epoch) and not config.schedule.use_final_model:
-                    best_weights = self.student.model.get_weights()
-                new_lr = plateau.step(value, float(self.base_lr.numpy()))
-                if new_lr is not None:
-                    self.base_lr.assign(new_lr)
-                    log.info("epoch %d: %s did not improve for %d epochs, learning rate -> %.3g", epoch, monitor,
-                             config.schedule.lr_patience, new_lr)
-                result.stopped_early = stopper.step(value)
-                if checkpoint is not None:
-                    checkpoint.save(snapshot(epoch), best_weights)
-                if result.stopped_early:
-                    log.info("epoch %d: early stopping, %s has not improved for %d epochs", epoch, monitor,
-                             config.schedule.early_stopping_patience)
+                logs = self._run_epoch(data, epoch, steps_per_epoch, chunk, start, interrupt, checkpoint, progress)
+                if self._end_epoch(epoch, logs, progress, checkpoint):
                     break
-        result.best_epoch = best.epoch
-        if best_weights is not None and result.history and best.epoch != result.history[-1]["epoch"]:
-            self.student.model.set_weights(best_weights)
+        result = progress.result
+        result.best_epoch = progress.best.epoch
+        if progress.best_weights is not None and result.history and progress.best.epoch != result.history[-1]["epoch"]:
+            self.student.model.set_weights(progress.best_weights)
             result.restored_best = True
-            log.info("restored the weights of epoch %d (best %s %.4g)", best.epoch, monitor, best.best)
+            log.info("restored the weights of epoch %d (best %s %.4g)", progress.best.epoch, self.method.monitor,
+                     progress.best.best)
         result.seconds = time.perf_counter() - started
         self.listener.on_train_end()
         return result
+
+    def _new_progress(self) -> _Progress:
+        schedule = self.config.schedule
+        mode = mode_for(self.method.monitor)
+        deltas = {} if self.method.monitor_min_delta is None else {"min_delta": self.method.monitor_min_delta}
+        return _Progress(
+            plateau=Plateau(mode, schedule.lr_patience, schedule.lr_decay, schedule.lr_min, **deltas),
+            stopper=EarlyStopping(mode, schedule.early_stopping_patience, **deltas),
+            best=BestTracker(mode),
+            result=FitResult(),
+        )
+
+    def _resume(self, checkpoint: RunCheckpoint | None, progress: _Progress) -> tuple[int, dict | None]:
+        """Restore the newest checkpoint; returns the first epoch to run and an epoch cut short by Ctrl-C."""
+        if checkpoint is None:
+            raise KtrainError("--resume needs the run's checkpoint folder")
+        state, progress.best_weights = checkpoint.restore()
+        progress.load(state)
+        first_epoch = self.config.epochs + 1 if state["stopped_early"] else state["epoch"] + 1
+        return first_epoch, state.get("in_progress")
+
+    def _run_epoch(self, data, epoch, steps_per_epoch, chunk, start, interrupt, checkpoint, progress) -> dict:
+        """Train one epoch and validate; returns the epoch's logs. Ctrl-C checkpoints the epoch so far."""
+        epoch_started = time.perf_counter()
+        self.epoch.assign(float(epoch))
+        totals, done = self._train_epoch(data, epoch, steps_per_epoch, chunk, start, interrupt)
+        if done < steps_per_epoch:  # Ctrl-C: keep the epoch so far, then stop
+            if checkpoint is not None:
+                in_progress = {"epoch": epoch, "steps_done": done, "totals": totals}
+                checkpoint.save(progress.snapshot(epoch - 1, in_progress), progress.best_weights)
+            raise Interrupted(epoch, done, None if checkpoint is None else str(checkpoint.folder))
+        train_seconds = time.perf_counter() - epoch_started
+        logs = {"epoch": epoch, **_train_logs(totals, done)}
+        validation = self.evaluate(data.x_val, data.y_val, split="val")
+        logs.update({f"val_{key}": value for key, value in validation.items()})
+        if self.epoch_metrics is not None:
+            logs.update(self.epoch_metrics())
+        logs["lr"] = float(self.optimizer.learning_rate.numpy())
+        logs["epoch_seconds"] = time.perf_counter() - epoch_started
+        logs["images_per_second"] = (done - start["steps_done"]) * self.config.batch_size / train_seconds
+        return logs
+
+    def _end_epoch(self, epoch: int, logs: dict, progress: _Progress, checkpoint: RunCheckpoint | None) -> bool:
+        """Record the epoch, step the controllers, checkpoint; returns whether to stop early."""
+        schedule, monitor = self.config.schedule, self.method.monitor
+        progress.result.history.append(logs)
+        self.listener.on_epoch_end(epoch, logs)
+        value = logs[monitor]
+        if progress.best.step(value, epoch) and not schedule.use_final_model:
+            progress.best_weights = self.student.model.get_weights()
+        new_lr = progress.plateau.step(value, float(self.base_lr.numpy()))
+        if new_lr is not None:
+            self.base_lr.assign(new_lr)
+            log.info("epoch %d: %s did not improve for %d epochs, learning rate -> %.3g", epoch, monitor,
+                     schedule.lr_patience, new_lr)
+        progress.result.stopped_early = progress.stopper.step(value)
+        if checkpoint is not None:
+            checkpoint.save(progress.snapshot(epoch), progress.best_weights)
+        if progress.result.stopped_early:
+            log.info("epoch %d: early stopping, %s has not improved for %d epochs", epoch, monitor,
+                     schedule.early_stopping_patience)
+        return progress.result.stopped_early
 
     def _train_epoch(self, data: DataSplits, epoch: int, steps_per_epoch: int, chunk: int, start: dict,
                      interrupt: "InterruptGuard") -> tuple[dict[str, float], int]:
@@ -312,14 +354,3 @@ def _train_logs(totals: dict[str, float], steps: int) -> dict[str, float]:
     logs["accuracy"] = totals["correct"] / count
     logs["crossentropy"] = totals["crossentropy_sum"] / count
     return logs
-
-
-def evaluate_classifier(
-    view: LogitsView, images: np.ndarray, labels: np.ndarray, batch_size: int = 128
-) -> dict[str, float]:
-    """Accuracy and cross-entropy of any logits view (the teacher, a saved student) on one device."""
-    totals = {"correct": 0.0, "crossentropy_sum": 0.0, "count": 0.0}
-    for x, y, _ in eval_pipeline(images, labels, batch_size):
-        for name, value in classification_counts(y, view.predict(x)[0]).items():
-            totals[name] += float(value)
-    return {"accuracy": totals["correct"] / totals["count"], "crossentropy": totals["crossentropy_sum"] / totals["count"]}

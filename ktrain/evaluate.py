@@ -1,4 +1,5 @@
-"""Representation metrics: kNN accuracy and retrieval mAP / precision@k, in bounded memory.
+"""Evaluation: accuracy and cross-entropy of any classifier view; kNN accuracy and retrieval
+mAP / precision@k of its features, in bounded memory.
 
 The database (the training split) is compared with the queries (the test split) a chunk of
 queries at a time, in float32, so a 50,000 × 10,000 comparison never holds more than
@@ -8,16 +9,32 @@ queries at a time, in float32, so a 50,000 × 10,000 comparison never holds more
 from __future__ import annotations
 
 import numpy as np
+
 from ktrain.data import eval_pipeline
-from ktrain.taps import LogitsView
+from ktrain.losses import classification_counts
+from ktrain.methods.base import LOGITS
+from ktrain.taps import NetworkView
 
 METRICS = ("cosine", "euclidean")
 
 
-def extract_features(view: LogitsView, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
-    """The view's tapped features for every image, in order (inference mode), as float32."""
+def evaluate_classifier(view, images: np.ndarray, labels: np.ndarray, batch_size: int = 128) -> dict[str, float]:
+    """Accuracy and cross-entropy of any view with a logits tap (a teacher, a saved student, an
+    ensemble) on one device."""
+    totals = {"correct": 0.0, "crossentropy_sum": 0.0, "count": 0.0}
+    for x, y, _ in eval_pipeline(images, labels, batch_size):
+        for name, value in classification_counts(y, view.predict(x)[LOGITS.key]).items():
+            totals[name] += float(value)
+    count = totals["count"]
+    return {"accuracy": totals["correct"] / count, "crossentropy": totals["crossentropy_sum"] / count}
+
+
+def extract_features(view: NetworkView, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """The view's features (its first tap besides the logits) for every image, in order, in
+    inference mode, flattened to ``[images, width]`` float32."""
     batches = eval_pipeline(images, np.zeros(len(images), np.int32), batch_size)
-    return np.concatenate([view.predict(x)[1].numpy() for x, _, _ in batches])
+    key = view.feature_key
+    return np.concatenate([view.predict(x)[key].numpy().reshape(len(x), -1) for x, _, _ in batches])
 
 
 def _similarity(queries: np.ndarray, database: np.ndarray, metric: str, database_sq: np.ndarray) -> np.ndarray:
@@ -100,7 +117,7 @@ def retrieval_metrics(
     return results
 
 
-def representation_report(view: LogitsView, data, k: int = 5, batch_size: int = 256) -> dict[str, float]:
+def representation_report(view: NetworkView, data, k: int = 5, batch_size: int = 256) -> dict[str, float]:
     """kNN accuracy (cosine and Euclidean) and retrieval metrics of the view's features: train
     split as database, test split as queries."""
     database = extract_features(view, data.x_train, batch_size)
@@ -112,3 +129,49 @@ def representation_report(view: LogitsView, data, k: int = 5, batch_size: int = 
     report.update(retrieval_metrics(database, data.y_train, queries, data.y_test))
     report["neighbors"] = k
     return report
+
+
+def evaluate_model(spec: str, dataset: str, *, neighbors: int = 0, layer: str | None = None,
+                   data_dir: str | None = None, batch_size: int = 128) -> dict:
+    """``ktrain evaluate``: test accuracy and cross-entropy, and kNN accuracy of the features with ``neighbors``."""
+    from ktrain import models
+    from ktrain.data import load_dataset
+    from ktrain.errors import KtrainError
+    from ktrain.methods.base import Tap
+    from ktrain.specs import check_model_spec
+
+    check_model_spec(spec, "model")
+    data = load_dataset(dataset, data_dir=data_dir)
+    model = models.load_for(spec, role="model", data=data)
+    if len(model.outputs) > 1:
+        return _evaluate_ensemble(model, spec, data, neighbors, batch_size)
+    taps = [Tap.features(layer)] if neighbors > 0 or layer else []
+    view = NetworkView(model, data.x_val, name=f"model '{spec}'", taps=taps)
+    if view.num_classes != data.num_classes:
+        raise KtrainError(f"model '{spec}' outputs {view.num_classes} classes but dataset '{data.name}' has "
+                          f"{data.num_classes}: give a model with {data.num_classes} outputs")
+    scores = {"test images": len(data.y_test), "params": view.params,
+              **{f"test {k}": v for k, v in evaluate_classifier(view, data.x_test, data.y_test, batch_size).items()}}
+    if neighbors:
+        report = representation_report(view, data, neighbors, batch_size)
+        scores.update({f"test kNN accuracy (k={neighbors})": report["knn_accuracy_cosine"], "test mAP": report["map"]})
+    return scores
+
+
+def _evaluate_ensemble(model, spec: str, data, neighbors: int, batch_size: int) -> dict:
+    """An ensemble of specialists: the averaged ensemble, and each member on the images of its classes."""
+    from ktrain.classes import format_classes
+    from ktrain.errors import KtrainError
+    from ktrain.records import member_scores
+    from ktrain.specialists import ensemble_from_model
+
+    if neighbors:
+        raise KtrainError(f"model '{spec}' is an ensemble of {len(model.outputs)} outputs, which has no single "
+                          "feature layer: drop -k, or evaluate one member saved as its own model")
+    ensemble = ensemble_from_model(model, data, spec)
+    scores = {"test images": len(data.y_test), "params": ensemble.params,
+              **{f"test {k}": v for k, v in evaluate_classifier(ensemble.averaged, data.x_test, data.y_test,
+                                                                 batch_size).items()}}
+    for member in member_scores(ensemble, data, batch_size):
+        scores[f"{member['name']} [{format_classes(member['classes'])}]"] = member["test"]["accuracy"]
+    return scores

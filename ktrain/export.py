@@ -24,7 +24,7 @@ from ktrain import models
 from ktrain.data import DataSplits, load_dataset
 from ktrain.errors import KtrainError, first_line
 from ktrain.precision import float32_copy
-from ktrain.report import atomic_write
+from ktrain.io import atomic_write
 
 MODES = ("float32", "float16", "int8")
 RUN_FILES = ("best_model.keras", "student.keras", "model.keras")

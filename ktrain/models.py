@@ -14,7 +14,7 @@ import keras
 from ktrain import zoo
 from ktrain.errors import KtrainError, first_line
 from ktrain.precision import float32_copy
-from ktrain.report import atomic_write
+from ktrain.io import atomic_write
 
 MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
 

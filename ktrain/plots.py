@@ -17,7 +17,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from ktrain.report import atomic_write  # noqa: E402
+from ktrain.io import atomic_write  # noqa: E402
 
 LINESTYLES = ("--", "-.", ":", (0, (5, 1)), (0, (3, 1, 1, 1)))
 COMPARISON = "KT_Methods_Comparison_{metric}_vs_epoch.png"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
@@ -75,44 +74,6 @@ def detach_log_file(handler: logging.Handler) -> None:
     logger.removeHandler(handler)
     handler.close()
     logger.propagate = True
-
-
-@contextlib.contextmanager
-def atomic_write(path: Path):
-    """Yield a temporary path beside ``path``; on success give it normal permissions and rename it to
-    ``path``, so a crash leaves the old file or the new one, never half of one."""
-    path = Path(path)
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(descriptor)
-    try:
-        try:
-            yield Path(temporary)
-        except OSError as exc:
-            raise KtrainError(
-                f"could not write '{path}' ({exc.strerror or exc}): free some space or choose another -out; "
-                "files written before are intact"
-            ) from exc
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temporary, 0o666 & ~umask)  # mkstemp creates 0600
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-
-
-def write_json_atomic(path: Path, payload: dict) -> Path:
-    """Write JSON through a temporary file in the same folder, then rename."""
-    with atomic_write(path) as temporary:
-        temporary.write_text(json.dumps(payload, indent=2, default=_plain) + "\n", encoding="utf-8")
-    return Path(path)
-
-
-def write_pickle_atomic(path: Path, payload) -> Path:
-    """Pickle ``payload`` (plain Python types) through a temporary file, then rename."""
-    with atomic_write(path) as temporary:
-        temporary.write_bytes(pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL))
-    return Path(path)
 
 
 def seed_pickle(results: dict) -> list[dict]:
@@ -230,11 +191,3 @@ def environment() -> dict:
             "gpus": [device.name for device in tf.config.list_physical_devices("GPU")],
         },
     }
-
-
-def _plain(value):
-    if hasattr(value, "item"):
-        return value.item()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"cannot write {type(value).__name__} to JSON")

@@ -36,7 +36,8 @@ from ktrain import models
 from ktrain.classes import format_classes, parse_classes
 from ktrain.data import DataSplits
 from ktrain.errors import KtrainError
-from ktrain.taps import LOG_FLOOR, LogitsView, trainable_parameters
+from ktrain.methods.base import LOGITS
+from ktrain.taps import LOG_FLOOR, NetworkView, trainable_parameters
 
 _WITH_CLASSES = re.compile(r"^(?P<path>.+):(?P<classes>\d+(?:-\d+)?(?:,\d+(?:-\d+)?)*)$")
 
@@ -103,7 +104,7 @@ def ensemble_log_probs(member_logits, layout, num_classes: int) -> tf.Tensor:
 class Member:
     name: str
     classes: tuple[int, ...]
-    view: LogitsView
+    view: NetworkView
 
 
 class ModelGroup:
@@ -146,19 +147,19 @@ class SpecialistEnsemble:
         self.has_generalist = any(is_generalist(classes, num_classes) for classes in self.layout)
         self.source = "; ".join(f"{m.name} [{format_classes(m.classes)}]: {m.view.source}" for m in members)
         self.feature_source = None
+        self.keys = [LOGITS.key]
+        self.sources = {LOGITS.key: self.source}
+        self.shapes = {LOGITS.key: tf.TensorShape([None, self.output_width])}
         self.predict = tf.function(lambda images: self.tap(images, training=False), reduce_retracing=True)
         self.averaged = AveragedView(self)
 
-    def tap(self, images: tf.Tensor, training: bool = False) -> tuple[tf.Tensor, None]:
+    def tap(self, images: tf.Tensor, training: bool = False) -> dict[str, tf.Tensor]:
+        """The members' logits side by side, under the logits tap's key (an ensemble has no other tap)."""
         logits = [member.view(images, training=training) for member in self.members]
-        return tf.concat(logits, axis=-1), None
+        return {LOGITS.key: tf.concat(logits, axis=-1)}
 
     def __call__(self, images: tf.Tensor, training: bool = False) -> tf.Tensor:
-        return self.tap(images, training)[0]
-
-    def describe(self) -> list[dict]:
-        return [{"name": m.name, "classes": list(m.classes), "logits_from": m.view.source,
-                 "generalist": is_generalist(m.classes, self.num_classes)} for m in self.members]
+        return self.tap(images, training)[LOGITS.key]
 
 
 class AveragedView:
@@ -169,9 +170,12 @@ class AveragedView:
         self.num_classes = ensemble.num_classes
         self.predict = tf.function(self.tap, reduce_retracing=True)
 
-    def tap(self, images: tf.Tensor, training: bool = False) -> tuple[tf.Tensor, None]:
-        members = self.ensemble.tap(images, training)[0]
-        return ensemble_log_probs(members, self.ensemble.layout, self.num_classes), None
+    def tap(self, images: tf.Tensor, training: bool = False) -> dict[str, tf.Tensor]:
+        members = self.ensemble(images, training)
+        return {LOGITS.key: ensemble_log_probs(members, self.ensemble.layout, self.num_classes)}
+
+    def __call__(self, images: tf.Tensor, training: bool = False) -> tf.Tensor:
+        return self.tap(images, training)[LOGITS.key]
 
 
 # -- loading -----------------------------------------------------------------------------------
@@ -194,7 +198,7 @@ def members_of(model: keras.Model, num_classes: int, spec: str, probe: np.ndarra
             start += width
         layer = output._keras_history.operation.name
         sub = keras.Model(model.inputs, output, name=f"{model.name}_{index}")
-        view = LogitsView(sub, probe, name=f"output '{layer}' of teacher '{spec}'")
+        view = NetworkView(sub, probe, name=f"output '{layer}' of teacher '{spec}'")
         members.append(Member(layer, classes, view))
     return members
 
@@ -223,7 +227,7 @@ def load_ensemble(specs: list[str], data: DataSplits, first: keras.Model | None 
             members += members_of(model, data.num_classes, path, data.x_val)
             continue
         classes = parse_classes(text, data.num_classes, spec) if text else tuple(range(data.num_classes))
-        view = LogitsView(model, data.x_val, name=f"teacher '{path}'")
+        view = NetworkView(model, data.x_val, name=f"teacher '{path}'")
         if view.num_classes != len(classes):
             raise KtrainError(f"'{spec}' outputs {view.num_classes} classes but is given {len(classes)} "
                               f"({text or 'all'}): give as many classes as the model outputs")

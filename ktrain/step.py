@@ -5,9 +5,10 @@ so), ``strategy.run`` around it, and a ``tf.range`` inner loop so the Python out
 up a few times per epoch.
 
 Reduction happens here and only here: each per-example loss is summed and divided by the **global**
-batch size, and the regularisation penalty by the replica count, so the cross-replica sum of what a
-replica reports is the global-batch mean and gradients summed over replicas equal the one-device
-gradient.
+batch size; a scalar (a loss over the global batch, from gathered taps) and the regularisation
+penalty are divided by the replica count. So the cross-replica sum of what a replica reports is the
+global-batch mean, and gradients summed over replicas equal the one-device gradient: every replica
+computes the same global scalar, and the gather's gradient sums what each replica sends back.
 """
 
 from __future__ import annotations
@@ -16,72 +17,87 @@ import tensorflow as tf
 
 from ktrain.config import OptimizerConfig
 from ktrain.losses import classification_counts
-from ktrain.methods.base import Batch, Method
+from ktrain.methods.base import Batch, Context, Method
 from ktrain.optim import clip_gradients
-from ktrain.taps import LogitsView
+from ktrain.taps import NetworkView
 
 SUM = tf.distribute.ReduceOp.SUM
 
 
 class Steps:
-    """Builds the ``tf.function`` train loop and eval step for one student/method/strategy."""
+    """Builds the ``tf.function`` train loop and eval step for one student/method/strategy.
+
+    ``epoch`` is a variable the outer loop sets before each epoch (counted from 1), so a loss can
+    read where training stands without retracing.
+    """
 
     def __init__(
         self,
         *,
         strategy: tf.distribute.Strategy,
-        student: LogitsView,
+        student: NetworkView,
         method: Method,
         optimizer,
         optimizer_config: OptimizerConfig,
         global_batch_size: int,
-        teacher: LogitsView | None = None,
+        epoch: tf.Variable,
+        epochs: int,
+        teacher: NetworkView | None = None,
         jit: bool = False,
         tables: dict[str, dict[str, tf.Variable]] | None = None,
     ):
         self.strategy = strategy
         self.student = student
         self.teacher = teacher
-        # Cached teacher outputs per split ("train", "val"), looked up by sample index.
+        # Cached teacher taps per split ("train", "val"), keyed by tap key, looked up by sample index.
         self.tables = tables or {}
         self.method = method
+        self.student_taps = method.student_taps()
+        self.teacher_taps = method.teacher_taps() if teacher is not None else {}
         self.optimizer = optimizer
         self.optimizer_config = optimizer_config
         self.global_batch_size = global_batch_size
-        self.variables = student.model.trainable_variables
+        self.epoch = epoch
+        self.epochs = epochs
+        # The student's weights, then the method's own state (a regressor, say): one optimizer trains both.
+        self.variables = student.model.trainable_variables + method.trainable_variables
         self._gradients = tf.function(self._replica_gradients, jit_compile=True) if jit else self._replica_gradients
         self.train_loop = tf.function(self._train_loop)
         self.eval_step = tf.function(self._eval_step, reduce_retracing=True)  # last batches vary in size
 
     # -- per replica -------------------------------------------------------------------------
-    def _teacher_outputs(self, images, indices, split):
+    def _teacher_outputs(self, images, indices, split) -> dict[str, tf.Tensor]:
+        """The teacher's taps by key: from the cache when it holds this split, else one forward pass."""
+        if not self.teacher_taps:
+            return {}
         if split in self.tables:
             table = self.tables[split]
-            features = tf.gather(table["features"], indices) if "features" in table else None
-            return tf.gather(table["logits"], indices), features
-        if self.teacher is None:
-            return None, None
-        logits, features = self.teacher.tap(images, training=False)
-        return tf.stop_gradient(logits), None if features is None else tf.stop_gradient(features)
+            return {tap.key: tf.gather(table[tap.key], indices) for tap in self.teacher_taps.values()}
+        return {key: tf.stop_gradient(value) for key, value in self.teacher.tap(images, training=False).items()}
 
-    def _batch(self, labels, student_logits, student_features, teacher_logits, teacher_features) -> Batch:
-        all_labels = labels
-        if self.method.gathers_features:
-            # A relational loss relates every pair of the *global* batch: gather every replica's
-            # features. The gather's gradient sums what each replica sends back, hence the
-            # division by the replica count in _reduce_parts.
+    def _batch(self, labels, student_outputs, teacher_outputs) -> Batch:
+        student = {name: student_outputs[tap.key] for name, tap in self.student_taps.items()}
+        teacher = {name: teacher_outputs[tap.key] for name, tap in self.teacher_taps.items()}
+        global_student, global_teacher, global_labels = dict(student), dict(teacher), labels
+        if self.method.gathers:
+            # A relational loss relates every pair of the *global* batch: gather the taps it asks for.
+            # The gather's gradient sums what each replica sends back, hence the division by the
+            # replica count in _reduce_parts.
             context = tf.distribute.get_replica_context()
-            student_features = context.all_gather(student_features, axis=0)
-            if teacher_features is not None:
-                teacher_features = context.all_gather(teacher_features, axis=0)
-            all_labels = context.all_gather(labels, axis=0)
-        return Batch(labels, student_logits, teacher_logits, student_features, teacher_features, all_labels)
+            for taps, values, gathered in ((self.student_taps, student, global_student),
+                                           (self.teacher_taps, teacher, global_teacher)):
+                for name, tap in taps.items():
+                    if tap.gather:
+                        gathered[name] = context.all_gather(values[name], axis=0)
+            global_labels = context.all_gather(labels, axis=0)
+        return Batch(labels, student, teacher, Context(tf.identity(self.epoch), self.epochs), global_student,
+                     global_teacher, global_labels)
 
     def _replica_gradients(self, images, labels, indices):
-        teacher_logits, teacher_features = self._teacher_outputs(images, indices, "train")
+        teacher_outputs = self._teacher_outputs(images, indices, "train")
         with tf.GradientTape() as tape:
-            student_logits, student_features = self.student.tap(images, training=True)
-            batch = self._batch(labels, student_logits, student_features, teacher_logits, teacher_features)
+            student_outputs = self.student.tap(images, training=True)
+            batch = self._batch(labels, student_outputs, teacher_outputs)
             reduced = self._reduce_parts(self.method.losses(batch))
             penalties = self.student.model.losses
             if penalties:
@@ -90,7 +106,7 @@ class Steps:
             # Identity unless the optimizer scales the loss (mixed_float16); it unscales in apply.
             scaled = self.optimizer.scale_loss(total)
         gradients = tape.gradient(scaled, self.variables)
-        stats = dict(reduced, loss=total, **classification_counts(labels, student_logits))
+        stats = dict(reduced, loss=total, **classification_counts(labels, batch.student_logits))
         return gradients, stats
 
     def _reduce_parts(self, parts: dict) -> dict:
@@ -120,12 +136,12 @@ class Steps:
         return stats
 
     def _replica_eval_step(self, images, labels, indices, split):
-        student_logits, student_features = self.student.tap(images, training=False)
-        batch = self._batch(labels, student_logits, student_features, *self._teacher_outputs(images, indices, split))
-        counts = classification_counts(labels, student_logits)
+        student_outputs = self.student.tap(images, training=False)
+        batch = self._batch(labels, student_outputs, self._teacher_outputs(images, indices, split))
+        counts = classification_counts(labels, batch.student_logits)
         replicas = self.strategy.num_replicas_in_sync
         # Sums over samples: a global scalar counts once per sample of the global batch.
-        global_count = tf.cast(tf.shape(batch.all_labels)[0], tf.float32)
+        global_count = tf.cast(tf.shape(batch.global_labels)[0], tf.float32)
         sums = {
             name: tf.reduce_sum(value) if value.shape.rank == 1 else value * global_count / replicas
             for name, value in self.method.losses(batch).items()

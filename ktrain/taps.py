@@ -1,4 +1,4 @@
-"""One view per network that returns its logits, whatever its last layer is.
+"""One view per network: its logits, whatever its last layer is, and the tensors a method taps.
 
 The seed assumed ``layers[-2]`` held the logits and softmaxed teacher *probabilities* again (its
 double-softmax bug). Here the logits are found by looking at the layer that makes the output:
@@ -8,27 +8,31 @@ double-softmax bug). Here the logits are found by looking at the layer that make
 * anything else: the output itself, unless a probe batch shows it is a probability vector that
   cannot be stripped (an averaging ensemble); then ``log(p)`` is used, whose softmax is ``p``.
 
-A view shares the model's variables, so training through the view trains the model, and saving the
+Other tensors (the penultimate features, named layers) come from the same forward pass, through
+one multi-output Keras model built from the union of the taps asked for, as Keras 3's distillation
+losses do with the layers they declare. A view shares the model's variables, so training through the view trains the model, and saving the
 model keeps the interface it came with (a softmax output stays a softmax output).
 """
 
 from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
 
 import keras
 import numpy as np
 import tensorflow as tf
 
 from ktrain.errors import KtrainError
+from ktrain.methods.base import LOGITS, Tap
 
 LOG_FLOOR = 1e-12
 
 
-class LogitsView:
-    """Callable ``view(images, training) -> float32 logits`` over a single-output classifier.
-
-    With ``features=True`` (or a ``feature_layer`` name) the view also taps a feature tensor, by
-    default the input of the final classifier layer, flattened; ``view.tap(images, training)``
-    returns ``(logits, features)`` from **one** forward pass of a multi-output view of the model.
+class NetworkView:
+    """Named tensors of one classifier from one forward pass: ``view.tap(images, training)`` returns
+    ``{tap key: float32 tensor}`` (unflattened) for the logits and every :class:`Tap` asked for;
+    ``view(images, training)`` returns the logits alone.
     """
 
     def __init__(
@@ -37,78 +41,100 @@ class LogitsView:
         probe_images: np.ndarray | None = None,
         *,
         name: str = "model",
-        features: bool = False,
-        feature_layer: str | None = None,
+        taps: Iterable[Tap] = (),
     ):
         if len(model.outputs) != 1:
             raise KtrainError(f"{name} has {len(model.outputs)} outputs: ktrain needs one class-score output")
         self.model = model
+        self.name = name
         self._dense = None
         self._take_log = False
-        last = model.outputs[0]._keras_history.operation
-        classifier = None
-        if _is_softmax_activation(last):
-            logits_tensor = last.input
-            classifier = logits_tensor._keras_history.operation
-            self.source = f"input of softmax layer '{last.name}'"
-        elif isinstance(last, keras.layers.Dense) and _is_softmax(last.activation):
-            logits_tensor = last.input  # the dense layer's input; the view applies kernel and bias
-            self._dense = classifier = last
-            self.source = f"dense layer '{last.name}' without its softmax"
-        else:
-            logits_tensor = model.outputs[0]
-            classifier = last
-            self._take_log = probe_images is not None and _looks_like_probabilities(model, probe_images)
-            self.source = "log of probability output" if self._take_log else "model output"
+        logits_tensor, self._classifier = self._find_logits(model, probe_images)
         self.num_classes = int(model.outputs[0].shape[-1])
         self.output_width = self.num_classes  # columns of teacher output the step and the cache see
         # Counted now: freezing a teacher later empties its trainable_weights.
         self.params = trainable_parameters(model)
-        self.feature_source = None
-        outputs = [logits_tensor]
-        if features or feature_layer:
-            outputs.append(self._feature_tensor(model, classifier, feature_layer, name))
+        self.sources = {LOGITS.key: self.source}
+        outputs = {LOGITS.key: logits_tensor}
+        for tap in taps:
+            if tap.key not in outputs:
+                outputs[tap.key] = self._tap_tensor(tap)
+        self.keys = list(outputs)
+        self.shapes = {key: tf.TensorShape(tensor.shape) for key, tensor in outputs.items()}
+        self.shapes[LOGITS.key] = tf.TensorShape([None, self.num_classes])
         inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
-        self._body = keras.Model(inputs, outputs)
-        # Inference-mode (logits, features), traced once per view; batch sizes may vary.
+        self._body = keras.Model(inputs, list(outputs.values()))
+        # Inference-mode taps, traced once per view; batch sizes may vary.
         self.predict = tf.function(lambda images: self.tap(images, training=False), reduce_retracing=True)
 
-    def _feature_tensor(self, model, classifier, feature_layer, name):
-        if feature_layer:
+    def _find_logits(self, model, probe_images):
+        last = model.outputs[0]._keras_history.operation
+        if _is_softmax_activation(last):
+            self.source = f"input of softmax layer '{last.name}'"
+            return last.input, last.input._keras_history.operation
+        if isinstance(last, keras.layers.Dense) and _is_softmax(last.activation):
+            self._dense = last
+            self.source = f"dense layer '{last.name}' without its softmax"
+            return last.input, last  # the dense layer's input; the view applies kernel and bias
+        self._take_log = probe_images is not None and _looks_like_probabilities(model, probe_images)
+        self.source = "log of probability output" if self._take_log else "model output"
+        return model.outputs[0], last
+
+    def _tap_tensor(self, tap: Tap):
+        if tap.kind == "layer":
             try:
-                layer = model.get_layer(feature_layer)
+                layer = self.model.get_layer(tap.layer)
             except ValueError:
-                names = ", ".join(layer.name for layer in model.layers)
-                raise KtrainError(f"{name} has no layer '{feature_layer}': choose one of {names}") from None
-            self.feature_source = f"output of layer '{feature_layer}'"
+                names = [layer.name for layer in self.model.layers]
+                nearest = difflib.get_close_matches(tap.layer, names, n=3, cutoff=0.3) or names[-4:]
+                raise KtrainError(
+                    f"{self.name} has no layer '{tap.layer}': choose one of its layers, e.g. {', '.join(nearest)}"
+                ) from None
+            self.sources[tap.key] = f"output of layer '{tap.layer}'"
             return layer.output
-        inputs = classifier.input
+        if tap.kind != "penultimate":
+            raise KtrainError(f"unknown tap kind '{tap.kind}': use logits, penultimate or layer")
+        inputs = self._classifier.input
         if isinstance(inputs, (list, tuple)) or len(inputs.shape) < 2:
             raise KtrainError(
-                f"{name}'s classifier layer '{classifier.name}' has no single input, so its penultimate features "
-                "are not defined: name a feature layer with --student-layer / --teacher-layer"
+                f"{self.name}'s classifier layer '{self._classifier.name}' has no single input, so its penultimate "
+                "features are not defined: name a feature layer with --student-layer / --teacher-layer"
             )
-        self.feature_source = f"input of classifier layer '{classifier.name}'"
+        self.sources[tap.key] = f"input of classifier layer '{self._classifier.name}'"
         return inputs
 
-    def tap(self, images: tf.Tensor, training: bool = False) -> tuple[tf.Tensor, tf.Tensor | None]:
-        """``(logits, features)`` in float32 from one forward pass; features flattened to [batch, width]."""
+    @property
+    def feature_key(self) -> str | None:
+        """The first tap besides the logits (the features kNN and mAP are measured on), if any."""
+        return next((key for key in self.keys if key != LOGITS.key), None)
+
+    @property
+    def feature_source(self) -> str | None:
+        return self.sources.get(self.feature_key) if self.feature_key else None
+
+    def tap(self, images: tf.Tensor, training: bool = False) -> dict[str, tf.Tensor]:
+        """Every tap in float32 from one forward pass, keyed by ``Tap.key``."""
         outputs = self._body(images, training=training)
         if not isinstance(outputs, (list, tuple)):
             outputs = [outputs]
-        logits = outputs[0]
+        tensors = dict(zip(self.keys, outputs))
+        logits = tensors[LOGITS.key]
         if self._dense is not None:
             logits = tf.matmul(logits, self._dense.kernel) + self._dense.bias
         logits = tf.cast(logits, tf.float32)
         if self._take_log:
             logits = tf.math.log(tf.maximum(logits, LOG_FLOOR))
-        if len(outputs) == 1:
-            return logits, None
-        features = tf.cast(outputs[1], tf.float32)
-        return logits, tf.reshape(features, [tf.shape(features)[0], -1])
+        return {key: logits if key == LOGITS.key else tf.cast(value, tf.float32) for key, value in tensors.items()}
 
     def __call__(self, images: tf.Tensor, training: bool = False) -> tf.Tensor:
-        return self.tap(images, training)[0]
+        return self.tap(images, training)[LOGITS.key]
+
+
+def method_view(model: keras.Model, method, role: str = "student", probe_images: np.ndarray | None = None,
+                name: str | None = None) -> NetworkView:
+    """``model`` as ``method`` taps it in the role of the ``student`` or the ``teacher``."""
+    taps = method.student_taps() if role == "student" else method.teacher_taps()
+    return NetworkView(model, probe_images, name=name or role, taps=taps.values())
 
 
 def trainable_parameters(model) -> int:

@@ -217,7 +217,7 @@ def test_engine_switches_reach_the_run(tmp_path):
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["jit"] is True and results["strategy"]["replicas"] == 2
     assert results["dataset"]["sizes"]["val"] == 359  # 25 % of the 1,438 training images, rounded per class
-    assert results["job"]["debug"] is True
+    assert results["run"]["outputs"]["debug"] is True
 
 
 def test_compare_without_baseline_and_evaluate_with_a_layer(tmp_path):

@@ -8,11 +8,13 @@ import pytest
 
 from ktrain import zoo
 from ktrain.config import OptimizerConfig, ScheduleConfig, TrainConfig
-from ktrain.engine import Trainer, seed_everything
+from ktrain.engine import Trainer
+from ktrain.seeding import seed_everything
 from ktrain.listener import Listener
 from ktrain.methods import get_method
 from ktrain.strategy import build_strategy
-from ktrain.taps import LogitsView
+from ktrain.methods import Tap
+from ktrain.taps import NetworkView
 
 TIMING_KEYS = ("epoch_seconds", "images_per_second")
 
@@ -46,7 +48,7 @@ def fit(data, cfg, method="kd", strategy=None, student_weights=None, teacher_wei
     student = build(strategy, "digits_student", data, student_weights)
     teacher = build(strategy, "digits_teacher", data, teacher_weights)
     method = get_method(method)()
-    trainer = Trainer(student=LogitsView(student), teacher=LogitsView(teacher) if method.uses_teacher else None,
+    trainer = Trainer(student=NetworkView(student), teacher=NetworkView(teacher) if method.uses_teacher else None,
                       method=method, config=cfg, strategy=strategy,
                       listener=listener(student) if listener else None)
     return trainer.fit(data), student, teacher, trainer
@@ -159,7 +161,7 @@ def test_teacher_is_frozen_and_run_in_inference_mode(small_digits):
         teacher = keras.Model(inputs, keras.layers.Dense(10)(x))
         student = zoo.build("digits_student", small_digits.image_shape, 10)
     before = [w.copy() for w in teacher.get_weights()]
-    Trainer(student=LogitsView(student), teacher=LogitsView(teacher), method=get_method("kd")(),
+    Trainer(student=NetworkView(student), teacher=NetworkView(teacher), method=get_method("kd")(),
             config=config(epochs=2), strategy=strategy).fit(small_digits)
     assert all(np.array_equal(a, b) for a, b in zip(before, teacher.get_weights()))
 

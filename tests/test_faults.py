@@ -186,10 +186,11 @@ def test_resume_restores_dropout_random_state(tmp_path):
     from ktrain import zoo
     from ktrain.config import OptimizerConfig, ScheduleConfig, TrainConfig
     from ktrain.data import load_dataset
-    from ktrain.engine import Trainer, seed_everything
+    from ktrain.engine import Trainer
     from ktrain.methods import get_method
+    from ktrain.seeding import seed_everything
     from ktrain.strategy import build_strategy
-    from ktrain.taps import LogitsView
+    from ktrain.taps import NetworkView
 
     data = load_dataset("digits")
     strategy = build_strategy("one")
@@ -201,7 +202,7 @@ def test_resume_restores_dropout_random_state(tmp_path):
         config = TrainConfig(epochs=epochs, optimizer=OptimizerConfig(decay=0.0),
                              schedule=ScheduleConfig(lr_decay=0.0, early_stopping_patience=0,
                                                      use_final_model=True)).validate()
-        Trainer(student=LogitsView(model), method=get_method("supervised")(), config=config,
+        Trainer(student=NetworkView(model), method=get_method("supervised")(), config=config,
                 strategy=strategy).fit(data, checkpoint_dir=str(folder), resume=resume)
         return model.get_weights()
 

@@ -59,14 +59,14 @@ def test_kd_is_computed_in_float32_from_half_precision_inputs(rng):
 
 def test_kd_method_weights_the_supervised_term():
     method = get_method("distillation")(temperature=4.0, kd_lambda=0.3)
-    parts = method.losses(Batch(LABELS, STUDENT_LOGITS, TEACHER_LOGITS))
+    parts = method.losses(Batch.local(LABELS, STUDENT_LOGITS, TEACHER_LOGITS))
     assert set(parts) == {"kd", "ce"}
     assert float(tf.reduce_mean(parts["kd"])) == pytest.approx(0.7138592904, abs=1e-6)
     assert float(tf.reduce_mean(parts["ce"])) == pytest.approx(0.3 * 0.8308977281, abs=1e-6)
 
 
 def test_kd_method_without_supervised_term_has_only_kd():
-    parts = get_method("kd")(temperature=1.0, kd_lambda=0.0).losses(Batch(LABELS, STUDENT_LOGITS, TEACHER_LOGITS))
+    parts = get_method("kd")(temperature=1.0, kd_lambda=0.0).losses(Batch.local(LABELS, STUDENT_LOGITS, TEACHER_LOGITS))
     assert set(parts) == {"kd"}
 
 

@@ -9,12 +9,13 @@ from typer.testing import CliRunner
 
 from cli.main import app
 from ktrain.config import OptimizerConfig, ScheduleConfig, TrainConfig
-from ktrain.engine import seed_everything
+from ktrain.seeding import seed_everything
 from ktrain.evaluate import knn_accuracy, retrieval_metrics
 from ktrain.methods import Batch, get_method
 from ktrain.methods.pkt import pkt_loss, supervised_pkt_loss
 from ktrain.strategy import build_strategy
-from ktrain.taps import LogitsView
+from ktrain.methods import Tap
+from ktrain.taps import NetworkView
 from ktrain import zoo
 from ktrain.engine import Trainer
 
@@ -57,7 +58,7 @@ def test_supervised_pkt_matches_numpy_and_changes_the_gradient(rng):
     def gradient(pkt_lambda):
         with tf.GradientTape() as tape:
             tape.watch(student)
-            batch = Batch(labels, tf.zeros((6, 3)), student_features=student, teacher_features=teacher, all_labels=labels)
+            batch = Batch.local(labels, tf.zeros((6, 3)), student={"features": student}, teacher={"features": teacher})
             parts = get_method("pkt")(pkt_lambda=pkt_lambda).losses(batch)
             total = tf.add_n(list(parts.values()))
         return tape.gradient(total, student).numpy()
@@ -81,7 +82,7 @@ def run(method, data, strategy_name, student_weights, teacher_weights, epochs=1)
     config = TrainConfig(epochs=epochs, optimizer=OptimizerConfig(decay=0.0),
                          schedule=ScheduleConfig(lr_decay=0.0, early_stopping_patience=0)).validate()
     method = get_method(method)()
-    trainer = Trainer(student=LogitsView(student, features=True), teacher=LogitsView(teacher, features=True),
+    trainer = Trainer(student=NetworkView(student, taps=[Tap.features()]), teacher=NetworkView(teacher, taps=[Tap.features()]),
                       method=method, config=config, strategy=strategy)
     result = trainer.fit(data)
     return result.columns(), student.get_weights(), teacher.get_weights()

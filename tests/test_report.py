@@ -5,7 +5,8 @@ import stat
 
 import pytest
 
-from ktrain.report import atomic_write, final_results_block, summarize, write_json_atomic
+from ktrain.io import atomic_write, write_json_atomic
+from ktrain.report import final_results_block, summarize
 
 
 def test_atomic_write_replaces_whole_files_with_normal_permissions(tmp_path):

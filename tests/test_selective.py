@@ -4,6 +4,7 @@ import json
 
 import keras
 import numpy as np
+from types import SimpleNamespace
 import pytest
 import tensorflow as tf
 from typer.testing import CliRunner
@@ -12,14 +13,16 @@ from cli.main import app
 from ktrain import zoo
 from ktrain.classes import format_classes, parse_classes
 from ktrain.config import OptimizerConfig, ScheduleConfig, TrainConfig
-from ktrain.engine import Trainer, seed_everything
+from ktrain.engine import Trainer
+from ktrain.seeding import seed_everything
 from ktrain.errors import KtrainError
 from ktrain.methods import Batch, get_method
 from ktrain.methods.selective_kd import selective_kd_parts
 from ktrain.specialists import ensemble_from_model, ensemble_log_probs, load_ensemble, members_of, split_spec
 from ktrain.strategy import build_strategy
 from ktrain.targets import compute
-from ktrain.taps import LogitsView
+from ktrain.methods import Tap
+from ktrain.taps import NetworkView
 
 C = 10
 PYRAMID = (tuple(range(10)), (0, 1, 2, 3, 4), (5, 6, 7, 8, 9))
@@ -125,14 +128,22 @@ def test_selective_kd_matches_numpy_reference(rng, layout, gate, temperature):
         np.testing.assert_allclose(parts[name].numpy(), expected[name], rtol=1e-5, atol=1e-5)
 
 
+def attached(name, layout=None, num_classes=None, **options):
+    """Method ``name`` with ``options``, attached to a teacher of ``layout`` (as the engine attaches it)."""
+    method = get_method(name)(**options)
+    if layout is not None:
+        method.attach_teacher(SimpleNamespace(layout=layout, num_classes=num_classes))
+    return method
+
+
 def test_selective_kd_golden_value():
     """A fixed case, value from the float64 reference: guards against silent formula changes."""
     student = np.array([[2.0, 0.5, -1.0, 0.0], [0.0, 1.0, 0.0, 3.0]], np.float32)
     members = np.array([[1.0, 0.0, 2.0, -1.0, 0.5], [0.0, 2.0, 1.0, 0.0, 1.5]], np.float32)
     layout = ((0, 1), (1, 2, 3))  # two overlapping specialists, no generalist
     labels = np.array([0, 3])
-    method = get_method("selective-kd")(temperature=2.0, kd_lambda=0.0, layout=layout, num_classes=4)
-    parts = method.losses(Batch(labels, student, members))
+    method = attached("selective-kd", layout, 4, temperature=2.0, kd_lambda=0.0)
+    parts = method.losses(Batch.local(labels, student, members))
     # Sample 0 (label 0): only specialist (0, 1), 4 · KL([.6225, .3775] ‖ [.6792, .3208]) = 0.0287;
     # sample 1 (label 3): only specialist (1, 2, 3).
     np.testing.assert_allclose(parts["selective"].numpy(), [0.0287167600, 0.2790376051], rtol=1e-5)
@@ -204,9 +215,9 @@ def test_specialists_refine_the_generalist_inside_its_groups(rng):
 
 def test_ensemble_kd_of_a_lone_generalist_is_plain_kd(rng):
     student, members, labels = random_case(rng, (tuple(range(10)),))
-    ensemble = get_method("ensemble-kd")(temperature=3.0, kd_lambda=0.2, layout=(tuple(range(10)),), num_classes=C)
+    ensemble = attached("ensemble-kd", (tuple(range(10)),), C, temperature=3.0, kd_lambda=0.2)
     plain = get_method("kd")(temperature=3.0, kd_lambda=0.2)
-    got, expected = ensemble.losses(Batch(labels, student, members)), plain.losses(Batch(labels, student, members))
+    got, expected = ensemble.losses(Batch.local(labels, student, members)), plain.losses(Batch.local(labels, student, members))
     for name in ("kd", "ce"):
         np.testing.assert_allclose(got[name].numpy(), expected[name].numpy(), rtol=1e-5, atol=1e-6)
 
@@ -219,7 +230,7 @@ def test_ensemble_kd_of_a_lone_generalist_is_plain_kd(rng):
 ])
 def test_selective_kd_rejects_bad_settings(options, fragment):
     with pytest.raises(KtrainError, match=fragment):
-        get_method("sl")(**options)
+        attached("sl", **options)
 
 
 # -- class sets and ensembles -----------------------------------------------------------------
@@ -275,10 +286,11 @@ def _fit_selective(data, strategy, student_init, teacher_init, cached=False, gat
         student_model = zoo.build("digits_student", data.image_shape, 10)
         student_model.set_weights(student_init)
     teacher = ensemble_from_model(teacher_model, data, "zoo:pyramid_ensemble")
-    method = get_method("selective-kd")(gate=gate, layout=teacher.layout, num_classes=10)
+    method = get_method("selective-kd")(gate=gate)
+    method.attach_teacher(teacher)
     config = TrainConfig(epochs=2, batch_size=64, optimizer=OptimizerConfig(decay=0.0),
                          schedule=ScheduleConfig(lr_decay=0.0, early_stopping_patience=0)).validate()
-    trainer = Trainer(student=LogitsView(student_model), teacher=teacher, method=method, config=config,
+    trainer = Trainer(student=NetworkView(student_model), teacher=teacher, method=method, config=config,
                       strategy=strategy, targets=compute(teacher, data, 50) if cached else None)
     return trainer.fit(data).columns(), student_model.get_weights()
 

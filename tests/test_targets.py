@@ -10,27 +10,29 @@ import pytest
 from ktrain import zoo
 from ktrain.config import OptimizerConfig, ScheduleConfig, TrainConfig
 from ktrain.data import train_pipeline
-from ktrain.engine import Trainer, seed_everything
+from ktrain.engine import Trainer
+from ktrain.seeding import seed_everything
 from ktrain.errors import KtrainError
 from ktrain.methods import get_method
 from ktrain.strategy import build_strategy
 from ktrain.targets import compute, load_or_build, use_cache
-from ktrain.taps import LogitsView
+from ktrain.methods import Tap
+from ktrain.taps import NetworkView, method_view
 
 
 @pytest.fixture
 def teacher(small_digits):
     seed_everything(0)
-    return LogitsView(zoo.build("digits_teacher", small_digits.image_shape, 10), features=True)
+    return NetworkView(zoo.build("digits_teacher", small_digits.image_shape, 10), taps=[Tap.features()])
 
 
 def test_cached_targets_follow_their_images_through_the_shuffle(teacher, small_digits):
     targets = compute(teacher, small_digits, batch_size=50)
     for images, _, indices in train_pipeline(small_digits.x_train, small_digits.y_train, 64, seed=3, epoch=2):
         assert not np.array_equal(indices.numpy(), np.sort(indices.numpy()))  # really shuffled
-        logits, features = teacher.predict(images)
-        np.testing.assert_allclose(targets.arrays["train"]["logits"][indices.numpy()], logits, rtol=1e-5, atol=1e-5)
-        np.testing.assert_allclose(targets.arrays["train"]["features"][indices.numpy()], features, rtol=1e-5, atol=1e-5)
+        outputs = teacher.predict(images)
+        for key in ("logits", "penultimate"):
+            np.testing.assert_allclose(targets.arrays["train"][key][indices.numpy()], outputs[key], rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("method", ["kd", "pkt+kd"])
@@ -45,12 +47,12 @@ def test_training_on_cached_targets_matches_the_online_teacher(small_digits, met
     runs = []
     for cached in (False, True):
         method_object = get_method(method)()
-        teacher = LogitsView(teacher_model, features=method_object.uses_features)
+        teacher = method_view(teacher_model, method_object, "teacher")
         with strategy.scope():
             student = zoo.build("digits_student", small_digits.image_shape, 10)
             student.set_weights(student_init)
         targets = compute(teacher, small_digits, 128) if cached else None
-        trainer = Trainer(student=LogitsView(student, features=method_object.uses_features), teacher=teacher,
+        trainer = Trainer(student=method_view(student, method_object), teacher=teacher,
                           method=method_object, config=config, strategy=strategy, targets=targets)
         runs.append((trainer.fit(small_digits).columns(), student.get_weights()))
     for key in ("loss", "kd", "val_loss"):
@@ -96,12 +98,12 @@ def test_new_teacher_weights_make_a_new_cache(teacher, small_digits, tmp_path):
 
 
 def test_augmentation_rules(small_digits):
-    assert use_cache("auto", (), small_digits, 10, 0)
-    assert not use_cache("auto", ("flip",), small_digits, 10, 0)
-    assert not use_cache("online", (), small_digits, 10, 0)
-    assert not use_cache("auto", (), small_digits, 10, 10_000, budget=1000)
+    assert use_cache("auto", (), small_digits, 10)
+    assert not use_cache("auto", ("flip",), small_digits, 10)
+    assert not use_cache("online", (), small_digits, 10)
+    assert not use_cache("auto", (), small_digits, 10_010, budget=1000)
     with pytest.raises(KtrainError, match="--targets cache with --augment flip"):
-        use_cache("cache", ("flip",), small_digits, 10, 0)
+        use_cache("cache", ("flip",), small_digits, 10)
 
 
 def test_augmentation_is_reproducible_and_changes_images(small_digits):

@@ -8,7 +8,8 @@ import tensorflow as tf
 from ktrain import zoo
 from ktrain.errors import KtrainError
 from ktrain.models import load_model
-from ktrain.taps import LogitsView
+from ktrain.methods import Tap
+from ktrain.taps import NetworkView
 
 
 @pytest.mark.parametrize(
@@ -22,7 +23,7 @@ from ktrain.taps import LogitsView
     ],
 )
 def test_seed_architectures_have_the_seed_parameter_counts(name, input_shape, classes, params):
-    assert LogitsView(zoo.build(name, input_shape, classes)).params == params
+    assert NetworkView(zoo.build(name, input_shape, classes)).params == params
 
 
 @pytest.mark.parametrize("name", sorted(zoo.ARCHITECTURES))
@@ -52,9 +53,9 @@ def test_ensemble_logits_are_the_log_of_the_mean_member_probability():
 
 
 def test_ensemble_features_are_all_members_features():
-    view = LogitsView(zoo.build("cifar10_baseline_ensemble", (32, 32, 3), 10), features=True)
-    logits, features = view.tap(np.zeros((2, 32, 32, 3), "float32"))
-    assert logits.shape == (2, 10) and features.shape == (2, 3 * 2048)
+    view = NetworkView(zoo.build("cifar10_baseline_ensemble", (32, 32, 3), 10), taps=[Tap.features()])
+    outputs = view.tap(np.zeros((2, 32, 32, 3), "float32"))
+    assert outputs["logits"].shape == (2, 10) and np.prod(outputs["penultimate"].shape[1:]) == 3 * 2048
 
 
 def test_ensemble_saves_and_loads(tmp_path):
@@ -87,7 +88,7 @@ def test_view_strips_a_final_softmax_activation():
     inputs = keras.Input((8, 8, 1))
     logits = keras.layers.Dense(10, name="logits")(_body(inputs))
     model = keras.Model(inputs, keras.layers.Activation("softmax")(logits))
-    view = LogitsView(model, _images())
+    view = NetworkView(model, _images())
     raw = keras.Model(inputs, logits)
     assert "softmax" in view.source
     assert np.allclose(view(_scaled(_images())), raw(_scaled(_images())), atol=1e-6)
@@ -97,7 +98,7 @@ def test_view_strips_the_softmax_of_a_dense_layer():
     inputs = keras.Input((8, 8, 1))
     dense = keras.layers.Dense(10, activation="softmax", name="classifier")
     model = keras.Model(inputs, dense(_body(inputs)))
-    view = LogitsView(model, _images())
+    view = NetworkView(model, _images())
     logits = view(_scaled(_images()))
     assert "without its softmax" in view.source
     # softmax(view) reproduces the model's output, so the logits are exactly the pre-softmax values.
@@ -109,14 +110,14 @@ def test_view_takes_the_log_of_an_unstrippable_probability_output():
     inputs = keras.Input((8, 8, 1))
     members = [keras.layers.Dense(10, activation="softmax")(_body(inputs)) for _ in range(2)]
     model = keras.Model(inputs, keras.layers.Average()(members))
-    view = LogitsView(model, _images())
+    view = NetworkView(model, _images())
     assert view.source == "log of probability output"
     assert np.allclose(tf.nn.softmax(view(_scaled(_images()))), model(_scaled(_images())), atol=1e-5)
 
 
 def test_view_leaves_logits_alone():
     model = zoo.build("digits_student", (8, 8, 1), 10)
-    view = LogitsView(model, _images())
+    view = NetworkView(model, _images())
     assert view.source == "model output"
     assert np.allclose(view(_scaled(_images())), model(_scaled(_images())))
 
@@ -127,6 +128,6 @@ def test_legacy_h5_teacher_ending_in_softmax_is_not_softmaxed_twice(tmp_path):
     path = tmp_path / "teacher.h5"
     model.save(path)
     loaded = load_model(str(path), role="teacher", input_shape=(8, 8, 1), num_classes=10)
-    view = LogitsView(loaded, _images())
+    view = NetworkView(loaded, _images())
     images = _scaled(_images())
     assert np.allclose(tf.nn.softmax(view(images)), model(images), atol=1e-6)

@@ -1,12 +1,41 @@
-"""Transfer methods, one file each; importing this package registers every one of them."""
+"""Transfer methods, one file each; the registry imports (and so registers) every one of them on
+its first look-up."""
 
-import importlib
-import pkgutil
+from ktrain.methods.base import (
+    REGISTRY,
+    Batch,
+    Context,
+    Method,
+    Option,
+    Options,
+    Switch,
+    Tap,
+    get_method,
+    method_names,
+    option_specs,
+    register,
+    registered,
+    unregister,
+)
+from ktrain.methods.selection import MethodSpec, baseline, choose, for_teacher
 
-from ktrain.methods.base import REGISTRY, Batch, Method, build_method, get_method, register
-
-for _module in pkgutil.iter_modules(__path__):
-    if _module.name != "base":
-        importlib.import_module(f"{__name__}.{_module.name}")
-
-__all__ = ["REGISTRY", "Batch", "Method", "build_method", "get_method", "register"]
+__all__ = [
+    "REGISTRY",
+    "Batch",
+    "Context",
+    "Method",
+    "MethodSpec",
+    "Option",
+    "Options",
+    "Switch",
+    "Tap",
+    "baseline",
+    "choose",
+    "for_teacher",
+    "get_method",
+    "method_names",
+    "option_specs",
+    "register",
+    "registered",
+    "unregister",
+]

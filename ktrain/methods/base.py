@@ -1,97 +1,343 @@
 """The contract every transfer method follows, and the registry that finds them.
 
-A method turns a :class:`Batch` into **named, already-weighted** losses. It never sees the
-optimizer, the strategy or the replica count. A loss is either
+A method is one file: a pure float32 loss function and a thin class that declares
 
-* per-example (shape ``[batch]``): the engine sums it and divides by the global batch size; or
-* a scalar over the whole global batch (relational losses such as PKT, ``gathers_features``): the
-  engine hands the method every replica's features and labels, and divides the scalar by the
-  replica count, so the gradients summed over replicas equal the one-device gradient.
+* **options**: a frozen dataclass of its settings. Each field is an :class:`Option` (name, CLI
+  flags, one-line help, check) with this method's default. The CLI, the Python API and
+  results.json are derived from it, so every default is written once, in the method's file.
+* **taps**: what it needs of each network (:class:`Tap`: the logits, the penultimate features or a
+  named layer), and which of those it must see over the *global* batch under replicas.
+* **losses**: named, already-weighted losses from a :class:`Batch`. It never sees the optimizer,
+  the strategy or the replica count.
+* optional **state**: trainable variables (a regressor, say), built in the strategy's scope by
+  :meth:`Method.build_state`, trained with the student by the same optimizer, checkpointed, and
+  never saved into the student file.
+* **variants**: aliases, and the method that takes its place with an ensemble teacher.
+
+Reduction rule (applied in ``ktrain.step`` and nowhere else): a loss of shape ``[batch]`` is
+per-example over this replica's samples; a scalar is a loss over the global batch, computed from
+gathered taps (``batch.global_student`` ...). The engine sums the first and divides by the global
+batch size, and divides the second by the replica count, because every replica computes the same
+scalar and the gather's gradient sums what each replica sends back.
 """
 
 from __future__ import annotations
 
 import abc
-import inspect
+import dataclasses
+import difflib
+import importlib
+import math
+import pkgutil
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import tensorflow as tf
 
 from ktrain.errors import KtrainError
 
-REGISTRY: dict[str, type["Method"]] = {}
+REGISTRY: dict[str, type[Method]] = {}
+_OPTION = "ktrain.option"
+CHECKS = ("positive", "non_negative", "any")
+
+
+# -- options -------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Option:
+    """One method setting, spelled the same by every method that declares it.
+
+    ``kind`` is float, int or str; ``check`` is "positive", "non_negative" or "any" (numbers), and
+    ``choices`` lists the values a str option takes. Declare a field with ``SPEC(default)``.
+    """
+
+    name: str
+    flags: tuple[str, ...]
+    help: str
+    kind: type = float
+    check: str = "non_negative"
+    choices: tuple[str, ...] = ()
+    optional: bool = False
+
+    def __post_init__(self):
+        if self.check not in CHECKS:
+            raise ValueError(f"option {self.name}: check must be one of {CHECKS}")
+
+    def __call__(self, default: Any) -> Any:
+        return dataclasses.field(default=default, metadata={_OPTION: self})
+
+    @property
+    def label(self) -> str:
+        """How messages name it: ``--gate``, or ``temperature (-t)`` where the flag is short."""
+        words = self.name.replace("_", " ")
+        return self.flags[0] if self.flags[0] == "--" + words.replace(" ", "-") else f"{words} ({self.flags[0]})"
+
+    def convert(self, value: Any) -> Any:
+        """``value`` as this option's kind, checked; a KtrainError names the value and the fix."""
+        if value is None and self.optional:
+            return None
+        if self.kind is str:
+            value = str(value)
+            if self.choices and value not in self.choices:
+                raise KtrainError(f"{self.label} is '{value}': use {', '.join(self.choices)}")
+            return value
+        try:
+            number = self.kind(value)
+            if self.kind is int and number != float(value):
+                raise ValueError
+        except (TypeError, ValueError):
+            raise KtrainError(f"{self.label} is '{value}': give a number") from None
+        if not math.isfinite(number):
+            raise KtrainError(f"{self.label} is {value}: give a finite number")
+        if self.check == "positive" and not number > 0:
+            raise KtrainError(f"{self.label} is {value}: give a value greater than 0")
+        if self.check == "non_negative" and number < 0:
+            raise KtrainError(f"{self.label} is {value}: give a value of 0 or more")
+        return number
+
+
+@dataclass(frozen=True)
+class Options:
+    """Base of every method's options: values are converted and checked once, when built."""
+
+    def __post_init__(self):
+        for spec in self.specs().values():
+            object.__setattr__(self, spec.name, spec.convert(getattr(self, spec.name)))
+
+    @classmethod
+    def specs(cls) -> dict[str, Option]:
+        return {field.name: field.metadata[_OPTION] for field in dataclasses.fields(cls)}
+
+    @classmethod
+    def defaults(cls) -> dict[str, Any]:
+        return {field.name: field.default for field in dataclasses.fields(cls)}
+
+    @classmethod
+    def from_values(cls, values: Mapping[str, Any], method: str) -> Options:
+        """Build from ``values``; a name this method does not have is an error naming the valid ones."""
+        specs = cls.specs()
+        unknown = sorted(set(values) - set(specs))
+        if unknown:
+            valid = ", ".join(specs) or "none"
+            raise KtrainError(f"method '{method}' has no option '{unknown[0]}': its options are {valid}")
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class NoOptions(Options):
+    """A method without settings."""
+
+
+# -- taps, context, batch ------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Tap:
+    """A tensor of a network: ``logits``, the ``penultimate`` features (the classifier's input), or
+    the output of ``layer``. ``gather``: the method needs it over the global batch (relational)."""
+
+    kind: str
+    layer: str | None = None
+    gather: bool = False
+
+    @property
+    def key(self) -> str:
+        """The tensor's name in views and caches (a gathered tap is the same tensor)."""
+        return f"layer:{self.layer}" if self.kind == "layer" else self.kind
+
+    @classmethod
+    def features(cls, layer: str | None = None, gather: bool = False) -> Tap:
+        """A named layer when ``layer`` is given, else the penultimate features."""
+        return cls("layer", layer, gather) if layer else cls("penultimate", None, gather)
+
+
+LOGITS = Tap("logits")
+
+
+@dataclass(frozen=True)
+class Context:
+    """Where training stands: ``epoch`` (float32 scalar tensor, counted from 1) of ``epochs``."""
+
+    epoch: tf.Tensor
+    epochs: int
 
 
 @dataclass(frozen=True)
 class Batch:
-    """What a method sees of one step: labels, logits and (when asked for) features, all float32.
+    """What a method sees of one step, all float32, keyed by the method's own tap names.
 
-    Logits and labels are this replica's. Features (and ``all_labels``) span the global batch
-    when the method ``gathers_features``, otherwise they are this replica's too.
+    ``student``/``teacher``/``labels`` are this replica's samples; ``global_student``/
+    ``global_teacher``/``global_labels`` hold the taps declared with ``gather=True`` over the
+    global batch (on one device, the same tensors).
     """
 
     labels: tf.Tensor
-    student_logits: tf.Tensor
-    teacher_logits: tf.Tensor | None = None
-    student_features: tf.Tensor | None = None
-    teacher_features: tf.Tensor | None = None
-    all_labels: tf.Tensor | None = None
+    student: Mapping[str, tf.Tensor]
+    teacher: Mapping[str, tf.Tensor]
+    context: Context
+    global_student: Mapping[str, tf.Tensor]
+    global_teacher: Mapping[str, tf.Tensor]
+    global_labels: tf.Tensor
+
+    @classmethod
+    def local(cls, labels, student_logits, teacher_logits=None, *, student=None, teacher=None, epoch: float = 1.0,
+              epochs: int = 1) -> Batch:
+        """A one-device batch (global = local): for tests and for calling a loss by hand."""
+        student = {"logits": student_logits, **(student or {})}
+        teacher = dict(teacher or {}) | ({"logits": teacher_logits} if teacher_logits is not None else {})
+        context = Context(tf.constant(float(epoch)), epochs)
+        return cls(labels, student, teacher, context, student, teacher, labels)
+
+    @property
+    def student_logits(self) -> tf.Tensor:
+        return self.student["logits"]
+
+    @property
+    def teacher_logits(self) -> tf.Tensor:
+        return self.teacher["logits"]
+
+
+# -- the method ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Switch:
+    """An on/off CLI flag that selects a method (``-sl`` for selective KD) on the commands named."""
+
+    flags: tuple[str, ...]
+    help: str
+    commands: tuple[str, ...]
+    replaces: str | None = None  # on a one-method command, the method it replaces (else: added)
 
 
 class Method(abc.ABC):
-    """A transfer method: per-example losses from logits and labels."""
+    """A transfer method. Subclasses set the class attributes and implement :meth:`losses`."""
 
     name: ClassVar[str]
     display_name: ClassVar[str]
     aliases: ClassVar[tuple[str, ...]] = ()
+    Options: ClassVar[type[Options]] = NoOptions
     uses_teacher: ClassVar[bool] = True
-    # Whether the step must tap feature layers, and gather them across replicas (relational losses).
-    uses_features: ClassVar[bool] = False
-    gathers_features: ClassVar[bool] = False
-    # True when the teacher is an ensemble of specialists (ktrain.specialists) whose members'
-    # logits arrive side by side; the method is then built with the ensemble's ``layout``.
+    # The teacher may be an ensemble of specialists (its members' logits side by side): see attach_teacher.
     uses_ensemble: ClassVar[bool] = False
+    # The method that takes this one's place when the teacher is an ensemble (kd -> ensemble-kd).
+    ensemble_variant: ClassVar[str | None] = None
+    switch: ClassVar[Switch | None] = None
     # False when the method leaves the class head untrained (PKT): its top-1 then means little, so
     # plots use feature kNN accuracy instead and "best student" selection skips it.
     trains_head: ClassVar[bool] = True
-    # The validation quantity that drives LR-on-plateau, early stopping and best-weights selection;
-    # its mode (min or max) is derived from the name by ktrain.control.mode_for.
+    # The validation quantity that drives LR-on-plateau, early stopping and best weights; its mode
+    # (min or max) comes from ktrain.control.mode_for.
     monitor: ClassVar[str] = "val_accuracy"
-    # Smallest change that counts as an improvement of the monitor for LR-on-plateau and early
-    # stopping; None keeps the seed's (1e-4 and 2e-4, sized for accuracies).
+    # Smallest change of the monitor that counts as an improvement; None keeps the seed's.
     monitor_min_delta: ClassVar[float | None] = None
 
+    def __init__(self, options: Options | None = None, **values: Any):
+        """Build from an Options object, or from keyword values (``KnowledgeDistillation(temperature=4)``);
+        an option name the method does not have is a KtrainError naming the valid ones."""
+        if options is None:
+            options = type(self).Options.from_values(values, self.name)
+        elif values:
+            raise TypeError("give an Options object or keyword values, not both")
+        self.options = options
+        if not isinstance(self.options, type(self).Options):
+            raise TypeError(f"{self.name} takes {type(self).Options.__name__}, not {type(self.options).__name__}")
+
+    # -- what it needs ---------------------------------------------------------------------------
+    def student_taps(self) -> dict[str, Tap]:
+        return {"logits": LOGITS}
+
+    def teacher_taps(self) -> dict[str, Tap]:
+        return {"logits": LOGITS} if self.uses_teacher else {}
+
+    @property
+    def gathers(self) -> bool:
+        """Whether any tap spans the global batch (the engine then all-gathers it and the labels)."""
+        return any(tap.gather for tap in (*self.student_taps().values(), *self.teacher_taps().values()))
+
+    def attach_teacher(self, teacher) -> None:
+        """Called once the teacher is loaded (a view, or a SpecialistEnsemble for ensemble methods)."""
+
+    # -- state -----------------------------------------------------------------------------------
+    def build_state(self, student_shapes: dict[str, tf.TensorShape], teacher_shapes: dict[str, tf.TensorShape]):
+        """Create trainable variables from the taps' shapes (called inside the strategy's scope)."""
+
+    @property
+    def trainable_variables(self) -> list[tf.Variable]:
+        return []
+
+    # -- the loss --------------------------------------------------------------------------------
     @abc.abstractmethod
     def losses(self, batch: Batch) -> dict[str, tf.Tensor]:
-        """Return ``{part name: loss}``, each already weighted: per-example ``[batch]`` or a global scalar."""
+        """``{part name: loss}``, each already weighted: per-example ``[batch]`` or a global scalar."""
 
-    def options(self) -> dict:
-        """The method's settings, recorded in results.json."""
-        return {}
+    def record(self) -> dict[str, Any]:
+        """The resolved options, as results.json records them."""
+        return self.options.to_dict()
+
+
+# -- registry ------------------------------------------------------------------------------------
+_discovered = False
+
+
+def discover() -> None:
+    """Import every module of ``ktrain.methods`` once, so each registers its method.
+
+    Lazy (on the first registry look-up) rather than at package import, so that lower modules
+    (taps, step) can import this contract without importing every method."""
+    global _discovered
+    if _discovered:
+        return
+    _discovered = True
+    package = importlib.import_module("ktrain.methods")
+    for module in pkgutil.iter_modules(package.__path__):
+        importlib.import_module(f"ktrain.methods.{module.name}")
+
+
+def registered() -> list[type[Method]]:
+    """Every registered method class, once each, in registration order."""
+    discover()
+    return list(dict.fromkeys(REGISTRY.values()))
 
 
 def register(cls: type[Method]) -> type[Method]:
     for key in (cls.name, *cls.aliases):
         if key in REGISTRY:
             raise RuntimeError(f"method name '{key}' registered twice")
+    others = {name: spec for other in dict.fromkeys(REGISTRY.values()) for name, spec in other.Options.specs().items()}
+    for spec in cls.Options.specs().values():
+        shared = others.get(spec.name)
+        if shared is not None and shared != spec:
+            raise RuntimeError(f"option '{spec.name}' of '{cls.name}' differs from the one other methods declare")
+    for key in (cls.name, *cls.aliases):
         REGISTRY[key] = cls
     return cls
 
 
+def unregister(cls: type[Method]) -> None:
+    """Remove ``cls`` (tests register toy methods)."""
+    for key in [key for key, value in REGISTRY.items() if value is cls]:
+        del REGISTRY[key]
+
+
+def method_names() -> list[str]:
+    """Canonical names, in registration order."""
+    return [cls.name for cls in registered()]
+
+
 def get_method(name: str) -> type[Method]:
-    key = name.lower()
+    discover()
+    key = name.strip().lower()
     if key not in REGISTRY:
-        names = sorted({cls.name for cls in REGISTRY.values()})
-        raise KtrainError(f"unknown method '{name}': use one of {', '.join(names)}")
+        names = method_names()
+        close = difflib.get_close_matches(key, list(REGISTRY), n=1)
+        hint = f" (did you mean {REGISTRY[close[0]].name}?)" if close else ""
+        raise KtrainError(f"unknown method '{name}'{hint}: use one of {', '.join(names)}")
     return REGISTRY[key]
 
 
-def build_method(name: str, options: dict) -> Method:
-    """Instantiate method ``name`` with those of ``options`` its constructor takes.
-
-    ``compare`` passes one set of options (-t, -kdl, -pktl, -kdw, -pktw) to every method.
-    """
-    cls = get_method(name)
-    accepted = inspect.signature(cls.__init__).parameters
-    return cls(**{key: value for key, value in options.items() if key in accepted})
+def option_specs() -> dict[str, Option]:
+    """Every option any registered method declares, by name (one spec per name)."""
+    specs: dict[str, Option] = {}
+    for cls in registered():
+        specs.update(cls.Options.specs())
+    return specs

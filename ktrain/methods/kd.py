@@ -4,17 +4,22 @@
 
 KL is summed over classes and averaged over the batch ("batchmean"), from log-softmax in float32,
 as in RepDistiller, mdistiller, torchdistill and Keras 3 ``LogitsDistillation``. The seed computed
-CE(softmax(p_t / T), softmax(z_s / T)) on teacher *probabilities* with no T² (seed-behaviour.md §6.1);
-the T² keeps the soft term's gradient scale independent of T.
+the cross-entropy of tempered teacher *probabilities* with no T²; the T² keeps the soft term's
+gradient scale independent of T.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import tensorflow as tf
 
-from ktrain.errors import KtrainError
 from ktrain.losses import cross_entropy
-from ktrain.methods.base import Method, register
+from ktrain.methods.base import Method, Option, Options, register
+
+TEMPERATURE = Option("temperature", ("-t", "--temperature"), "Softmax temperature T of the soft targets.",
+                     check="positive")
+KD_LAMBDA = Option("kd_lambda", ("-kdl", "--kd-lambda-supervised"), "Weight λ of the hard-label cross-entropy.")
 
 
 def kd_per_example(student_logits: tf.Tensor, teacher_logits: tf.Tensor, temperature: float) -> tf.Tensor:
@@ -31,25 +36,27 @@ def kd_loss(student_logits: tf.Tensor, teacher_logits: tf.Tensor, temperature: f
     return tf.reduce_mean(kd_per_example(student_logits, teacher_logits, temperature))
 
 
+def with_supervised(parts: dict[str, tf.Tensor], batch, kd_lambda: float) -> dict[str, tf.Tensor]:
+    """``parts`` plus ``ce`` = λ · CE on the hard labels (left out when λ is 0)."""
+    if kd_lambda:
+        parts["ce"] = kd_lambda * cross_entropy(batch.labels, batch.student_logits)
+    return parts
+
+
+@dataclass(frozen=True)
+class KDOptions(Options):
+    temperature: float = TEMPERATURE(2.0)
+    kd_lambda: float = KD_LAMBDA(0.1)
+
+
 @register
 class KnowledgeDistillation(Method):
     name = "kd"
     display_name = "Knowledge Distillation"
     aliases = ("distillation",)
-
-    def __init__(self, temperature: float = 2.0, kd_lambda: float = 0.1):
-        if not temperature > 0:
-            raise KtrainError(f"temperature (-t) is {temperature}: give a temperature greater than 0")
-        if kd_lambda < 0:
-            raise KtrainError(f"KD supervised weight (-kdl) is {kd_lambda}: give a weight of 0 or more")
-        self.temperature = float(temperature)
-        self.kd_lambda = float(kd_lambda)
+    Options = KDOptions
+    ensemble_variant = "ensemble-kd"
 
     def losses(self, batch):
-        parts = {"kd": kd_per_example(batch.student_logits, batch.teacher_logits, self.temperature)}
-        if self.kd_lambda:
-            parts["ce"] = self.kd_lambda * cross_entropy(batch.labels, batch.student_logits)
-        return parts
-
-    def options(self):
-        return {"temperature": self.temperature, "kd_lambda": self.kd_lambda}
+        soft = kd_per_example(batch.student_logits, batch.teacher_logits, self.options.temperature)
+        return with_supervised({"kd": soft}, batch, self.options.kd_lambda)

@@ -8,7 +8,7 @@ P[i, j] = K[i, j] / Σ_k K[i, k], and
 
 as in ``passalis/probabilistic_kt`` (and RepDistiller, mdistiller, torchdistill, which copy it).
 Teacher and student widths may differ. The seed used a raw Gram matrix of *outputs*, no shift, a
-row sum (B× this scale) and never applied its supervised term (seed-behaviour.md §6.2).
+row sum (B× this scale) and never applied its supervised term.
 
 Weights: this is the reference's scale, so RepDistiller's β = 30000 (batch 64) means 30000 here.
 """
@@ -17,15 +17,17 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from ktrain.errors import KtrainError
-from ktrain.methods.base import Method, register
+from dataclasses import dataclass
+
+from ktrain.methods.base import Method, Option, Options, Tap, register
 
 EPSILON = 1e-7
 
 
 def conditional_probabilities(features: tf.Tensor, eps: float = EPSILON) -> tf.Tensor:
-    """Row-normalised shifted cosine kernel of the rows of ``features`` (float32)."""
+    """Row-normalised shifted cosine kernel of the rows of ``features`` (float32; flattened per sample)."""
     features = tf.cast(features, tf.float32)
+    features = tf.reshape(features, [tf.shape(features)[0], -1])
     norms = tf.norm(features, axis=1, keepdims=True)
     normalised = features / (norms + eps)
     normalised = tf.where(tf.math.is_nan(normalised), tf.zeros_like(normalised), normalised)
@@ -54,28 +56,46 @@ def supervised_pkt_loss(student_features: tf.Tensor, labels: tf.Tensor, eps: flo
     return _divergence(label_probabilities(labels), conditional_probabilities(student_features, eps), eps)
 
 
+PKT_LAMBDA = Option("pkt_lambda", ("-pktl", "--pkt-lambda-supervised"),
+                    "Weight of the supervised PKT term (label-similarity target).")
+STUDENT_LAYER = Option("student_layer", ("--student-layer",), "Student layer to match (default: the classifier's input).",
+                       kind=str, check="any", optional=True)
+TEACHER_LAYER = Option("teacher_layer", ("--teacher-layer",), "Teacher layer to match (default: the classifier's input).",
+                       kind=str, check="any", optional=True)
+
+
+def feature_taps(layer: str | None) -> dict[str, Tap]:
+    """Logits, and the features PKT relates over the global batch."""
+    return {"logits": Tap("logits"), "features": Tap.features(layer, gather=True)}
+
+
+@dataclass(frozen=True)
+class PKTOptions(Options):
+    pkt_lambda: float = PKT_LAMBDA(1e-4)
+    student_layer: str | None = STUDENT_LAYER(None)
+    teacher_layer: str | None = TEACHER_LAYER(None)
+
+
 @register
 class ProbabilisticKnowledgeTransfer(Method):
     name = "pkt"
     display_name = "Probabilistic Knowledge Transfer"
-    uses_features = True
-    gathers_features = True
+    Options = PKTOptions
     trains_head = False
     # PKT "rotates" the space so the class head is not what it trains: monitor its own loss.
     monitor = "val_loss"
     # The loss lives on a 1e-3 scale, where the seed's absolute deltas would read every epoch as a plateau.
     monitor_min_delta = 0.0
 
-    def __init__(self, pkt_lambda: float = 1e-4):
-        if pkt_lambda < 0:
-            raise KtrainError(f"PKT supervised weight (-pktl) is {pkt_lambda}: give a weight of 0 or more")
-        self.pkt_lambda = float(pkt_lambda)
+    def student_taps(self):
+        return feature_taps(self.options.student_layer)
+
+    def teacher_taps(self):
+        return {"features": Tap.features(self.options.teacher_layer, gather=True)}
 
     def losses(self, batch):
-        parts = {"pkt": pkt_loss(batch.student_features, batch.teacher_features)}
-        if self.pkt_lambda:
-            parts["pkt_supervised"] = self.pkt_lambda * supervised_pkt_loss(batch.student_features, batch.all_labels)
+        student = batch.global_student["features"]
+        parts = {"pkt": pkt_loss(student, batch.global_teacher["features"])}
+        if self.options.pkt_lambda:
+            parts["pkt_supervised"] = self.options.pkt_lambda * supervised_pkt_loss(student, batch.global_labels)
         return parts
-
-    def options(self):
-        return {"pkt_lambda": self.pkt_lambda}

@@ -1,16 +1,30 @@
 """PKT plus KD: ``w_kd · (KD + λ · CE) + w_pkt · PKT`` (the seed's "PKT plus Distillation").
 
-The seed bolted a 2C-unit head onto the student and applied PKT to its softmax
-(seed-behaviour.md §5.3); here PKT acts on the penultimate features of both networks, as the
-paper does, and KD on the logits, from one forward pass of each.
+The seed bolted a 2C-unit head onto the student and applied PKT to its softmax; here PKT acts on
+the penultimate features of both networks, as the paper does, and KD on the logits, from one
+forward pass of each.
 """
 
 from __future__ import annotations
 
-from ktrain.errors import KtrainError
-from ktrain.methods.base import Method, register
-from ktrain.methods.kd import KnowledgeDistillation
-from ktrain.methods.pkt import pkt_loss
+from dataclasses import dataclass
+
+from ktrain.methods.base import Method, Option, Options, Switch, Tap, register
+from ktrain.methods.kd import KD_LAMBDA, TEMPERATURE, kd_per_example, with_supervised
+from ktrain.methods.pkt import STUDENT_LAYER, TEACHER_LAYER, feature_taps, pkt_loss
+
+KD_WEIGHT = Option("kd_weight", ("-kdw", "--kd-importance-weight"), "Weight of the KD part of PKT plus KD.")
+PKT_WEIGHT = Option("pkt_weight", ("-pktw", "--pkt-importance-weight"), "Weight of the PKT part of PKT plus KD.")
+
+
+@dataclass(frozen=True)
+class PKTKDOptions(Options):
+    temperature: float = TEMPERATURE(2.0)
+    kd_lambda: float = KD_LAMBDA(0.1)
+    kd_weight: float = KD_WEIGHT(1.0)
+    pkt_weight: float = PKT_WEIGHT(1.0)
+    student_layer: str | None = STUDENT_LAYER(None)
+    teacher_layer: str | None = TEACHER_LAYER(None)
 
 
 @register
@@ -18,22 +32,18 @@ class PktPlusKd(Method):
     name = "pkt+kd"
     display_name = "PKT plus Distillation"
     aliases = ("pkt+distillation",)
-    uses_features = True
-    gathers_features = True
+    Options = PKTKDOptions
+    switch = Switch(("--kd",), "PKT plus KD (the seed's pkt+distillation): -kdw · KD + -pktw · PKT.", ("pkt",))
 
-    def __init__(self, temperature: float = 2.0, kd_lambda: float = 0.1, kd_weight: float = 1.0,
-                 pkt_weight: float = 1.0):
-        for label, value in (("KD importance weight (-kdw)", kd_weight), ("PKT importance weight (-pktw)", pkt_weight)):
-            if value < 0:
-                raise KtrainError(f"{label} is {value}: give a weight of 0 or more")
-        self.kd = KnowledgeDistillation(temperature, kd_lambda)
-        self.kd_weight = float(kd_weight)
-        self.pkt_weight = float(pkt_weight)
+    def student_taps(self):
+        return feature_taps(self.options.student_layer)
+
+    def teacher_taps(self):
+        return {"logits": Tap("logits"), "features": Tap.features(self.options.teacher_layer, gather=True)}
 
     def losses(self, batch):
-        parts = {name: self.kd_weight * value for name, value in self.kd.losses(batch).items()}
-        parts["pkt"] = self.pkt_weight * pkt_loss(batch.student_features, batch.teacher_features)
+        options = self.options
+        kd = {"kd": kd_per_example(batch.student_logits, batch.teacher_logits, options.temperature)}
+        parts = {name: options.kd_weight * value for name, value in with_supervised(kd, batch, options.kd_lambda).items()}
+        parts["pkt"] = options.pkt_weight * pkt_loss(batch.global_student["features"], batch.global_teacher["features"])
         return parts
-
-    def options(self):
-        return {**self.kd.options(), "kd_weight": self.kd_weight, "pkt_weight": self.pkt_weight}

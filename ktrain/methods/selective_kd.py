@@ -14,7 +14,7 @@ The gate g_k (``--gate``) says which samples teach through specialist k:
 * ``teacher``: the generalists' top class is in S_k (no labels needed; needs a generalist);
 * ``none``: every sample, so specialists also speak about images of classes they never saw.
 
-The seed's "selective learning" (seed-behaviour.md §7) selected nothing: its per-specialist
+The seed's "selective learning" selected nothing: its per-specialist
 student heads shared every weight, its selection callback was a no-op, and each specialist was
 zero-padded to all classes and softmaxed again, so it reduced to KD against the mean of padded
 distributions. Specialist models over class subsets come from Hinton, Vinyals & Dean (2015, §5),
@@ -27,13 +27,16 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from dataclasses import dataclass
+
 from ktrain.errors import KtrainError
-from ktrain.losses import cross_entropy
-from ktrain.methods.base import Method, register
-from ktrain.methods.kd import KnowledgeDistillation, kd_per_example
+from ktrain.methods.base import Method, Option, Options, Switch, register
+from ktrain.methods.kd import KD_LAMBDA, TEMPERATURE, kd_per_example, with_supervised
 from ktrain.specialists import generalist_probabilities, is_generalist, member_columns
 
 GATES = ("label", "teacher", "none")
+GATE = Option("gate", ("--gate",), "Which samples teach through specialist k: label (label in its classes), "
+              "teacher (generalist's top class in them) or none (all).", kind=str, check="any", choices=GATES)
 
 
 def selective_kd_parts(student_logits, member_logits, labels, layout, num_classes: int, temperature: float,
@@ -66,39 +69,37 @@ def selective_kd_parts(student_logits, member_logits, labels, layout, num_classe
     return parts
 
 
+@dataclass(frozen=True)
+class SelectiveOptions(Options):
+    temperature: float = TEMPERATURE(2.0)
+    kd_lambda: float = KD_LAMBDA(0.1)
+    gate: str = GATE("label")
+
+
 @register
 class SelectiveKD(Method):
     name = "selective-kd"
     display_name = "Selective KD"
     aliases = ("selective", "sl")
+    Options = SelectiveOptions
     uses_ensemble = True
+    switch = Switch(("-sl", "--selective-learning"), "Selective KD: each specialist teaches the student only about "
+                    "its own classes (needs an ensemble teacher).", ("distill", "compare"))
 
-    def __init__(self, temperature: float = 2.0, kd_lambda: float = 0.1, gate: str = "label", layout=None,
-                 num_classes: int | None = None):
-        KnowledgeDistillation(temperature, kd_lambda)  # the same checks of -t and -kdl
-        if gate not in GATES:
-            raise KtrainError(f"--gate is '{gate}': use label, teacher or none")
-        if layout is not None:
-            if all(is_generalist(classes, num_classes) for classes in layout):
-                raise KtrainError("selective KD needs a specialist: give a teacher with narrower outputs or "
-                                  "--specialist FILE:CLASSES")
-            if gate == "teacher" and not any(is_generalist(classes, num_classes) for classes in layout):
-                raise KtrainError("--gate teacher needs a generalist teacher to pick the top class: add one "
-                                  "or use --gate label")
-        self.temperature = float(temperature)
-        self.kd_lambda = float(kd_lambda)
-        self.gate = gate
-        self.layout = layout
-        self.num_classes = num_classes
+    def attach_teacher(self, teacher) -> None:
+        layout, num_classes = teacher.layout, teacher.num_classes
+        if all(is_generalist(classes, num_classes) for classes in layout):
+            raise KtrainError("selective KD needs a specialist: give a teacher with narrower outputs or "
+                              "--specialist FILE:CLASSES")
+        if self.options.gate == "teacher" and not any(is_generalist(classes, num_classes) for classes in layout):
+            raise KtrainError("--gate teacher needs a generalist teacher to pick the top class: add one "
+                              "or use --gate label")
+        self.layout, self.num_classes = layout, num_classes
 
     def losses(self, batch):
-        if self.layout is None:
+        if not hasattr(self, "layout"):
             raise KtrainError("selective KD was built without its teacher's layout")
+        options = self.options
         parts = selective_kd_parts(batch.student_logits, batch.teacher_logits, batch.labels, self.layout,
-                                   self.num_classes, self.temperature, self.gate)
-        if self.kd_lambda:
-            parts["ce"] = self.kd_lambda * cross_entropy(batch.labels, batch.student_logits)
-        return parts
-
-    def options(self):
-        return {"temperature": self.temperature, "kd_lambda": self.kd_lambda, "gate": self.gate}
+                                   self.num_classes, options.temperature, options.gate)
+        return with_supervised(parts, batch, options.kd_lambda)

@@ -1,0 +1,94 @@
+"""From specs to views: the student model, and the teacher as one view or an ensemble of specialists.
+
+Call these inside ``strategy.scope()``. The teacher view taps the union of what the methods ask of
+the teacher, so one forward pass (or one cache) serves every method of a comparison.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import keras
+
+from ktrain import models
+from ktrain.data import DataSplits
+from ktrain.errors import KtrainError, first_line
+from ktrain.methods.selection import MethodSpec, for_teacher
+from ktrain.specialists import SpecialistEnsemble, load_ensemble, split_spec
+from ktrain.specs import ModelsSpec
+from ktrain.taps import NetworkView, method_view
+
+log = logging.getLogger("ktrain")
+
+
+def load_student(spec: ModelsSpec, data: DataSplits) -> keras.Model:
+    """The student model from its file or zoo name, with ``--reinit`` and ``-w`` applied."""
+    model = models.load_for(spec.student, role="student", data=data)
+    model.trainable = True
+    if spec.reinit:
+        model = keras.models.clone_model(model)  # clone_model draws fresh initial weights
+    if spec.start_weights:
+        try:
+            model.load_weights(spec.start_weights)
+        except Exception as exc:
+            raise KtrainError(
+                f"could not load start weights '{spec.start_weights}' into the student ({first_line(exc)}): "
+                "give a weights file saved from the same architecture"
+            ) from exc
+    return model
+
+
+def is_ensemble(spec: ModelsSpec, model: keras.Model, methods: tuple[MethodSpec, ...]) -> bool:
+    """The teacher is an ensemble when it has several outputs, names its classes (``FILE:0-4``), comes
+    with ``--specialist`` members, or a method asks for one."""
+    return (
+        any(method.cls.uses_ensemble for method in methods)
+        or bool(spec.specialists)
+        or split_spec(spec.teacher)[1] is not None
+        or len(model.outputs) > 1
+    )
+
+
+def load_teacher(
+    spec: ModelsSpec,
+    data: DataSplits,
+    methods: tuple[MethodSpec, ...],
+    *,
+    explicit: bool = True,
+    model: keras.Model | None = None,
+) -> tuple[NetworkView | SpecialistEnsemble, tuple[MethodSpec, ...]]:
+    """The frozen teacher, and the methods that run with it (ensemble variants for an ensemble).
+
+    ``model``, if given, is the teacher already loaded (or just trained)."""
+    path = split_spec(spec.teacher)[0]
+    if model is None:
+        model = models.load_for(path, role="teacher", data=data)
+    if is_ensemble(spec, model, methods):
+        methods = for_teacher(methods, True, explicit)
+        teacher = load_ensemble([spec.teacher, *spec.specialists], data, first=model)
+        log.info("Teacher ensemble: %s", teacher.source)
+    else:
+        taps = [tap for method in methods for tap in method.build().teacher_taps().values()]
+        teacher = NetworkView(model, data.x_val, name=f"teacher '{spec.teacher}'", taps=taps)
+        model.trainable = False
+    return teacher, methods
+
+
+def student_view(model: keras.Model, data: DataSplits, spec: ModelsSpec, method) -> NetworkView:
+    """The student as the method taps it."""
+    return method_view(model, method, "student", data.x_val, name=f"student '{spec.student}'")
+
+
+def check_classes(student: NetworkView, teacher, spec: ModelsSpec, data: DataSplits) -> None:
+    """Teacher, student and dataset agree on the number of classes."""
+    if teacher is not None and teacher.num_classes != student.num_classes:
+        raise KtrainError(
+            f"teacher '{spec.teacher}' outputs {teacher.num_classes} classes but student '{spec.student}' outputs "
+            f"{student.num_classes}: give a teacher and a student with the same classes"
+        )
+    for role, name, view in (("teacher", spec.teacher, teacher), ("student", spec.student, student)):
+        if view is not None and view.num_classes != data.num_classes:
+            raise KtrainError(
+                f"{role} '{name}' outputs {view.num_classes} classes but dataset '{data.name}' has "
+                f"{data.num_classes}: give a model with {data.num_classes} outputs"
+            )

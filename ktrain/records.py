@@ -1,0 +1,119 @@
+"""The entries of results.json: the teacher's, each student's, and the record around them."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from ktrain.classes import format_classes
+from ktrain.config import TrainConfig
+from ktrain.data import DataSplits
+from ktrain.engine import FitResult, Trainer
+from ktrain.evaluate import evaluate_classifier, representation_report
+from ktrain.methods.base import Method
+from ktrain.report import environment
+from ktrain.specialists import SpecialistEnsemble, is_generalist
+from ktrain.strategy import describe, jit_enabled
+from ktrain.taps import NetworkView
+
+log = logging.getLogger("ktrain")
+
+
+def teacher_record(teacher, data: DataSplits, config: TrainConfig, spec: str, neighbors: int) -> dict:
+    """The teacher's validation (logged: a sanity check before training) and test scores; an ensemble
+    is scored as its averaged ensemble, and each member on the test images of its own classes. A
+    teacher view with features also gets its representation scores."""
+    ensemble = isinstance(teacher, SpecialistEnsemble)
+    scorer = teacher.averaged if ensemble else teacher
+    validation = evaluate_classifier(scorer, data.x_val, data.y_val, config.eval_batch_size)
+    log.info("Teacher validation accuracy %.4f (%s: %s)", validation["accuracy"],
+             "averaged ensemble" if ensemble else "logits", teacher.source)
+    record = {
+        "name": "Teacher",
+        "role": "teacher",
+        "source": spec,
+        "logits_from": teacher.source,
+        "params": teacher.params,
+        "validation": {f"val_{key}": value for key, value in validation.items()},
+        "test": evaluate_classifier(scorer, data.x_test, data.y_test, config.eval_batch_size),
+    }
+    if ensemble:
+        record["members"] = member_scores(teacher, data, config.eval_batch_size)
+    elif teacher.feature_key is not None:
+        record["feature_layer"] = teacher.feature_source
+        record["representation"] = representation_report(teacher, data, neighbors, config.eval_batch_size)
+    return record
+
+
+def member_scores(ensemble: SpecialistEnsemble, data: DataSplits, batch_size: int) -> list[dict]:
+    """Each member's test accuracy on the test images of the classes it covers."""
+    scores = []
+    for member in ensemble.members:
+        subset = data.restrict(member.classes)
+        test = evaluate_classifier(member.view, subset.x_test, subset.y_test, batch_size)
+        log.info("Teacher member %s [%s]: test accuracy %.4f on %d images of its classes", member.name,
+                 format_classes(member.classes), test["accuracy"], len(subset.y_test))
+        scores.append({"name": member.name, "classes": list(member.classes),
+                       "generalist": is_generalist(member.classes, data.num_classes), "test": test,
+                       "test_images": len(subset.y_test)})
+    return scores
+
+
+def student_record(method: Method, view: NetworkView, trainer: Trainer, fit: FitResult, data: DataSplits,
+                   spec: str) -> dict:
+    return {
+        "name": method.display_name,
+        "role": "student",
+        "method": method.name,
+        "method_options": method.record(),
+        "trains_head": method.trains_head,
+        "source": spec,
+        "logits_from": view.source,
+        "params": view.params,
+        "test": trainer.evaluate(data.x_test, data.y_test),
+        "history": fit.columns(),
+        "best_epoch": fit.best_epoch,
+        "epochs_run": len(fit.history),
+        "stopped_early": fit.stopped_early,
+        "restored_best": fit.restored_best,
+        "train_seconds": fit.seconds,
+    }
+
+
+def add_representation(entry: dict, view: NetworkView, untrained: dict | None, data: DataSplits, neighbors: int,
+                       batch_size: int) -> None:
+    """kNN and mAP of a student's features, trained and untrained, when it taps any."""
+    if view.feature_key is None:
+        return
+    entry["feature_layer"] = view.feature_source
+    entry["representation"] = representation_report(view, data, neighbors, batch_size)
+    entry["untrained_representation"] = untrained
+
+
+def results_record(run, config: TrainConfig, data: DataSplits, strategy, entries: list[dict], started: float,
+                   methods: list[Method]) -> dict:
+    """What results.json holds: the run's settings, data, machine, every entry and the size ratio."""
+    teacher = next((entry for entry in entries if entry["role"] == "teacher"), None)
+    student = next((entry for entry in entries if entry["role"] == "student"), None)
+    ratio = None
+    if teacher and student:
+        ratio = {
+            "teacher_over_student": teacher["params"] / student["params"],
+            "student_over_teacher": student["params"] / teacher["params"],
+        }
+    described = [{"name": method.name, "options": method.record()} for method in methods]
+    return {
+        "command": run.command,
+        "run": run.record(),
+        "config": config.to_dict(),
+        "method": described[0] if len(described) == 1 else None,
+        "methods": described,
+        "dataset": {"name": data.name, "sizes": data.sizes(), "num_classes": data.num_classes,
+                    "image_shape": list(data.image_shape), "fingerprint": data.fingerprint()},
+        "strategy": describe(strategy),
+        "jit": jit_enabled(config.jit, strategy),
+        **environment(),
+        "results": entries,
+        "ratio": ratio,
+        "wall_seconds": time.perf_counter() - started,
+    }

@@ -1,0 +1,167 @@
+"""What a run is asked to do, as small frozen specs, each validated once, up front.
+
+The order of :meth:`Run.validate` is the order a user would fix things in: the models named
+(files and zoo names are checked before any dataset is loaded or downloaded), the data, the
+methods, the engine, the outputs. Lower modules receive only the spec they need.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ktrain.config import TrainConfig
+from ktrain.data import check_augment
+from ktrain.errors import KtrainError
+from ktrain.methods.selection import MethodSpec
+
+MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
+SAVE_MODES = ("all", "best", "none")
+EXPORT_MODES = ("float32", "float16", "int8")
+
+
+def check_model_spec(spec: str, role: str) -> None:
+    """A model argument names an existing model file or a zoo architecture (nothing is loaded)."""
+    from ktrain import zoo
+    from ktrain.specialists import split_spec
+
+    path = split_spec(spec)[0]
+    if path.startswith(zoo.ZOO_PREFIX):
+        key = path.removeprefix(zoo.ZOO_PREFIX)
+        if key not in zoo.ARCHITECTURES:
+            names = ", ".join(zoo.ZOO_PREFIX + name for name in zoo.ARCHITECTURES)
+            raise KtrainError(f"unknown zoo model '{path}' ({role}): use one of {names}")
+        return
+    if not Path(path).is_file():
+        raise KtrainError(f"{role} model '{path}' not found: give a .keras or .h5 file, or zoo:NAME")
+    if Path(path).suffix.lower() not in MODEL_SUFFIXES:
+        raise KtrainError(f"{role} model '{path}' is not a .keras or .h5 file: save it with model.save('x.keras')")
+
+
+@dataclass(frozen=True)
+class ModelsSpec:
+    """The student (None for commands without one: ``cache``), and the teacher with any more ensemble
+    members (``--specialist``)."""
+
+    student: str | None = None
+    teacher: str | None = None
+    specialists: tuple[str, ...] = ()
+    reinit: bool = False
+    start_weights: str | None = None
+
+    def validate(self, needs_teacher: bool) -> ModelsSpec:
+        if needs_teacher and self.teacher is None:
+            raise KtrainError("this method needs a TEACHER model")
+        for role, spec in (("teacher", self.teacher), ("student", self.student)):
+            if spec is not None:
+                check_model_spec(spec, role)
+        for spec in self.specialists:
+            check_model_spec(spec, "specialist")
+        if self.start_weights is not None and not Path(self.start_weights).is_file():
+            raise KtrainError(f"start weights '{self.start_weights}' not found (-w): give a weights file")
+        return self
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """The dataset and how it is split and augmented; ``classes`` trains a specialist on some classes."""
+
+    dataset: str
+    data_dir: str | None = None
+    val_split: float = 0.3
+    augment: tuple[str, ...] = ()
+    classes: str | None = None
+
+    def validate(self) -> DataSpec:
+        if not 0.0 < self.val_split < 1.0:
+            raise KtrainError(f"--val-split is {self.val_split}: give a fraction between 0 and 1 (the seed used 0.3)")
+        check_augment(self.augment)
+        return self
+
+    def load(self, seed: int):
+        """The splits (the validation carve-out depends on ``seed``), restricted to ``classes`` if given."""
+        import logging
+
+        from ktrain.classes import parse_classes
+        from ktrain.data import load_dataset
+
+        data = load_dataset(self.dataset, data_dir=self.data_dir, val_split=self.val_split, seed=seed)
+        if self.classes:
+            data = data.restrict(parse_classes(self.classes, data.num_classes, f"--classes {self.classes}"))
+            logging.getLogger("ktrain").info("Training on classes %s only (%d training images)", self.classes,
+                                             len(data.y_train))
+        return data
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    """Where results go and what is written: files, students, exports, TensorBoard, the log."""
+
+    folder: str = "out"
+    prefix: str = ""
+    resume: bool = False
+    overwrite: bool = False
+    debug: bool = False
+    write_results: bool = True
+    save_students: str = "best"
+    tensorboard: bool = False
+    export: str | None = None
+    max_accuracy_drop: float = 0.01
+    neighbors: int = 5
+
+    def validate(self) -> OutputSpec:
+        if self.neighbors <= 0:
+            raise KtrainError(f"neighbors (-k) is {self.neighbors}: give a value greater than 0")
+        if self.save_students not in SAVE_MODES:
+            raise KtrainError(f"save mode (-s) is '{self.save_students}': use all, best or none")
+        if self.export is not None and self.export not in EXPORT_MODES:
+            raise KtrainError(f"--export is '{self.export}': use {', '.join(EXPORT_MODES)}")
+        return self
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How often methods run: seeds, the from-scratch baseline, and training the teacher first."""
+
+    seeds: int = 1
+    baseline: bool = True
+    teacher_epochs: int = 0
+
+    def validate(self) -> Plan:
+        if self.seeds < 1:
+            raise KtrainError(f"--seeds is {self.seeds}: give 1 or more")
+        if self.teacher_epochs < 0:
+            raise KtrainError(f"--teacher-epochs is {self.teacher_epochs}: give 0 (teacher already trained) or more")
+        return self
+
+
+@dataclass(frozen=True)
+class Run:
+    """One command: its specs, validated together by :meth:`validate` before any heavy work."""
+
+    command: str
+    models: ModelsSpec
+    data: DataSpec
+    methods: tuple[MethodSpec, ...]
+    engine: TrainConfig = field(default_factory=TrainConfig)
+    outputs: OutputSpec = field(default_factory=OutputSpec)
+    plan: Plan = field(default_factory=Plan)
+    # Whether the user named the methods (a default method that cannot use the teacher is dropped).
+    explicit_methods: bool = True
+
+    def validate(self) -> Run:
+        if not self.methods:
+            raise KtrainError("no method given: name at least one with -m")
+        self.models.validate(needs_teacher=any(spec.cls.uses_teacher for spec in self.methods))
+        self.data.validate()
+        self.engine.validate()
+        self.outputs.validate()
+        self.plan.validate()
+        return self
+
+    def record(self) -> dict:
+        """The settings results.json records (the engine's config is recorded beside it)."""
+        from dataclasses import asdict
+
+        return {"command": self.command, "models": asdict(self.models), "data": asdict(self.data),
+                "outputs": asdict(self.outputs), "plan": asdict(self.plan)}
