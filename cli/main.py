@@ -85,7 +85,7 @@ def _split(items: list[str] | None) -> tuple[str, ...] | None:
     return tuple(part.strip() for item in items for part in item.split(",") if part.strip())
 
 
-def _run(command: str, student: str, dataset: str, engine: dict, *, teacher: str | None = None,
+def _run(student: str, dataset: str, engine: dict, *, teacher: str | None = None,
          names: tuple[str, ...] | None = None, switches=(), given: dict | None = None, classes: str | None = None,
          specialists=(), plan=None, **outputs):
     """The specs of one command, from its parsed options (validated by the library, not here)."""
@@ -108,6 +108,7 @@ def _run(command: str, student: str, dataset: str, engine: dict, *, teacher: str
         seed=engine["seed"], jit=engine["jit"], strategy=engine["strategy"], precision=engine["precision"],
         optimizer=optimizer, schedule=schedule, targets=engine["targets"], cache_dir=engine["cache_dir"],
     )
+    command = engine["command"]
     methods, explicit = choose(command, names, switches, given)
     augment = tuple(part.strip() for part in engine["augment"].split(",") if part.strip())
     return Run(
@@ -153,7 +154,7 @@ def _execute(run, verbosity: int) -> dict:
 
 
 @app.command()
-@training_command("train")
+@training_command
 @user_errors
 def train(
     model: Annotated[str, typer.Argument(help="Model to train: a .keras/.h5 file or zoo:NAME.")],
@@ -170,11 +171,11 @@ def train(
     """Train MODEL on DATASET with labels only (to make a teacher, a specialist, or a from-scratch baseline).
 
     A model with several outputs (zoo:pyramid_ensemble) is an ensemble: each output is trained on its own classes."""
-    _execute(_run("train", model, dataset, engine, classes=classes, given=given), engine["verbosity"])
+    _execute(_run(model, dataset, engine, classes=classes, given=given), engine["verbosity"])
 
 
 @app.command()
-@training_command("distill")
+@training_command
 @user_errors
 def distill(
     teacher: Teacher,
@@ -195,13 +196,13 @@ def distill(
     names = _split(method)
     if names is not None and len(names) != 1:
         raise KtrainError(f"distill runs one method, not {len(names)} ({', '.join(names)}): use compare for several")
-    run = _run("distill", student, dataset, engine, teacher=teacher, names=names, switches=switches, given=given,
+    run = _run(student, dataset, engine, teacher=teacher, names=names, switches=switches, given=given,
                specialists=specialist, export=export, max_accuracy_drop=max_accuracy_drop)
     _execute(run, engine["verbosity"])
 
 
 @app.command()
-@training_command("pkt")
+@training_command
 @user_errors
 def pkt(
     teacher: Teacher,
@@ -213,12 +214,12 @@ def pkt(
     switches: list = None,
 ):
     """Transfer the geometry of TEACHER's features into STUDENT with PKT (optionally plus KD)."""
-    run = _run("pkt", student, dataset, engine, teacher=teacher, switches=switches, given=given, neighbors=neighbors)
+    run = _run(student, dataset, engine, teacher=teacher, switches=switches, given=given, neighbors=neighbors)
     _execute(run, engine["verbosity"])
 
 
 @app.command()
-@training_command("compare")
+@training_command
 @user_errors
 def compare(
     teacher: Teacher,
@@ -255,7 +256,7 @@ def compare(
     from ktrain.compare import run_compare
     from ktrain.specs import Plan
 
-    run = _run("compare", student, dataset, engine, teacher=teacher, names=_split(method), switches=switches,
+    run = _run(student, dataset, engine, teacher=teacher, names=_split(method), switches=switches,
                given=given, specialists=specialist, plan=Plan(seeds=seeds, baseline=baseline,
                                                               teacher_epochs=teacher_epochs),
                write_results=not omit_results, save_students=save_students.lower(), tensorboard=tensorboard,
@@ -303,7 +304,8 @@ def demo(
     verbosity: Annotated[int, typer.Option("-v", "--verbosity", help="0: final table only; 1: progress bars.")] = 1,
     selective: Annotated[bool, typer.Option("-sl", "--selective-learning", help="Train zoo:pyramid_ensemble (a generalist and two specialists) and compare ensemble KD with selective KD.")] = False,
 ):
-    """The seed's job, offline on the built-in digits: train a teacher, then KD, PKT, PKT+KD and a scratch student."""
+    """The seed's job, offline on the built-in digits: train a teacher, then compare the seed's three methods and a
+    scratch student."""
     if epochs <= 0:
         raise KtrainError(f"epochs (-e) is {epochs}: give a value greater than 0")
     out_folder = out_folder or ("out/demo_selective" if selective else "out/demo")
@@ -445,6 +447,13 @@ def _is_a(exc: BaseException, name: str) -> bool:
 def main() -> None:
     """Console entry point: usage errors become one line too."""
     set_active_command(sys.argv[1:])
+    try:
+        _main()
+    finally:
+        set_active_command(None)
+
+
+def _main() -> None:
     try:
         code = app(standalone_mode=False)
     except Exception as exc:

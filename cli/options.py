@@ -148,14 +148,15 @@ def _plain(value) -> str:
 _active: dict[str, str | None] = {"command": None}
 
 
-def set_active_command(argv: list[str]) -> None:
-    _active["command"] = next((word for word in argv if not word.startswith("-")), "")
+def set_active_command(argv: list[str] | None) -> None:
+    """Name the command from ``argv`` (None: unknown, build every command whole)."""
+    _active["command"] = None if argv is None else next((word for word in argv if not word.startswith("-")), "")
 
 
 class TrainingCommand:
     """A command function with the shared engine options and its methods' options appended.
 
-    The function receives ``engine`` (dict), ``given`` (the method options set explicitly) and
+    The function receives ``engine`` (dict, with the command's name under "command"), ``given`` (the method options set explicitly) and
     ``switches`` (names of the methods whose switch was given)."""
 
     def __init__(self, function, command: str):
@@ -169,10 +170,13 @@ class TrainingCommand:
         hidden = ("engine", "given", "switches")
         return [p for p in inspect.signature(self.function).parameters.values() if p.name not in hidden]
 
+    def _methods(self) -> tuple[list[inspect.Parameter], dict[str, str]]:
+        active = _active["command"]
+        return _method_parameters(self.command) if active in (None, self.command) else ([], {})
+
     @property
     def __signature__(self) -> inspect.Signature:
-        active = _active["command"]
-        methods = _method_parameters(self.command)[0] if active in (None, self.command) else []
+        methods, _ = self._methods()
         shared = [
             inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
             for name, annotation, default in ENGINE_OPTIONS
@@ -184,8 +188,9 @@ class TrainingCommand:
         return {p.name: p.annotation for p in self.__signature__.parameters.values()}
 
     def __call__(self, **kwargs):
-        _, switch_names = _method_parameters(self.command)
+        _, switch_names = self._methods()
         engine = {name: kwargs.pop(name) for name in ENGINE_NAMES}
+        engine["command"] = self.command
         switches = [method for key, method in switch_names.items() if kwargs.pop(key)]
         own = {p.name for p in self._own()}
         given = {name: value for name, value in kwargs.items() if name not in own and value is not None}
@@ -193,6 +198,6 @@ class TrainingCommand:
         return self.function(**rest, engine=engine, given=given, switches=switches)
 
 
-def training_command(command: str):
-    """Decorator: see :class:`TrainingCommand`."""
-    return lambda function: TrainingCommand(function, command)
+def training_command(function):
+    """Decorator: see :class:`TrainingCommand`; the command is named after the function."""
+    return TrainingCommand(function, function.__name__)

@@ -228,3 +228,43 @@ def test_compare_without_baseline_and_evaluate_with_a_layer(tmp_path):
     assert names == ["Knowledge Distillation", "Teacher"]
     result = invoke("evaluate", tmp_path / "best_model.keras", "digits", "-k", 3, "--layer", "hidden")
     assert result.exit_code == 0 and "test kNN accuracy (k=3)" in result.output, result.output
+
+
+def test_no_string_literal_in_cli_names_a_method():
+    import ast
+    from pathlib import Path
+
+    from ktrain.methods import REGISTRY, registered
+
+    registered()  # imports every method
+    names = set(REGISTRY)
+    for path in (Path(__file__).parents[1] / "cli").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                pieces = {piece.strip().lower() for piece in node.value.split(",")}
+                assert not pieces & names, f"{path.name}:{node.lineno} names a method: {node.value!r}"
+
+
+def test_models_are_checked_before_the_dataset_is_loaded(tmp_path, monkeypatch):
+    import ktrain.data
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("the dataset was loaded before the models were checked")
+
+    monkeypatch.setattr(ktrain.data, "load_dataset", no_loading)
+    for args, fragment in (
+        (["distill", str(tmp_path / "missing.h5"), "zoo:cifar10_student_strong", "cifar10"], "teacher model"),
+        (["distill", "zoo:digits_teacher", "zoo:no_such_model", "cifar10"], "unknown zoo model 'zoo:no_such_model'"),
+        (["compare", "zoo:digits_teacher", "zoo:digits_student", "cifar10", "--specialist", "gone.keras:0-4"],
+         "specialist model 'gone.keras' not found"),
+    ):
+        result = runner.invoke(app, [*args, "-out", str(tmp_path / "out")])
+        assert result.exit_code == 2 and fragment in result.output and "Traceback" not in result.output, result.output
+
+
+def test_an_option_no_chosen_method_has_is_refused(tmp_path):
+    result = runner.invoke(app, ["pkt", "zoo:digits_teacher", "zoo:digits_student", "digits", "-pktw", "3000",
+                                 "-out", str(tmp_path)])
+    assert result.exit_code == 2 and "-pktw has no effect on pkt" in result.output
+    result = runner.invoke(app, ["distill", "zoo:digits_teacher", "zoo:digits_student", "digits", "-m", "kdd"])
+    assert result.exit_code == 2 and "unknown method 'kdd' (did you mean kd?)" in result.output
