@@ -15,9 +15,9 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np
+from step_throughput import measure  # noqa: E402  (benchmarks/ is the script's folder)
 
 from ktrain.data import train_pipeline
-from step_throughput import measure  # noqa: E402  (benchmarks/ is the script's folder)
 
 
 def main(batch_size: int = 64, count: int = 50_000):
@@ -32,9 +32,19 @@ def main(batch_size: int = 64, count: int = 50_000):
         seen += int(batch.shape[0])
     pipeline = seen / (time.perf_counter() - started)
     step = measure("cifar10", "student_alone", batch_size, False, 3, 20, "one")["images_per_second"]
-    print(json.dumps({"benchmark": "pipeline_throughput", "images": count, "batch_size": batch_size,
-                      "pipeline_images_per_second": round(pipeline, 1),
-                      "student_step_images_per_second": step, "ratio": round(pipeline / step, 2)}), flush=True)
+    print(
+        json.dumps(
+            {
+                "benchmark": "pipeline_throughput",
+                "images": count,
+                "batch_size": batch_size,
+                "pipeline_images_per_second": round(pipeline, 1),
+                "student_step_images_per_second": step,
+                "ratio": round(pipeline / step, 2),
+            }
+        ),
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

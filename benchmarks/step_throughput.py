@@ -29,8 +29,8 @@ from ktrain.engine import Trainer, seed_everything
 from ktrain.methods import build_method, get_method
 from ktrain.specialists import ensemble_from_model
 from ktrain.strategy import build_strategy, describe
-from ktrain.targets import compute
 from ktrain.taps import LogitsView
+from ktrain.targets import compute
 
 PAIRS = {
     "cifar10": ("cifar10_baseline_ensemble", "cifar10_student_strong", (32, 32, 3), 10),
@@ -51,8 +51,13 @@ METHODS = {
     "selective_kd_online": "selective-kd",
     "selective_kd_cached": "selective-kd",
 }
-ENSEMBLE_METHODS = ["student_alone", "ensemble_kd_online", "selective_kd_online", "ensemble_kd_cached",
-                    "selective_kd_cached"]
+ENSEMBLE_METHODS = [
+    "student_alone",
+    "ensemble_kd_online",
+    "selective_kd_online",
+    "ensemble_kd_cached",
+    "selective_kd_cached",
+]
 TEMPERATURE, KD_LAMBDA = 2.0, 0.1
 
 
@@ -66,8 +71,16 @@ def synthetic(shape, classes, count):
 def ktrain_step(strategy, teacher, student, method_key, batch_size, jit, warmup, steps, images, labels):
     method = get_method(METHODS[method_key])()
     features = method.uses_features
-    data = DataSplits("synthetic", images, labels, images[:batch_size], labels[:batch_size], images[:1], labels[:1],
-                      int(labels.max()) + 1)
+    data = DataSplits(
+        "synthetic",
+        images,
+        labels,
+        images[:batch_size],
+        labels[:batch_size],
+        images[:1],
+        labels[:1],
+        int(labels.max()) + 1,
+    )
     teacher_view = None
     if method.uses_ensemble:
         teacher_view = ensemble_from_model(teacher, data, "teacher")
@@ -78,10 +91,18 @@ def ktrain_step(strategy, teacher, student, method_key, batch_size, jit, warmup,
     if method_key.endswith("_cached"):
         targets = compute(teacher_view, data, batch_size)
     config = TrainConfig(batch_size=batch_size, jit="on" if jit else "off", optimizer=OptimizerConfig()).validate()
-    trainer = Trainer(student=LogitsView(student, features=features), teacher=teacher_view, method=method,
-                      config=config, strategy=strategy, targets=targets)
+    trainer = Trainer(
+        student=LogitsView(student, features=features),
+        teacher=teacher_view,
+        method=method,
+        config=config,
+        strategy=strategy,
+        targets=targets,
+    )
     indices = np.arange(len(labels), dtype=np.int32)
-    dataset = tf.data.Dataset.from_tensor_slices((images, labels, indices)).repeat().batch(batch_size, drop_remainder=True)
+    dataset = (
+        tf.data.Dataset.from_tensor_slices((images, labels, indices)).repeat().batch(batch_size, drop_remainder=True)
+    )
     dataset = dataset.map(lambda x, y, i: (tf.cast(x, tf.float32) / 255.0, y, i)).prefetch(tf.data.AUTOTUNE)
     iterator = iter(strategy.experimental_distribute_dataset(dataset))
     float(trainer.steps.train_loop(iterator, tf.constant(warmup))["loss"])  # trace, compile, warm caches
@@ -93,12 +114,16 @@ def ktrain_step(strategy, teacher, student, method_key, batch_size, jit, warmup,
 def keras_distiller_step(teacher, student, batch_size, jit, warmup, steps, images, labels):
     """What a user would pick instead: keras.distillation.Distiller + fit, same models, same loss."""
     distiller = keras.distillation.Distiller(
-        teacher=teacher, student=student,
+        teacher=teacher,
+        student=student,
         distillation_losses=keras.distillation.LogitsDistillation(temperature=TEMPERATURE),
         student_loss_weight=KD_LAMBDA / (1 + KD_LAMBDA),
     )
-    distiller.compile(optimizer=keras.optimizers.Adam(1e-3),
-                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), jit_compile=jit)
+    distiller.compile(
+        optimizer=keras.optimizers.Adam(1e-3),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        jit_compile=jit,
+    )
     dataset = tf.data.Dataset.from_tensor_slices((images, labels)).repeat().batch(batch_size, drop_remainder=True)
     dataset = dataset.map(lambda x, y: (tf.cast(x, tf.float32) / 255.0, y)).prefetch(tf.data.AUTOTUNE)
     marks = {}
@@ -146,15 +171,22 @@ def measure(pair, method_key, batch_size, jit, warmup, steps, strategy_name, det
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pair", choices=sorted(PAIRS), default="cifar10")
-    parser.add_argument("--methods", nargs="+", choices=list(METHODS),
-                        help="default: every single-teacher method, or for cifar10_pyramid the ensemble ones")
+    parser.add_argument(
+        "--methods",
+        nargs="+",
+        choices=list(METHODS),
+        help="default: every single-teacher method, or for cifar10_pyramid the ensemble ones",
+    )
     parser.add_argument("--batch-sizes", nargs="+", type=int, default=[64, 256])
     parser.add_argument("--jit", nargs="+", choices=["on", "off"], default=["off", "on"])
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--strategy", default="one", choices=["one", "mirrored", "auto"])
-    parser.add_argument("--deterministic", action="store_true",
-                        help="enable TF op determinism, as ktrain runs do without XLA (same seed, same history)")
+    parser.add_argument(
+        "--deterministic",
+        action="store_true",
+        help="enable TF op determinism, as ktrain runs do without XLA (same seed, same history)",
+    )
     args = parser.parse_args()
     if args.methods is None:
         ensemble = args.pair == "cifar10_pyramid"
@@ -163,21 +195,45 @@ def main():
     for batch_size in args.batch_sizes:
         for jit in args.jit:
             for method_key in args.methods:
-                row = measure(args.pair, method_key, batch_size, jit == "on", args.warmup, args.steps, args.strategy,
-                              args.deterministic)
+                row = measure(
+                    args.pair,
+                    method_key,
+                    batch_size,
+                    jit == "on",
+                    args.warmup,
+                    args.steps,
+                    args.strategy,
+                    args.deterministic,
+                )
                 rows.append(row)
                 print(json.dumps(row), flush=True)
     for row in rows:
-        same = {r["method"]: r["images_per_second"] for r in rows
-                if (r["batch_size"], r["jit"]) == (row["batch_size"], row["jit"])}
+        same = {
+            r["method"]: r["images_per_second"]
+            for r in rows
+            if (r["batch_size"], r["jit"]) == (row["batch_size"], row["jit"])
+        }
         bases = ["kd_online", "student_alone", "keras_distiller"]
         if row["method"].startswith("selective_kd"):
             bases.append(row["method"].replace("selective", "ensemble"))  # the same targets, online or cached
-        ratios = {f"vs_{base}": round(row["images_per_second"] / same[base], 3)
-                  for base in bases if base in same and base != row["method"]}
+        ratios = {
+            f"vs_{base}": round(row["images_per_second"] / same[base], 3)
+            for base in bases
+            if base in same and base != row["method"]
+        }
         if ratios:
-            print(json.dumps({"benchmark": "step_throughput_ratio", "method": row["method"],
-                              "batch_size": row["batch_size"], "jit": row["jit"], **ratios}), flush=True)
+            print(
+                json.dumps(
+                    {
+                        "benchmark": "step_throughput_ratio",
+                        "method": row["method"],
+                        "batch_size": row["batch_size"],
+                        "jit": row["jit"],
+                        **ratios,
+                    }
+                ),
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

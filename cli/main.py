@@ -40,27 +40,41 @@ Student = Annotated[str, typer.Argument(help="Student: a .keras/.h5 file or zoo:
 Dataset = Annotated[str, typer.Argument(help="digits, a TFDS name (mnist, cifar10, ...) or an .npz file.")]
 Methods = Annotated[
     list[str] | None,
-    typer.Option("-m", "--method", help="Method to run, repeatable or comma-separated (see 'ktrain methods').",
-                 rich_help_panel="Method options"),
+    typer.Option(
+        "-m",
+        "--method",
+        help="Method to run, repeatable or comma-separated (see 'ktrain methods').",
+        rich_help_panel="Method options",
+    ),
 ]
 Neighbors = Annotated[
-    int, typer.Option("-k", "--neighbors", help="k of the kNN evaluation of a student's features.",
-                      rich_help_panel=COMPARE_PANEL)
+    int,
+    typer.Option(
+        "-k", "--neighbors", help="k of the kNN evaluation of a student's features.", rich_help_panel=COMPARE_PANEL
+    ),
 ]
 Specialists = Annotated[
     list[str] | None,
-    typer.Option("--specialist", help="Another teacher member, repeatable: FILE:CLASSES for a specialist (FILE:0-4, "
-                 "FILE:0,2,5-7) or FILE for a generalist. TEACHER may be FILE:CLASSES too.",
-                 rich_help_panel=TEACHER_PANEL),
+    typer.Option(
+        "--specialist",
+        help="Another teacher member, repeatable: FILE:CLASSES for a specialist (FILE:0-4, "
+        "FILE:0,2,5-7) or FILE for a generalist. TEACHER may be FILE:CLASSES too.",
+        rich_help_panel=TEACHER_PANEL,
+    ),
 ]
 Export = Annotated[
     str | None,
-    typer.Option("--export", help="Also export the (best) student to TFLite: float32, float16 or int8, checked on "
-                 "the test split.", rich_help_panel=EXPORT_PANEL),
+    typer.Option(
+        "--export",
+        help="Also export the (best) student to TFLite: float32, float16 or int8, checked on the test split.",
+        rich_help_panel=EXPORT_PANEL,
+    ),
 ]
 MaxAccuracyDrop = Annotated[
-    float, typer.Option("--max-accuracy-drop", help="Largest test-accuracy loss the export may cause.",
-                        rich_help_panel=EXPORT_PANEL)
+    float,
+    typer.Option(
+        "--max-accuracy-drop", help="Largest test-accuracy loss the export may cause.", rich_help_panel=EXPORT_PANEL
+    ),
 ]
 
 
@@ -85,42 +99,89 @@ def _split(items: list[str] | None) -> tuple[str, ...] | None:
     return tuple(part.strip() for item in items for part in item.split(",") if part.strip())
 
 
-def _run(student: str, dataset: str, engine: dict, *, teacher: str | None = None,
-         names: tuple[str, ...] | None = None, switches=(), given: dict | None = None, classes: str | None = None,
-         specialists=(), plan=None, **outputs):
+def _engine_config(engine: dict):
+    """The engine's settings from the shared options."""
+    from ktrain.config import OptimizerConfig, ScheduleConfig, TrainConfig
+
+    optimizer = OptimizerConfig(
+        name=engine["optimizer"].lower(),
+        learning_rate=engine["learning_rate"],
+        beta1=engine["beta1"],
+        beta2=engine["beta2"],
+        rho=engine["rho"],
+        momentum=engine["momentum"],
+        decay=engine["decay"],
+        clip_norm=engine["clip_norm"],
+        clip_value=engine["clip_value"],
+    )
+    schedule = ScheduleConfig(
+        lr_patience=engine["lr_patience"],
+        lr_decay=engine["lr_decay"],
+        lr_min=engine["lr_min"],
+        early_stopping_patience=engine["early_stopping_patience"],
+        use_final_model=engine["use_final_model"],
+    )
+    config = TrainConfig(
+        epochs=engine["epochs"],
+        batch_size=engine["batch_size"],
+        eval_batch_size=engine["eval_batch_size"],
+        seed=engine["seed"],
+        jit=engine["jit"],
+        strategy=engine["strategy"],
+        precision=engine["precision"],
+        optimizer=optimizer,
+        schedule=schedule,
+        targets=engine["targets"],
+        cache_dir=engine["cache_dir"],
+    )
+    return config
+
+
+def _run(
+    student: str,
+    dataset: str,
+    engine: dict,
+    *,
+    teacher: str | None = None,
+    names: tuple[str, ...] | None = None,
+    switches=(),
+    given: dict | None = None,
+    classes: str | None = None,
+    specialists=(),
+    plan=None,
+    **outputs,
+):
     """The specs of one command, from its parsed options (validated by the library, not here)."""
     _quiet_tensorflow_import()
-    from ktrain.config import OptimizerConfig, ScheduleConfig, TrainConfig
     from ktrain.methods import choose
     from ktrain.specs import DataSpec, ModelsSpec, OutputSpec, Plan, Run
 
-    optimizer = OptimizerConfig(
-        name=engine["optimizer"].lower(), learning_rate=engine["learning_rate"], beta1=engine["beta1"],
-        beta2=engine["beta2"], rho=engine["rho"], momentum=engine["momentum"], decay=engine["decay"],
-        clip_norm=engine["clip_norm"], clip_value=engine["clip_value"],
-    )
-    schedule = ScheduleConfig(
-        lr_patience=engine["lr_patience"], lr_decay=engine["lr_decay"], lr_min=engine["lr_min"],
-        early_stopping_patience=engine["early_stopping_patience"], use_final_model=engine["use_final_model"],
-    )
-    config = TrainConfig(
-        epochs=engine["epochs"], batch_size=engine["batch_size"], eval_batch_size=engine["eval_batch_size"],
-        seed=engine["seed"], jit=engine["jit"], strategy=engine["strategy"], precision=engine["precision"],
-        optimizer=optimizer, schedule=schedule, targets=engine["targets"], cache_dir=engine["cache_dir"],
-    )
+    config = _engine_config(engine)
     command = engine["command"]
     methods, explicit = choose(command, names, switches, given)
     augment = tuple(part.strip() for part in engine["augment"].split(",") if part.strip())
     return Run(
         command=command,
-        models=ModelsSpec(student=student, teacher=teacher, specialists=tuple(specialists or ()),
-                          reinit=engine["reinit"], start_weights=engine["start_weights"]),
-        data=DataSpec(dataset, data_dir=engine["data_dir"], val_split=engine["val_split"], augment=augment,
-                      classes=classes),
+        models=ModelsSpec(
+            student=student,
+            teacher=teacher,
+            specialists=tuple(specialists or ()),
+            reinit=engine["reinit"],
+            start_weights=engine["start_weights"],
+        ),
+        data=DataSpec(
+            dataset, data_dir=engine["data_dir"], val_split=engine["val_split"], augment=augment, classes=classes
+        ),
         methods=methods,
         engine=config,
-        outputs=OutputSpec(folder=engine["out_folder"], prefix=engine["prefix"], resume=engine["resume"],
-                           overwrite=engine["overwrite"], debug=engine["debug"], **outputs),
+        outputs=OutputSpec(
+            folder=engine["out_folder"],
+            prefix=engine["prefix"],
+            resume=engine["resume"],
+            overwrite=engine["overwrite"],
+            debug=engine["debug"],
+            **outputs,
+        ),
         plan=plan or Plan(),
         explicit_methods=explicit,
     )
@@ -136,8 +197,11 @@ def _interruptible(run):
         where = f"checkpoint saved in {exc.checkpoint_dir}" if exc.checkpoint_dir else "no checkpoint (compare)"
         arguments = " ".join(sys.argv[1:])
         command = f"ktrain {arguments}" + ("" if "--resume" in sys.argv else " --resume")
-        errors.print(f"interrupted at epoch {exc.epoch}, step {exc.step}; {where}. To continue: {command}",
-                     highlight=False, soft_wrap=True)
+        errors.print(
+            f"interrupted at epoch {exc.epoch}, step {exc.step}; {where}. To continue: {command}",
+            highlight=False,
+            soft_wrap=True,
+        )
         raise typer.Exit(130) from None
 
 
@@ -161,8 +225,11 @@ def train(
     dataset: Dataset,
     classes: Annotated[
         str | None,
-        typer.Option("--classes", help="Train a specialist: only the images of these classes (0-4, 0,2,5-7), "
-                     "relabelled in that order; use the model as --specialist FILE:CLASSES."),
+        typer.Option(
+            "--classes",
+            help="Train a specialist: only the images of these classes (0-4, 0,2,5-7), "
+            "relabelled in that order; use the model as --specialist FILE:CLASSES.",
+        ),
     ] = None,
     engine: dict = None,
     given: dict = None,
@@ -196,8 +263,18 @@ def distill(
     names = _split(method)
     if names is not None and len(names) != 1:
         raise KtrainError(f"distill runs one method, not {len(names)} ({', '.join(names)}): use compare for several")
-    run = _run(student, dataset, engine, teacher=teacher, names=names, switches=switches, given=given,
-               specialists=specialist, export=export, max_accuracy_drop=max_accuracy_drop)
+    run = _run(
+        student,
+        dataset,
+        engine,
+        teacher=teacher,
+        names=names,
+        switches=switches,
+        given=given,
+        specialists=specialist,
+        export=export,
+        max_accuracy_drop=max_accuracy_drop,
+    )
     _execute(run, engine["verbosity"])
 
 
@@ -226,20 +303,49 @@ def compare(
     student: Student,
     dataset: Dataset,
     method: Methods = None,
-    baseline: Annotated[bool, typer.Option("--baseline/--no-baseline", help="Also train the student from scratch.",
-                                           rich_help_panel=COMPARE_PANEL)] = True,
-    seeds: Annotated[int, typer.Option("--seeds", help="Repeat every method with this many seeds (seed, seed+1, ...); "
-                                       "mean ± std.", rich_help_panel=COMPARE_PANEL)] = 1,
-    save_students: Annotated[str, typer.Option("-s", "--save-students", help="all, best (on validation) or none.",
-                                               rich_help_panel=COMPARE_PANEL)] = "best",
-    omit_results: Annotated[bool, typer.Option("-or", "--omit-results", help="Write no results.json, results.pkl, "
-                                               "log or plots.", rich_help_panel=COMPARE_PANEL)] = False,
-    tensorboard: Annotated[bool, typer.Option("--tensorboard", help="Per-method TensorBoard scalars under the out "
-                                              "folder.", rich_help_panel=COMPARE_PANEL)] = False,
-    teacher_epochs: Annotated[int, typer.Option("--teacher-epochs", help="First train TEACHER with labels for this "
-                                                "many epochs (for a zoo: teacher; an ensemble's members each on "
-                                                "their classes), as the demo does.",
-                                                rich_help_panel=COMPARE_PANEL)] = 0,
+    baseline: Annotated[
+        bool,
+        typer.Option(
+            "--baseline/--no-baseline", help="Also train the student from scratch.", rich_help_panel=COMPARE_PANEL
+        ),
+    ] = True,
+    seeds: Annotated[
+        int,
+        typer.Option(
+            "--seeds",
+            help="Repeat every method with this many seeds (seed, seed+1, ...); mean ± std.",
+            rich_help_panel=COMPARE_PANEL,
+        ),
+    ] = 1,
+    save_students: Annotated[
+        str,
+        typer.Option("-s", "--save-students", help="all, best (on validation) or none.", rich_help_panel=COMPARE_PANEL),
+    ] = "best",
+    omit_results: Annotated[
+        bool,
+        typer.Option(
+            "-or",
+            "--omit-results",
+            help="Write no results.json, results.pkl, log or plots.",
+            rich_help_panel=COMPARE_PANEL,
+        ),
+    ] = False,
+    tensorboard: Annotated[
+        bool,
+        typer.Option(
+            "--tensorboard", help="Per-method TensorBoard scalars under the out folder.", rich_help_panel=COMPARE_PANEL
+        ),
+    ] = False,
+    teacher_epochs: Annotated[
+        int,
+        typer.Option(
+            "--teacher-epochs",
+            help="First train TEACHER with labels for this "
+            "many epochs (for a zoo: teacher; an ensemble's members each on "
+            "their classes), as the demo does.",
+            rich_help_panel=COMPARE_PANEL,
+        ),
+    ] = 0,
     neighbors: Neighbors = 5,
     specialist: Specialists = None,
     export: Export = None,
@@ -256,11 +362,23 @@ def compare(
     from ktrain.compare import run_compare
     from ktrain.specs import Plan
 
-    run = _run(student, dataset, engine, teacher=teacher, names=_split(method), switches=switches,
-               given=given, specialists=specialist, plan=Plan(seeds=seeds, baseline=baseline,
-                                                              teacher_epochs=teacher_epochs),
-               write_results=not omit_results, save_students=save_students.lower(), tensorboard=tensorboard,
-               neighbors=neighbors, export=export, max_accuracy_drop=max_accuracy_drop)
+    run = _run(
+        student,
+        dataset,
+        engine,
+        teacher=teacher,
+        names=_split(method),
+        switches=switches,
+        given=given,
+        specialists=specialist,
+        plan=Plan(seeds=seeds, baseline=baseline, teacher_epochs=teacher_epochs),
+        write_results=not omit_results,
+        save_students=save_students.lower(),
+        tensorboard=tensorboard,
+        neighbors=neighbors,
+        export=export,
+        max_accuracy_drop=max_accuracy_drop,
+    )
     results = _interruptible(lambda: run_compare(run, RichProgress(console, engine["verbosity"])))
     _show_comparison(results, engine["out_folder"], omit_results)
 
@@ -270,9 +388,12 @@ def _untrained_teacher_note(results: dict) -> None:
     teacher = next((entry for entry in results["results"] if entry["role"] == "teacher"), None)
     if teacher is None or not str(teacher.get("source", "")).startswith("zoo:") or teacher.get("epochs_run"):
         return
-    console.print(f"note: the teacher {teacher['source']} was untrained (freshly initialised): train it first with "
-                  f"'ktrain train {teacher['source']} DATASET', or add --teacher-epochs N to compare",
-                  style="yellow", highlight=False)
+    console.print(
+        f"note: the teacher {teacher['source']} was untrained (freshly initialised): train it first with "
+        f"'ktrain train {teacher['source']} DATASET', or add --teacher-epochs N to compare",
+        style="yellow",
+        highlight=False,
+    )
 
 
 def _print_results(results: dict) -> None:
@@ -297,12 +418,25 @@ def _show_comparison(results: dict, out_folder: str, omitted: bool) -> None:
 @app.command()
 @user_errors
 def demo(
-    out_folder: Annotated[str | None, typer.Option("-out", "--out-folder", help="Folder for the outputs (default out/demo, with -sl out/demo_selective).")] = None,
+    out_folder: Annotated[
+        str | None,
+        typer.Option(
+            "-out", "--out-folder", help="Folder for the outputs (default out/demo, with -sl out/demo_selective)."
+        ),
+    ] = None,
     epochs: Annotated[int, typer.Option("-e", "--epochs", help="Epochs for the teacher and for each student.")] = 60,
     seeds: Annotated[int, typer.Option("--seeds", help="Repeat every student with this many seeds.")] = 1,
     seed: Annotated[int, typer.Option("-seed", "--seed", help="Random seed.")] = 0,
     verbosity: Annotated[int, typer.Option("-v", "--verbosity", help="0: final table only; 1: progress bars.")] = 1,
-    selective: Annotated[bool, typer.Option("-sl", "--selective-learning", help="Train zoo:pyramid_ensemble (a generalist and two specialists) and compare ensemble KD with selective KD.")] = False,
+    selective: Annotated[
+        bool,
+        typer.Option(
+            "-sl",
+            "--selective-learning",
+            help="Train zoo:pyramid_ensemble (a generalist and two specialists) and compare ensemble KD with "
+            "selective KD.",
+        ),
+    ] = False,
 ):
     """The seed's job, offline on the built-in digits: train a teacher, then compare the seed's three methods and a
     scratch student."""
@@ -313,8 +447,14 @@ def demo(
     from ktrain.compare import run_demo
 
     results = _interruptible(
-        lambda: run_demo(out_folder, epochs=epochs, seed=seed, seeds=seeds, listener=RichProgress(console, verbosity),
-                         selective=selective)
+        lambda: run_demo(
+            out_folder,
+            epochs=epochs,
+            seed=seed,
+            seeds=seeds,
+            listener=RichProgress(console, verbosity),
+            selective=selective,
+        )
     )
     _show_comparison(results, out_folder, False)
 
@@ -352,10 +492,16 @@ def report(
 def evaluate(
     model: Annotated[str, typer.Argument(help="A .keras/.h5 model file or zoo:NAME.")],
     dataset: Annotated[str, typer.Argument(help="digits, a TFDS name or an .npz file.")],
-    neighbors: Annotated[int, typer.Option("-k", "--neighbors", help="Also report kNN accuracy with this k (0: no).")] = 0,
-    layer: Annotated[str | None, typer.Option("--layer", help="Feature layer for kNN (default: input of the classifier).")] = None,
+    neighbors: Annotated[
+        int, typer.Option("-k", "--neighbors", help="Also report kNN accuracy with this k (0: no).")
+    ] = 0,
+    layer: Annotated[
+        str | None, typer.Option("--layer", help="Feature layer for kNN (default: input of the classifier).")
+    ] = None,
     data_dir: Annotated[str | None, typer.Option("--data-dir", help="Local TFDS data directory.")] = None,
-    eval_batch_size: Annotated[int, typer.Option("-ebs", "--evaluation-batch-size", help="Evaluation batch size.")] = 128,
+    eval_batch_size: Annotated[
+        int, typer.Option("-ebs", "--evaluation-batch-size", help="Evaluation batch size.")
+    ] = 128,
 ):
     """Test accuracy, cross-entropy and (with -k) kNN accuracy of MODEL on DATASET's test split."""
     if neighbors < 0 or eval_batch_size <= 0:
@@ -363,8 +509,9 @@ def evaluate(
     _quiet_tensorflow_import()
     from ktrain.evaluate import evaluate_model
 
-    scores = evaluate_model(model, dataset, neighbors=neighbors, layer=layer, data_dir=data_dir,
-                            batch_size=eval_batch_size)
+    scores = evaluate_model(
+        model, dataset, neighbors=neighbors, layer=layer, data_dir=data_dir, batch_size=eval_batch_size
+    )
     for key, value in scores.items():
         console.print(f"{key:>22}: {value:.4f}" if isinstance(value, float) else f"{key:>22}: {value}", highlight=False)
 
@@ -375,10 +522,16 @@ def cache(
     teacher: Teacher,
     dataset: Annotated[str, typer.Argument(help="digits, a TFDS name or an .npz file.")],
     cache_dir: Annotated[str, typer.Option("--cache-dir", help="Folder for the cached soft targets.")] = "cache",
-    features: Annotated[bool, typer.Option("--features", help="Also cache the teacher's features (for pkt and pkt+kd).")] = False,
-    teacher_layer: Annotated[str | None, typer.Option("--teacher-layer", help="Feature layer (default: input of the classifier).")] = None,
+    features: Annotated[
+        bool, typer.Option("--features", help="Also cache the teacher's features (for pkt and pkt+kd).")
+    ] = False,
+    teacher_layer: Annotated[
+        str | None, typer.Option("--teacher-layer", help="Feature layer (default: input of the classifier).")
+    ] = None,
     val_split: Annotated[float, typer.Option("--val-split", help="As the training run will use.")] = 0.3,
-    seed: Annotated[int, typer.Option("-seed", "--seed", help="As the training run will use (it picks the validation split).")] = 0,
+    seed: Annotated[
+        int, typer.Option("-seed", "--seed", help="As the training run will use (it picks the validation split).")
+    ] = 0,
     data_dir: Annotated[str | None, typer.Option("--data-dir", help="Local TFDS data directory.")] = None,
     eval_batch_size: Annotated[int, typer.Option("-ebs", "--evaluation-batch-size", help="Teacher batch size.")] = 128,
     specialist: Specialists = None,
@@ -389,29 +542,57 @@ def cache(
     from ktrain.targets import build_cache
 
     models = ModelsSpec(teacher=teacher, specialists=tuple(specialist or ()))
-    summary = build_cache(models, dataset, cache_dir=cache_dir, features=features or bool(teacher_layer),
-                          teacher_layer=teacher_layer, data_dir=data_dir, val_split=val_split, seed=seed,
-                          batch_size=eval_batch_size)
-    console.print(f"soft targets in {summary['path']} ({summary['megabytes']:.1f} MiB): "
-                  + ", ".join(f"{name} {shape}" for name, shape in summary["arrays"].items()), highlight=False)
+    summary = build_cache(
+        models,
+        dataset,
+        cache_dir=cache_dir,
+        features=features or bool(teacher_layer),
+        teacher_layer=teacher_layer,
+        data_dir=data_dir,
+        val_split=val_split,
+        seed=seed,
+        batch_size=eval_batch_size,
+    )
+    console.print(
+        f"soft targets in {summary['path']} ({summary['megabytes']:.1f} MiB): "
+        + ", ".join(f"{name} {shape}" for name, shape in summary["arrays"].items()),
+        highlight=False,
+    )
 
 
 @app.command("export")
 @user_errors
 def export_command(
-    student: Annotated[str, typer.Argument(help="A trained student: .keras/.h5 file, or a run's -out folder (its best student).")],
+    student: Annotated[
+        str, typer.Argument(help="A trained student: .keras/.h5 file, or a run's -out folder (its best student).")
+    ],
     out: Annotated[str, typer.Argument(help="The .tflite file to write.")],
-    quantize: Annotated[str, typer.Option("--quantize", help="none (float32), float16, or int8 (full-integer; needs --dataset).")] = "none",
-    dataset: Annotated[str | None, typer.Option("--dataset", help="Dataset whose test split checks the export (and whose train split calibrates int8).")] = None,
+    quantize: Annotated[
+        str, typer.Option("--quantize", help="none (float32), float16, or int8 (full-integer; needs --dataset).")
+    ] = "none",
+    dataset: Annotated[
+        str | None,
+        typer.Option(
+            "--dataset", help="Dataset whose test split checks the export (and whose train split calibrates int8)."
+        ),
+    ] = None,
     data_dir: Annotated[str | None, typer.Option("--data-dir", help="Local TFDS data directory.")] = None,
-    max_accuracy_drop: Annotated[float, typer.Option("--max-accuracy-drop", help="Largest test-accuracy loss allowed; more exits with an error.")] = 0.01,
+    max_accuracy_drop: Annotated[
+        float, typer.Option("--max-accuracy-drop", help="Largest test-accuracy loss allowed; more exits with an error.")
+    ] = 0.01,
 ):
     """Export STUDENT to TFLite and check size, accuracy, agreement with Keras and latency."""
     _quiet_tensorflow_import()
     from ktrain.export import check, export
 
-    report = export(student, out, "float32" if quantize == "none" else quantize, dataset=dataset, data_dir=data_dir,
-                    max_accuracy_drop=max_accuracy_drop)
+    report = export(
+        student,
+        out,
+        "float32" if quantize == "none" else quantize,
+        dataset=dataset,
+        data_dir=data_dir,
+        max_accuracy_drop=max_accuracy_drop,
+    )
     console.print(export_table([report]))
     check(report)
 
@@ -423,8 +604,9 @@ def methods():
 
     for method in registered():
         aliases = f" (also {', '.join(method.aliases)})" if method.aliases else ""
-        options = ", ".join(f"{spec.flags[0]} {method.Options.defaults()[name]}"
-                            for name, spec in method.Options.specs().items())
+        options = ", ".join(
+            f"{spec.flags[0]} {method.Options.defaults()[name]}" for name, spec in method.Options.specs().items()
+        )
         console.print(f"{method.name}{aliases}: {method.display_name}; {options or 'no options'}", highlight=False)
 
 

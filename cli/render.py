@@ -104,8 +104,9 @@ def results_table(results: dict) -> Table:
         ]
         table.add_row(*cells)
         if "untrained_knn_accuracy" in row:
-            table.add_row("  untrained", "", "", _value(row, "untrained_knn_accuracy"), _value(row, "untrained_map"),
-                          "", "")
+            table.add_row(
+                "  untrained", "", "", _value(row, "untrained_knn_accuracy"), _value(row, "untrained_map"), "", ""
+            )
     return table
 
 
@@ -113,8 +114,11 @@ def failures(results: dict) -> list[str]:
     """One line per model whose training failed (a non-finite loss), for under the table."""
     from ktrain.report import summarize
 
-    return [f"{row['name']}: {row['failures']} run(s) failed: {row['failed']}" for row in summarize(results)
-            if "failed" in row]
+    return [
+        f"{row['name']}: {row['failures']} run(s) failed: {row['failed']}"
+        for row in summarize(results)
+        if "failed" in row
+    ]
 
 
 def export_table(reports: list[dict]) -> Table:
@@ -124,8 +128,12 @@ def export_table(reports: list[dict]) -> Table:
         table.add_column(column, justify="left" if column == "mode" else "right", no_wrap=True)
     for report in reports:
         if "tflite_accuracy" in report:
-            cells = [f"{report['keras_accuracy']:.4f}", f"{report['tflite_accuracy']:.4f}", f"{report['agreement']:.4f}",
-                     f"{report['median_latency_ms']:.3f} ms"]
+            cells = [
+                f"{report['keras_accuracy']:.4f}",
+                f"{report['tflite_accuracy']:.4f}",
+                f"{report['agreement']:.4f}",
+                f"{report['median_latency_ms']:.3f} ms",
+            ]
         else:
             cells = ["", "", "", ""]  # no --dataset: converted, not checked
         table.add_row(report["mode"], f"{report['bytes'] / 1024:.1f} KiB", *cells)
@@ -139,6 +147,8 @@ def member_lines(results: dict) -> list[str]:
     lines = []
     for entry in results["results"]:
         for member in entry.get("members") or []:
-            lines.append(f"  {entry['name']} member {member['name']} [{format_classes(member['classes'])}]: "
-                         f"acc {member['test']['accuracy']:.4f} on its {member['test_images']} test images")
+            lines.append(
+                f"  {entry['name']} member {member['name']} [{format_classes(member['classes'])}]: "
+                f"acc {member['test']['accuracy']:.4f} on its {member['test_images']} test images"
+            )
     return lines

@@ -35,10 +35,18 @@ class RunCheckpoint:
     def __init__(self, folder: Path, model, optimizer, base_lr: tf.Variable, method_state: list | None = None):
         self.folder = Path(folder)
         # Dropout's random state lives in Keras seed generators, which a model checkpoint leaves out.
-        seed_states = [generator.state.value for layer in model._flatten_layers()
-                       for generator in getattr(layer, "_seed_generators", [])]
-        self.checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, base_lr=base_lr,
-                                              seed_states=seed_states, method_state=list(method_state or []))
+        seed_states = [
+            generator.state.value
+            for layer in model._flatten_layers()
+            for generator in getattr(layer, "_seed_generators", [])
+        ]
+        self.checkpoint = tf.train.Checkpoint(
+            model=model,
+            optimizer=optimizer,
+            base_lr=base_lr,
+            seed_states=seed_states,
+            method_state=list(method_state or []),
+        )
         self.manager = tf.train.CheckpointManager(self.checkpoint, str(self.folder), max_to_keep=KEEP)
 
     def save(self, state: dict, best_weights: list[np.ndarray] | None) -> str:
@@ -49,8 +57,10 @@ class RunCheckpoint:
                     np.savez(temporary, *best_weights)
             write_json_atomic(Path(f"{path}.state.json"), state)  # last: it makes the checkpoint count
         except OSError as exc:
-            raise KtrainError(f"could not write a checkpoint in '{self.folder}' ({exc.strerror or exc}): "
-                              "free some space or choose another -out") from exc
+            raise KtrainError(
+                f"could not write a checkpoint in '{self.folder}' ({exc.strerror or exc}): "
+                "free some space or choose another -out"
+            ) from exc
         return path
 
     def restore(self) -> tuple[dict, list[np.ndarray] | None]:
@@ -72,4 +82,6 @@ class RunCheckpoint:
                 continue
             log.info("Resuming from %s (epoch %d done)", path, state["epoch"])
             return state, best
-        raise KtrainError(f"no readable checkpoint in '{self.folder}': run again without --resume (or with --overwrite)")
+        raise KtrainError(
+            f"no readable checkpoint in '{self.folder}': run again without --resume (or with --overwrite)"
+        )

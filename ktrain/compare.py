@@ -36,8 +36,8 @@ from ktrain.seeding import seed_everything
 from ktrain.specialists import split_spec
 from ktrain.specs import DataSpec, ModelsSpec, OutputSpec, Plan, Run
 from ktrain.strategy import jit_enabled
-from ktrain.targets import prepare as prepare_targets
 from ktrain.taps import NetworkView
+from ktrain.targets import prepare as prepare_targets
 
 log = logging.getLogger("ktrain")
 
@@ -52,8 +52,14 @@ def run_compare(run: Run, listener: Listener | None = None) -> dict:
         return Comparison(run, strategy, out, listener).run()
 
 
-def run_demo(out_folder: str = "out/demo", epochs: int = 60, seed: int = 0, listener: Listener | None = None,
-             seeds: int = 1, selective: bool = False) -> dict:
+def run_demo(
+    out_folder: str = "out/demo",
+    epochs: int = 60,
+    seed: int = 0,
+    listener: Listener | None = None,
+    seeds: int = 1,
+    selective: bool = False,
+) -> dict:
     """The seed's job on the built-in digits: train a zoo teacher, then compare KD, PKT, PKT+KD and a
     from-scratch student, with the table, results files and plots.
 
@@ -63,10 +69,15 @@ def run_demo(out_folder: str = "out/demo", epochs: int = 60, seed: int = 0, list
     teacher = "zoo:pyramid_ensemble" if selective else "zoo:digits_teacher"
     names, options = DEMOS["selective" if selective else "seed"]
     methods, _ = choose("compare", names, options=options)
-    run = Run(command="demo", models=ModelsSpec(student="zoo:digits_student", teacher=teacher),
-              data=DataSpec("digits"), methods=methods,
-              engine=TrainConfig(epochs=epochs, seed=seed, strategy="one"),
-              outputs=OutputSpec(folder=out_folder, overwrite=True), plan=Plan(seeds=seeds, teacher_epochs=epochs))
+    run = Run(
+        command="demo",
+        models=ModelsSpec(student="zoo:digits_student", teacher=teacher),
+        data=DataSpec("digits"),
+        methods=methods,
+        engine=TrainConfig(epochs=epochs, seed=seed, strategy="one"),
+        outputs=OutputSpec(folder=out_folder, overwrite=True),
+        plan=Plan(seeds=seeds, teacher_epochs=epochs),
+    )
     return run_compare(run, listener)
 
 
@@ -126,16 +137,18 @@ class Comparison:
         self.data = run.data.load(config.seed)
         self.teacher, specs, teacher_entry = self.prepare_teacher()
         # One set of cached targets serves every method and seed.
-        self.targets = prepare_targets(config.targets, run.data.augment, self.teacher, self.data,
-                                       config.eval_batch_size, config.cache_dir)
+        self.targets = prepare_targets(
+            config.targets, run.data.augment, self.teacher, self.data, config.eval_batch_size, config.cache_dir
+        )
         runs = list(specs) + ([baseline()] if run.plan.baseline else [])
         resume_log = ResumeLog(self.out.file("checkpoints"), run.outputs.resume, run.outputs.write_results)
         log.info("Starting KT method(s)...")
         for seed in range(config.seed, config.seed + run.plan.seeds):
             self.run_seed(seed, runs, resume_log)
         methods = [spec.build() for spec in specs]
-        results = results_record(run, config, self.data, self.strategy, self.entries + [teacher_entry], started,
-                                 methods)
+        results = results_record(
+            run, config, self.data, self.strategy, self.entries + [teacher_entry], started, methods
+        )
         return self.write_outputs(results)
 
     # -- the teacher ---------------------------------------------------------------------------
@@ -147,8 +160,9 @@ class Comparison:
             teacher_model = models.load_for(split_spec(run.models.teacher)[0], role="teacher", data=data)
         training = self.train_teacher(teacher_model) if run.plan.teacher_epochs else {}
         with self.strategy.scope():
-            teacher, specs = load_teacher(run.models, data, run.methods, explicit=run.explicit_methods,
-                                          model=teacher_model)
+            teacher, specs = load_teacher(
+                run.models, data, run.methods, explicit=run.explicit_methods, model=teacher_model
+            )
         entry = teacher_record(teacher, data, self.config, run.models.teacher, run.outputs.neighbors)
         entry.update(training)
         return teacher, specs, entry
@@ -161,21 +175,36 @@ class Comparison:
         config = replace(self.config, epochs=run.plan.teacher_epochs)
         if len(model.outputs) > 1:
             members = train_members(model, data, config, self.strategy, self.listener, run.models.teacher)
-            fields = {"member_training": members, "epochs_run": sum(m["epochs_run"] for m in members),
-                      "train_seconds": sum(m["train_seconds"] for m in members)}
+            fields = {
+                "member_training": members,
+                "epochs_run": sum(m["epochs_run"] for m in members),
+                "train_seconds": sum(m["train_seconds"] for m in members),
+            }
         else:
             # A specialist TEACHER (FILE:0-4) learns its own classes only.
             classes = split_spec(run.models.teacher)[1]
             own = data.restrict(parse_classes(classes, data.num_classes, run.models.teacher)) if classes else data
             view = NetworkView(model, name="teacher")
             if view.num_classes != own.num_classes:
-                raise KtrainError(f"teacher '{run.models.teacher}' outputs {view.num_classes} classes but is trained "
-                                  f"on {own.num_classes}: give a teacher with {own.num_classes} outputs")
-            trainer = Trainer(student=view, method=baseline().build(), config=config, strategy=self.strategy,
-                              listener=self.listener, title="Teacher")
+                raise KtrainError(
+                    f"teacher '{run.models.teacher}' outputs {view.num_classes} classes but is trained "
+                    f"on {own.num_classes}: give a teacher with {own.num_classes} outputs"
+                )
+            trainer = Trainer(
+                student=view,
+                method=baseline().build(),
+                config=config,
+                strategy=self.strategy,
+                listener=self.listener,
+                title="Teacher",
+            )
             fit = trainer.fit(own)
-            fields = {"history": fit.columns(), "epochs_run": len(fit.history), "best_epoch": fit.best_epoch,
-                      "train_seconds": fit.seconds}
+            fields = {
+                "history": fit.columns(),
+                "epochs_run": len(fit.history),
+                "best_epoch": fit.best_epoch,
+                "train_seconds": fit.seconds,
+            }
         if run.outputs.write_results:
             models.save_model_atomic(model, self.out.file("teacher.keras"))
         return fields
@@ -215,28 +244,51 @@ class Comparison:
             method.attach_teacher(teacher)
         view = student_view(model, data, run.models, method)
         if view.feature_key is not None and view.feature_key not in untrained:
-            untrained[view.feature_key] = representation_report(view, data, run.outputs.neighbors,
-                                                                config.eval_batch_size)
+            untrained[view.feature_key] = representation_report(
+                view, data, run.outputs.neighbors, config.eval_batch_size
+            )
         title = name if run.plan.seeds == 1 else f"{name} · seed {seed}"
         log.info("Performing %s...", title)
         targets = self.targets if method.uses_teacher else None
-        trainer = Trainer(student=view, teacher=teacher, method=method, config=replace(config, seed=seed),
-                          strategy=self.strategy, listener=Listeners(self.listener, self.tensorboard()), title=title,
-                          epoch_metrics=self.validation_knn(view) if view.feature_key else None, targets=targets,
-                          augment=run.data.augment)
+        trainer = Trainer(
+            student=view,
+            teacher=teacher,
+            method=method,
+            config=replace(config, seed=seed),
+            strategy=self.strategy,
+            listener=Listeners(self.listener, self.tensorboard()),
+            title=title,
+            epoch_metrics=self.validation_knn(view) if view.feature_key else None,
+            targets=targets,
+            augment=run.data.augment,
+        )
         checkpoints = self.out.file("checkpoints") / f"{method.name}_seed{seed}"
         try:
-            fit = trainer.fit(data, checkpoint_dir=str(checkpoints) if run.outputs.write_results else None,
-                              resume=run.outputs.resume and has_checkpoint(checkpoints))
+            fit = trainer.fit(
+                data,
+                checkpoint_dir=str(checkpoints) if run.outputs.write_results else None,
+                resume=run.outputs.resume and has_checkpoint(checkpoints),
+            )
         except NumericalFault as exc:
             log.warning("%s failed: %s", title, exc)  # the comparison goes on with the next method
-            return {"name": name, "role": "student", "method": method.name, "seed": seed, "params": view.params,
-                    "failed": str(exc)}
+            return {
+                "name": name,
+                "role": "student",
+                "method": method.name,
+                "seed": seed,
+                "params": view.params,
+                "failed": str(exc),
+            }
         entry = student_record(method, view, trainer, fit, data, run.models.student)
-        entry.update(name=name, seed=seed, uses_features=view.feature_key is not None,
-                     soft_targets=targets.source if targets is not None else "online")
-        add_representation(entry, view, untrained.get(view.feature_key), data, run.outputs.neighbors,
-                           config.eval_batch_size)
+        entry.update(
+            name=name,
+            seed=seed,
+            uses_features=view.feature_key is not None,
+            soft_targets=targets.source if targets is not None else "online",
+        )
+        add_representation(
+            entry, view, untrained.get(view.feature_key), data, run.outputs.neighbors, config.eval_batch_size
+        )
         entry["best_val_accuracy"] = max(fit.columns().get("val_accuracy", [0.0]))
         self.save_student(entry, model, method.trains_head)
         return entry
@@ -246,7 +298,9 @@ class Comparison:
         mode = self.run_spec.outputs.save_students
         if mode == "all":
             suffix = f"_seed{entry['seed']}" if self.run_spec.plan.seeds > 1 else ""
-            entry["saved_to"] = str(models.save_model_atomic(model, self.out.file(f"{entry['name']}{suffix}_model.keras")))
+            entry["saved_to"] = str(
+                models.save_model_atomic(model, self.out.file(f"{entry['name']}{suffix}_model.keras"))
+            )
             log.info("Student network has been saved as %s.", entry["saved_to"])
         elif mode == "best" and trains_head:
             self.best.offer(entry, model)

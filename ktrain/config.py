@@ -85,7 +85,7 @@ class TrainConfig:
     targets: str = "auto"
     cache_dir: str | None = None
 
-    def validate(self) -> "TrainConfig":
+    def validate(self) -> TrainConfig:
         _positive("epochs (-e)", self.epochs)
         _positive("batch size (-bs)", self.batch_size)
         _positive("evaluation batch size (-ebs)", self.eval_batch_size)

@@ -1,7 +1,7 @@
 """LR-on-plateau, early stopping and best-weights tracking as small state machines.
 
-The seed used Keras callbacks with ``mode='max'`` hard-coded for early stopping, even on losses
-(seed-behaviour.md §10 B6). Here the mode always follows the monitored quantity.
+The seed used Keras callbacks with ``mode='max'`` hard-coded for early stopping, even on losses.
+Here the mode always follows the monitored quantity.
 """
 
 from __future__ import annotations

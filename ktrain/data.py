@@ -55,7 +55,7 @@ class DataSplits:
     def sizes(self) -> dict[str, int]:
         return {"train": len(self.y_train), "val": len(self.y_val), "test": len(self.y_test)}
 
-    def restrict(self, classes: tuple[int, ...]) -> "DataSplits":
+    def restrict(self, classes: tuple[int, ...]) -> DataSplits:
         """The samples of ``classes`` only, relabelled 0..len(classes)-1 in the order given (how a
         specialist teacher is trained on its share of the classes)."""
         lookup = np.full(self.num_classes, -1, np.int32)
@@ -68,13 +68,12 @@ class DataSplits:
         x_train, y_train = keep(self.x_train, self.y_train)
         x_val, y_val = keep(self.x_val, self.y_val)
         x_test, y_test = keep(self.x_test, self.y_test)
-        return DataSplits(f"{self.name}[{format_classes(classes)}]", x_train, y_train, x_val, y_val, x_test, y_test,
-                          len(classes))
+        return DataSplits(
+            f"{self.name}[{format_classes(classes)}]", x_train, y_train, x_val, y_val, x_test, y_test, len(classes)
+        )
 
 
-def load_dataset(
-    name: str, *, data_dir: str | None = None, val_split: float = 0.3, seed: int = 0
-) -> DataSplits:
+def load_dataset(name: str, *, data_dir: str | None = None, val_split: float = 0.3, seed: int = 0) -> DataSplits:
     """Load ``name`` and carve a stratified, seeded validation split from its training split."""
     if not 0.0 < val_split < 1.0:
         raise KtrainError(f"--val-split is {val_split}: give a fraction between 0 and 1 (the seed used 0.3)")
@@ -180,9 +179,11 @@ def _read_npz(path, label: str):
                 )
             x_train, y_train, x_test, y_test = (archive[key] for key in NPZ_KEYS)
     except FileNotFoundError:
-        raise KtrainError(f"dataset file '{label}' not found: give digits, a TFDS name or an existing .npz path")
+        raise KtrainError(
+            f"dataset file '{label}' not found: give digits, a TFDS name or an existing .npz path"
+        ) from None
     except (OSError, ValueError) as exc:
-        raise KtrainError(f"could not read dataset file '{label}' ({first_line(exc)}): give a valid .npz file")
+        raise KtrainError(f"could not read dataset file '{label}' ({first_line(exc)}): give a valid .npz file") from exc
     x_train, x_test = (_images(x, label, key) for x, key in ((x_train, "x_train"), (x_test, "x_test")))
     y_train, y_test = (_labels(y, label, key) for y, key in ((y_train, "y_train"), (y_test, "y_test")))
     for x, y, split in ((x_train, y_train, "train"), (x_test, y_test, "test")):
@@ -216,7 +217,9 @@ def _labels(y: np.ndarray, label: str, key: str) -> np.ndarray:
     y = y.reshape(-1)
     if not np.issubdtype(y.dtype, np.integer):
         if not np.all(np.equal(np.mod(y, 1), 0)):
-            raise KtrainError(f"dataset file '{label}': {key} holds non-integer labels: give class indices or one-hot rows")
+            raise KtrainError(
+                f"dataset file '{label}': {key} holds non-integer labels: give class indices or one-hot rows"
+            )
     y = y.astype(np.int64)
     if y.size and y.min() < 0:
         raise KtrainError(f"dataset file '{label}': {key} holds the label {y.min()}: labels must be 0 or more")

@@ -12,8 +12,8 @@ import math
 import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 import tensorflow as tf
@@ -29,8 +29,8 @@ from ktrain.optim import build_optimizer
 from ktrain.precision import wrap_optimizer
 from ktrain.step import Steps
 from ktrain.strategy import jit_enabled
-from ktrain.targets import SoftTargets
 from ktrain.taps import NetworkView
+from ktrain.targets import SoftTargets
 
 log = logging.getLogger("ktrain")
 
@@ -64,9 +64,15 @@ class _Progress:
     best_weights: list[np.ndarray] | None = None
 
     def snapshot(self, epoch: int, in_progress: dict | None = None) -> dict:
-        return {"epoch": epoch, "history": self.result.history, "plateau": vars(self.plateau),
-                "early_stopping": vars(self.stopper), "best": vars(self.best),
-                "stopped_early": self.result.stopped_early, "in_progress": in_progress}
+        return {
+            "epoch": epoch,
+            "history": self.result.history,
+            "plateau": vars(self.plateau),
+            "early_stopping": vars(self.stopper),
+            "best": vars(self.best),
+            "stopped_early": self.result.stopped_early,
+            "in_progress": in_progress,
+        }
 
     def load(self, state: dict) -> None:
         self.result.history = state["history"]
@@ -149,11 +155,16 @@ class Trainer:
         needed = {tap.key for tap in self.method.teacher_taps().values()}
         missing = sorted(needed - set(targets.keys()))
         if missing:
-            raise KtrainError(f"the cached soft targets lack the teacher tap(s) {', '.join(missing)}: "
-                              "rebuild the cache for this method, or use --targets online")
+            raise KtrainError(
+                f"the cached soft targets lack the teacher tap(s) {', '.join(missing)}: "
+                "rebuild the cache for this method, or use --targets online"
+            )
         return {
-            split: {key: tf.Variable(array, trainable=False, name=f"cached_{split}_{key.replace(':', '_')}")
-                    for key, array in taps.items() if key in needed}
+            split: {
+                key: tf.Variable(array, trainable=False, name=f"cached_{split}_{key.replace(':', '_')}")
+                for key, array in taps.items()
+                if key in needed
+            }
             for split, taps in targets.arrays.items()
         }
 
@@ -172,8 +183,9 @@ class Trainer:
         checkpoint = None
         if checkpoint_dir is not None:
             with self.strategy.scope():
-                checkpoint = RunCheckpoint(checkpoint_dir, self.student.model, self.optimizer, self.base_lr,
-                                           self.method.trainable_variables)
+                checkpoint = RunCheckpoint(
+                    checkpoint_dir, self.student.model, self.optimizer, self.base_lr, self.method.trainable_variables
+                )
         first_epoch, in_progress = 1, None
         if resume:
             first_epoch, in_progress = self._resume(checkpoint, progress)
@@ -182,7 +194,9 @@ class Trainer:
         self.listener.on_train_begin(self.title, config.epochs, steps_per_epoch)
         with InterruptGuard() as interrupt:
             for epoch in range(first_epoch, config.epochs + 1):
-                start = in_progress if in_progress and in_progress["epoch"] == epoch else {"steps_done": 0, "totals": {}}
+                start = (
+                    in_progress if in_progress and in_progress["epoch"] == epoch else {"steps_done": 0, "totals": {}}
+                )
                 in_progress = None
                 logs = self._run_epoch(data, epoch, steps_per_epoch, chunk, start, interrupt, checkpoint, progress)
                 if self._end_epoch(epoch, logs, progress, checkpoint):
@@ -192,8 +206,12 @@ class Trainer:
         if progress.best_weights is not None and result.history and progress.best.epoch != result.history[-1]["epoch"]:
             self.student.model.set_weights(progress.best_weights)
             result.restored_best = True
-            log.info("restored the weights of epoch %d (best %s %.4g)", progress.best.epoch, self.method.monitor,
-                     progress.best.best)
+            log.info(
+                "restored the weights of epoch %d (best %s %.4g)",
+                progress.best.epoch,
+                self.method.monitor,
+                progress.best.best,
+            )
         result.seconds = time.perf_counter() - started
         self.listener.on_train_end()
         return result
@@ -250,22 +268,33 @@ class Trainer:
         new_lr = progress.plateau.step(value, float(self.base_lr.numpy()))
         if new_lr is not None:
             self.base_lr.assign(new_lr)
-            log.info("epoch %d: %s did not improve for %d epochs, learning rate -> %.3g", epoch, monitor,
-                     schedule.lr_patience, new_lr)
+            log.info(
+                "epoch %d: %s did not improve for %d epochs, learning rate -> %.3g",
+                epoch,
+                monitor,
+                schedule.lr_patience,
+                new_lr,
+            )
         progress.result.stopped_early = progress.stopper.step(value)
         if checkpoint is not None:
             checkpoint.save(progress.snapshot(epoch), progress.best_weights)
         if progress.result.stopped_early:
-            log.info("epoch %d: early stopping, %s has not improved for %d epochs", epoch, monitor,
-                     schedule.early_stopping_patience)
+            log.info(
+                "epoch %d: early stopping, %s has not improved for %d epochs",
+                epoch,
+                monitor,
+                schedule.early_stopping_patience,
+            )
         return progress.result.stopped_early
 
-    def _train_epoch(self, data: DataSplits, epoch: int, steps_per_epoch: int, chunk: int, start: dict,
-                     interrupt: "InterruptGuard") -> tuple[dict[str, float], int]:
+    def _train_epoch(
+        self, data: DataSplits, epoch: int, steps_per_epoch: int, chunk: int, start: dict, interrupt: InterruptGuard
+    ) -> tuple[dict[str, float], int]:
         """Steps of one epoch from ``start["steps_done"]``; returns the summed statistics and the
         steps done (fewer than an epoch only after Ctrl-C)."""
-        dataset = train_pipeline(data.x_train, data.y_train, self.config.batch_size, self.config.seed, epoch,
-                                 self.augment)
+        dataset = train_pipeline(
+            data.x_train, data.y_train, self.config.batch_size, self.config.seed, epoch, self.augment
+        )
         done = start["steps_done"]
         totals: dict[str, float] = dict(start["totals"])
         if done:
@@ -347,9 +376,7 @@ def _train_logs(totals: dict[str, float], steps: int) -> dict[str, float]:
     """Per-step means of the loss parts; accuracy and cross-entropy over all samples seen."""
     count = totals["count"]
     logs = {
-        name: value / steps
-        for name, value in totals.items()
-        if name not in ("count", "correct", "crossentropy_sum")
+        name: value / steps for name, value in totals.items() if name not in ("count", "correct", "crossentropy_sum")
     }
     logs["accuracy"] = totals["correct"] / count
     logs["crossentropy"] = totals["crossentropy_sum"] / count

@@ -57,8 +57,13 @@ def _chunks(count: int, size: int):
 
 
 def knn_accuracy(
-    database: np.ndarray, database_labels: np.ndarray, queries: np.ndarray, query_labels: np.ndarray,
-    k: int = 5, metric: str = "cosine", chunk: int = 512,
+    database: np.ndarray,
+    database_labels: np.ndarray,
+    queries: np.ndarray,
+    query_labels: np.ndarray,
+    k: int = 5,
+    metric: str = "cosine",
+    chunk: int = 512,
 ) -> float:
     """Share of queries whose k nearest database items vote for their label.
 
@@ -88,8 +93,13 @@ def knn_accuracy(
 
 
 def retrieval_metrics(
-    database: np.ndarray, database_labels: np.ndarray, queries: np.ndarray, query_labels: np.ndarray,
-    metric: str = "cosine", precision_at: tuple[int, ...] = (10, 50, 100), chunk: int = 256,
+    database: np.ndarray,
+    database_labels: np.ndarray,
+    queries: np.ndarray,
+    query_labels: np.ndarray,
+    metric: str = "cosine",
+    precision_at: tuple[int, ...] = (10, 50, 100),
+    chunk: int = 256,
 ) -> dict[str, float]:
     """Mean average precision and precision@k of ranking the database for each query.
 
@@ -131,8 +141,15 @@ def representation_report(view: NetworkView, data, k: int = 5, batch_size: int =
     return report
 
 
-def evaluate_model(spec: str, dataset: str, *, neighbors: int = 0, layer: str | None = None,
-                   data_dir: str | None = None, batch_size: int = 128) -> dict:
+def evaluate_model(
+    spec: str,
+    dataset: str,
+    *,
+    neighbors: int = 0,
+    layer: str | None = None,
+    data_dir: str | None = None,
+    batch_size: int = 128,
+) -> dict:
     """``ktrain evaluate``: test accuracy and cross-entropy, and kNN accuracy of the features with ``neighbors``."""
     from ktrain import models
     from ktrain.data import load_dataset
@@ -148,10 +165,15 @@ def evaluate_model(spec: str, dataset: str, *, neighbors: int = 0, layer: str | 
     taps = [Tap.features(layer)] if neighbors > 0 or layer else []
     view = NetworkView(model, data.x_val, name=f"model '{spec}'", taps=taps)
     if view.num_classes != data.num_classes:
-        raise KtrainError(f"model '{spec}' outputs {view.num_classes} classes but dataset '{data.name}' has "
-                          f"{data.num_classes}: give a model with {data.num_classes} outputs")
-    scores = {"test images": len(data.y_test), "params": view.params,
-              **{f"test {k}": v for k, v in evaluate_classifier(view, data.x_test, data.y_test, batch_size).items()}}
+        raise KtrainError(
+            f"model '{spec}' outputs {view.num_classes} classes but dataset '{data.name}' has "
+            f"{data.num_classes}: give a model with {data.num_classes} outputs"
+        )
+    scores = {
+        "test images": len(data.y_test),
+        "params": view.params,
+        **{f"test {k}": v for k, v in evaluate_classifier(view, data.x_test, data.y_test, batch_size).items()},
+    }
     if neighbors:
         report = representation_report(view, data, neighbors, batch_size)
         scores.update({f"test kNN accuracy (k={neighbors})": report["knn_accuracy_cosine"], "test mAP": report["map"]})
@@ -166,12 +188,19 @@ def _evaluate_ensemble(model, spec: str, data, neighbors: int, batch_size: int) 
     from ktrain.specialists import ensemble_from_model
 
     if neighbors:
-        raise KtrainError(f"model '{spec}' is an ensemble of {len(model.outputs)} outputs, which has no single "
-                          "feature layer: drop -k, or evaluate one member saved as its own model")
+        raise KtrainError(
+            f"model '{spec}' is an ensemble of {len(model.outputs)} outputs, which has no single "
+            "feature layer: drop -k, or evaluate one member saved as its own model"
+        )
     ensemble = ensemble_from_model(model, data, spec)
-    scores = {"test images": len(data.y_test), "params": ensemble.params,
-              **{f"test {k}": v for k, v in evaluate_classifier(ensemble.averaged, data.x_test, data.y_test,
-                                                                 batch_size).items()}}
+    scores = {
+        "test images": len(data.y_test),
+        "params": ensemble.params,
+        **{
+            f"test {k}": v
+            for k, v in evaluate_classifier(ensemble.averaged, data.x_test, data.y_test, batch_size).items()
+        },
+    }
     for member in member_scores(ensemble, data, batch_size):
         scores[f"{member['name']} [{format_classes(member['classes'])}]"] = member["test"]["accuracy"]
     return scores

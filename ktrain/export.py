@@ -23,8 +23,8 @@ import tensorflow as tf
 from ktrain import models
 from ktrain.data import DataSplits, load_dataset
 from ktrain.errors import KtrainError, first_line
-from ktrain.precision import float32_copy
 from ktrain.io import atomic_write
+from ktrain.precision import float32_copy
 
 MODES = ("float32", "float16", "int8")
 RUN_FILES = ("best_model.keras", "student.keras", "model.keras")
@@ -40,7 +40,9 @@ def resolve_model(spec: str) -> str:
             candidates = sorted(path.glob(f"*{name}"))
             if candidates:
                 return str(candidates[0])
-        raise KtrainError(f"run folder '{spec}' holds no {', '.join(RUN_FILES)}: give a model file or a run's -out folder")
+        raise KtrainError(
+            f"run folder '{spec}' holds no {', '.join(RUN_FILES)}: give a model file or a run's -out folder"
+        )
     return spec
 
 
@@ -122,8 +124,15 @@ class LiteModel:
         return (y.astype(np.float32) - zero_point) * scale if self.output["dtype"] != np.float32 else y
 
 
-def export(spec: str, out_path: str, mode: str = "float32", dataset: str | None = None,
-           data_dir: str | None = None, max_accuracy_drop: float = 0.01, data: DataSplits | None = None) -> dict:
+def export(
+    spec: str,
+    out_path: str,
+    mode: str = "float32",
+    dataset: str | None = None,
+    data_dir: str | None = None,
+    max_accuracy_drop: float = 0.01,
+    data: DataSplits | None = None,
+) -> dict:
     """Convert, write atomically, and (with a dataset) check accuracy, agreement and latency."""
     if mode not in MODES:
         raise KtrainError(f"--quantize is '{mode}': use float32, float16 or int8")
@@ -159,14 +168,17 @@ def export(spec: str, out_path: str, mode: str = "float32", dataset: str | None 
         latencies.append(time.perf_counter() - started)
         lite_predictions.append(int(np.argmax(scores)))
     lite_predictions = np.array(lite_predictions)
-    report.update({
-        "test_images": len(images),
-        "keras_accuracy": float(np.mean(keras_predictions == data.y_test)),
-        "tflite_accuracy": float(np.mean(lite_predictions == data.y_test)),
-        "agreement": float(np.mean(lite_predictions == keras_predictions)),
-        "median_latency_ms": 1000 * statistics.median(latencies[:LATENCY_SAMPLES] if len(latencies) > 10 else latencies),
-        "max_accuracy_drop": max_accuracy_drop,
-    })
+    report.update(
+        {
+            "test_images": len(images),
+            "keras_accuracy": float(np.mean(keras_predictions == data.y_test)),
+            "tflite_accuracy": float(np.mean(lite_predictions == data.y_test)),
+            "agreement": float(np.mean(lite_predictions == keras_predictions)),
+            "median_latency_ms": 1000
+            * statistics.median(latencies[:LATENCY_SAMPLES] if len(latencies) > 10 else latencies),
+            "max_accuracy_drop": max_accuracy_drop,
+        }
+    )
     report["accuracy_drop"] = report["keras_accuracy"] - report["tflite_accuracy"]
     report["passed"] = report["accuracy_drop"] <= max_accuracy_drop
     return report

@@ -54,7 +54,6 @@ def write_pickle_atomic(path: Path, payload) -> Path:
     return Path(path)
 
 
-
 def _plain(value):
     if hasattr(value, "item"):
         return value.item()

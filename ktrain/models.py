@@ -13,8 +13,8 @@ import keras
 
 from ktrain import zoo
 from ktrain.errors import KtrainError, first_line
-from ktrain.precision import float32_copy
 from ktrain.io import atomic_write
+from ktrain.precision import float32_copy
 
 MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
 
@@ -77,4 +77,3 @@ def save_model_atomic(model: keras.Model, path: Path) -> Path:
 
 def _shape(shape) -> str:
     return "×".join("?" if d is None else str(d) for d in shape)
-

@@ -72,15 +72,20 @@ def comparison_plots(results: dict, folder: Path, prefix: str = "") -> list[Path
             else:
                 curve = None
             if curve is None:
-                axes.plot([], [], linestyle=LINESTYLES[index % len(LINESTYLES)],
-                          label=f"{name}: not shown (its class head is not trained)")
+                axes.plot(
+                    [],
+                    [],
+                    linestyle=LINESTYLES[index % len(LINESTYLES)],
+                    label=f"{name}: not shown (its class head is not trained)",
+                )
                 continue
             epochs = np.arange(1, len(curve) + 1)
             longest = max(longest, len(curve))
             axes.plot(epochs, curve, linestyle=LINESTYLES[index % len(LINESTYLES)], label=label)
         if teacher is not None and f"val_{metric}" in teacher.get("validation", {}):
-            axes.axhline(teacher["validation"][f"val_{metric}"], color="black", linewidth=1.5,
-                         label="Teacher (validation)")
+            axes.axhline(
+                teacher["validation"][f"val_{metric}"], color="black", linewidth=1.5, label="Teacher (validation)"
+            )
         axes.set_title("KT Methods Comparison", fontsize="x-large")
         axes.set_xlabel("epoch", fontsize="large")
         axes.set_ylabel(f"validation {metric}", fontsize="large")
@@ -92,8 +97,12 @@ def comparison_plots(results: dict, folder: Path, prefix: str = "") -> list[Path
         figure, grid = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3.6), squeeze=False)
         for axes, key in zip(grid[0], keys):
             for seed_index, history in enumerate(histories):
-                axes.plot(np.arange(1, len(history[key]) + 1), history[key], alpha=0.8,
-                          label=f"seed {entries[seed_index].get('seed', seed_index)}")
+                axes.plot(
+                    np.arange(1, len(history[key]) + 1),
+                    history[key],
+                    alpha=0.8,
+                    label=f"seed {entries[seed_index].get('seed', seed_index)}",
+                )
             axes.set_title(key)
             axes.set_xlabel("epoch")
         grid[0][0].legend(loc="best")

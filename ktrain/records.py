@@ -26,8 +26,12 @@ def teacher_record(teacher, data: DataSplits, config: TrainConfig, spec: str, ne
     ensemble = isinstance(teacher, SpecialistEnsemble)
     scorer = teacher.averaged if ensemble else teacher
     validation = evaluate_classifier(scorer, data.x_val, data.y_val, config.eval_batch_size)
-    log.info("Teacher validation accuracy %.4f (%s: %s)", validation["accuracy"],
-             "averaged ensemble" if ensemble else "logits", teacher.source)
+    log.info(
+        "Teacher validation accuracy %.4f (%s: %s)",
+        validation["accuracy"],
+        "averaged ensemble" if ensemble else "logits",
+        teacher.source,
+    )
     record = {
         "name": "Teacher",
         "role": "teacher",
@@ -51,16 +55,28 @@ def member_scores(ensemble: SpecialistEnsemble, data: DataSplits, batch_size: in
     for member in ensemble.members:
         subset = data.restrict(member.classes)
         test = evaluate_classifier(member.view, subset.x_test, subset.y_test, batch_size)
-        log.info("Teacher member %s [%s]: test accuracy %.4f on %d images of its classes", member.name,
-                 format_classes(member.classes), test["accuracy"], len(subset.y_test))
-        scores.append({"name": member.name, "classes": list(member.classes),
-                       "generalist": is_generalist(member.classes, data.num_classes), "test": test,
-                       "test_images": len(subset.y_test)})
+        log.info(
+            "Teacher member %s [%s]: test accuracy %.4f on %d images of its classes",
+            member.name,
+            format_classes(member.classes),
+            test["accuracy"],
+            len(subset.y_test),
+        )
+        scores.append(
+            {
+                "name": member.name,
+                "classes": list(member.classes),
+                "generalist": is_generalist(member.classes, data.num_classes),
+                "test": test,
+                "test_images": len(subset.y_test),
+            }
+        )
     return scores
 
 
-def student_record(method: Method, view: NetworkView, trainer: Trainer, fit: FitResult, data: DataSplits,
-                   spec: str) -> dict:
+def student_record(
+    method: Method, view: NetworkView, trainer: Trainer, fit: FitResult, data: DataSplits, spec: str
+) -> dict:
     return {
         "name": method.display_name,
         "role": "student",
@@ -80,8 +96,9 @@ def student_record(method: Method, view: NetworkView, trainer: Trainer, fit: Fit
     }
 
 
-def add_representation(entry: dict, view: NetworkView, untrained: dict | None, data: DataSplits, neighbors: int,
-                       batch_size: int) -> None:
+def add_representation(
+    entry: dict, view: NetworkView, untrained: dict | None, data: DataSplits, neighbors: int, batch_size: int
+) -> None:
     """kNN and mAP of a student's features, trained and untrained, when it taps any."""
     if view.feature_key is None:
         return
@@ -90,8 +107,9 @@ def add_representation(entry: dict, view: NetworkView, untrained: dict | None, d
     entry["untrained_representation"] = untrained
 
 
-def results_record(run, config: TrainConfig, data: DataSplits, strategy, entries: list[dict], started: float,
-                   methods: list[Method]) -> dict:
+def results_record(
+    run, config: TrainConfig, data: DataSplits, strategy, entries: list[dict], started: float, methods: list[Method]
+) -> dict:
     """What results.json holds: the run's settings, data, machine, every entry and the size ratio."""
     teacher = next((entry for entry in entries if entry["role"] == "teacher"), None)
     student = next((entry for entry in entries if entry["role"] == "student"), None)
@@ -108,8 +126,13 @@ def results_record(run, config: TrainConfig, data: DataSplits, strategy, entries
         "config": config.to_dict(),
         "method": described[0] if len(described) == 1 else None,
         "methods": described,
-        "dataset": {"name": data.name, "sizes": data.sizes(), "num_classes": data.num_classes,
-                    "image_shape": list(data.image_shape), "fingerprint": data.fingerprint()},
+        "dataset": {
+            "name": data.name,
+            "sizes": data.sizes(),
+            "num_classes": data.num_classes,
+            "image_shape": list(data.image_shape),
+            "fingerprint": data.fingerprint(),
+        },
         "strategy": describe(strategy),
         "jit": jit_enabled(config.jit, strategy),
         **environment(),

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import pickle
 import platform
 import shutil
 import statistics
 import sys
 import tempfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from ktrain.errors import KtrainError
@@ -91,13 +89,19 @@ def seed_pickle(results: dict) -> list[dict]:
             continue
         name = entry["name"] + (f" (seed {entry['seed']})" if several_seeds and entry["role"] == "student" else "")
         test = entry["test"]
-        records.append({
-            "method": name,
-            "history": {key: [float(v) for v in values] for key, values in entry["history"].items()}
-            if entry.get("history") else None,
-            "evaluation": [float(test.get("loss", test["crossentropy"])), float(test["accuracy"]),
-                           float(test["crossentropy"])],
-        })
+        records.append(
+            {
+                "method": name,
+                "history": {key: [float(v) for v in values] for key, values in entry["history"].items()}
+                if entry.get("history")
+                else None,
+                "evaluation": [
+                    float(test.get("loss", test["crossentropy"])),
+                    float(test["accuracy"]),
+                    float(test["crossentropy"]),
+                ],
+            }
+        )
     return records
 
 
@@ -114,8 +118,13 @@ def summarize(results: dict) -> list[dict]:
     rows = []
     for name, group in groups.items():
         entries = [entry for entry in group if "failed" not in entry]
-        row = {"name": name, "role": group[0]["role"], "method": group[0].get("method"), "runs": len(entries),
-               "params": group[0]["params"]}
+        row = {
+            "name": name,
+            "role": group[0]["role"],
+            "method": group[0].get("method"),
+            "runs": len(entries),
+            "params": group[0]["params"],
+        }
         failures = [entry["failed"] for entry in group if "failed" in entry]
         if failures:
             row["failed"] = failures[0]
@@ -126,9 +135,14 @@ def summarize(results: dict) -> list[dict]:
             "objective": [e["test"].get("loss", e["test"]["crossentropy"]) for e in entries],
             "knn_accuracy": [e["representation"]["knn_accuracy_cosine"] for e in entries if e.get("representation")],
             "map": [e["representation"]["map"] for e in entries if e.get("representation")],
-            "untrained_knn_accuracy": [e["untrained_representation"]["knn_accuracy_cosine"] for e in entries
-                                       if e.get("untrained_representation")],
-            "untrained_map": [e["untrained_representation"]["map"] for e in entries if e.get("untrained_representation")],
+            "untrained_knn_accuracy": [
+                e["untrained_representation"]["knn_accuracy_cosine"]
+                for e in entries
+                if e.get("untrained_representation")
+            ],
+            "untrained_map": [
+                e["untrained_representation"]["map"] for e in entries if e.get("untrained_representation")
+            ],
             "epochs": [e["epochs_run"] for e in entries if "epochs_run" in e],
             "seconds": [e["train_seconds"] for e in entries if "train_seconds" in e],
         }
@@ -149,8 +163,12 @@ def final_results_block(results: dict) -> str:
     lines = ["Final results: "]
     if teacher and student:
         ratio = teacher["params"] / student["params"]
-        lines += ["Parameters:", f"    Teacher params: {teacher['params']}", f"    Student params: {student['params']}",
-                  f"    Ratio: T/S={ratio:.4} S/T={1 / ratio:.4}"]
+        lines += [
+            "Parameters:",
+            f"    Teacher params: {teacher['params']}",
+            f"    Student params: {student['params']}",
+            f"    Ratio: T/S={ratio:.4} S/T={1 / ratio:.4}",
+        ]
     for row in [r for r in rows if r["role"] != "teacher"] + ([teacher] if teacher else []):
         lines.append(f"{row['name']}: ")
         if row["runs"] == 0:
@@ -176,7 +194,7 @@ def environment() -> dict:
     import ktrain
 
     return {
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "versions": {
             "ktrain": ktrain.__version__,
             "python": sys.version.split()[0],

@@ -87,14 +87,24 @@ def _run_single(run: Run, strategy, out: OutFolder, listener: Listener | None) -
     if teacher is not None:
         targets = prepare_targets(config.targets, run.data.augment, teacher, data, batch_size, config.cache_dir)
     log.info("Performing %s...", method.display_name)
-    trainer = Trainer(student=student, teacher=teacher, method=method, config=config, strategy=strategy,
-                      listener=listener, targets=targets, augment=run.data.augment)
+    trainer = Trainer(
+        student=student,
+        teacher=teacher,
+        method=method,
+        config=config,
+        strategy=strategy,
+        listener=listener,
+        targets=targets,
+        augment=run.data.augment,
+    )
     fit = trainer.fit(data, checkpoint_dir=str(out.file("checkpoints")), resume=run.outputs.resume)
     log.info("Evaluating results...")
     entry = student_record(method, student, trainer, fit, data, run.models.student)
     entry["soft_targets"] = targets.source if targets is not None else "online"
     add_representation(entry, student, untrained, data, neighbors, batch_size)
-    saved = models.save_model_atomic(student.model, out.file("model.keras" if run.command == "train" else "student.keras"))
+    saved = models.save_model_atomic(
+        student.model, out.file("model.keras" if run.command == "train" else "student.keras")
+    )
     entry["saved_to"] = str(saved)
     log.info("Student network has been saved as %s.", saved)
     entries = [entry] + ([teacher_entry] if teacher_entry else [])
@@ -127,17 +137,31 @@ def export_student(outputs: OutputSpec, saved, out: OutFolder, data: DataSplits)
     from ktrain.export import export
 
     log.info("Exporting the student to TFLite (%s)...", outputs.export)
-    return export(str(saved), str(out.file(f"student_{outputs.export}.tflite")), outputs.export,
-                  max_accuracy_drop=outputs.max_accuracy_drop, data=data)
+    return export(
+        str(saved),
+        str(out.file(f"student_{outputs.export}.tflite")),
+        outputs.export,
+        max_accuracy_drop=outputs.max_accuracy_drop,
+        data=data,
+    )
 
 
-def _train_ensemble(run: Run, strategy, out: OutFolder, listener: Listener | None, data: DataSplits,
-                    model: keras.Model, started: float) -> dict:
+def _train_ensemble(
+    run: Run, strategy, out: OutFolder, listener: Listener | None, data: DataSplits, model: keras.Model, started: float
+) -> dict:
     """``ktrain train`` of a multi-output ensemble (zoo:pyramid_ensemble): every member is trained on its
     own classes, then the averaged ensemble is scored; the multi-output model is saved."""
     log.info("Training the %d members of ensemble '%s'...", len(model.outputs), run.models.student)
-    members = train_members(model, data, run.engine, strategy, listener, run.models.student,
-                            str(out.file("checkpoints")), run.outputs.resume)
+    members = train_members(
+        model,
+        data,
+        run.engine,
+        strategy,
+        listener,
+        run.models.student,
+        str(out.file("checkpoints")),
+        run.outputs.resume,
+    )
     ensemble = ensemble_from_model(model, data, run.models.student)
     test = evaluate_classifier(ensemble.averaged, data.x_test, data.y_test, run.engine.eval_batch_size)
     log.info("Averaged ensemble: test accuracy %.4f", test["accuracy"])
@@ -162,8 +186,16 @@ def _train_ensemble(run: Run, strategy, out: OutFolder, listener: Listener | Non
     return results
 
 
-def train_members(model: keras.Model, data: DataSplits, config: TrainConfig, strategy, listener: Listener | None,
-                  spec: str, checkpoint_dir: str | None = None, resume: bool = False) -> list[dict]:
+def train_members(
+    model: keras.Model,
+    data: DataSplits,
+    config: TrainConfig,
+    strategy,
+    listener: Listener | None,
+    spec: str,
+    checkpoint_dir: str | None = None,
+    resume: bool = False,
+) -> list[dict]:
     """Train each output of an ensemble with labels, a specialist on the samples of its classes only."""
     records = []
     model.trainable = True
@@ -172,14 +204,36 @@ def train_members(model: keras.Model, data: DataSplits, config: TrainConfig, str
         subset = data if general else data.restrict(member.classes)
         title = f"{member.name} [{format_classes(member.classes)}]"
         log.info("Training member %s on %d images...", title, len(subset.y_train))
-        trainer = Trainer(student=member.view, method=baseline().build(), config=config, strategy=strategy,
-                          listener=listener, title=title)
+        trainer = Trainer(
+            student=member.view,
+            method=baseline().build(),
+            config=config,
+            strategy=strategy,
+            listener=listener,
+            title=title,
+        )
         folder = None if checkpoint_dir is None else f"{checkpoint_dir}/member{index}"
-        fit = trainer.fit(subset, checkpoint_dir=folder, resume=resume and folder is not None and has_checkpoint(folder))
+        fit = trainer.fit(
+            subset, checkpoint_dir=folder, resume=resume and folder is not None and has_checkpoint(folder)
+        )
         test = trainer.evaluate(subset.x_test, subset.y_test)
-        log.info("Member %s: test accuracy %.4f on the %d test images of its classes", title, test["accuracy"],
-                 len(subset.y_test))
-        records.append({"name": member.name, "classes": list(member.classes), "generalist": general,
-                        "test": test, "test_images": len(subset.y_test), "history": fit.columns(),
-                        "epochs_run": len(fit.history), "best_epoch": fit.best_epoch, "train_seconds": fit.seconds})
+        log.info(
+            "Member %s: test accuracy %.4f on the %d test images of its classes",
+            title,
+            test["accuracy"],
+            len(subset.y_test),
+        )
+        records.append(
+            {
+                "name": member.name,
+                "classes": list(member.classes),
+                "generalist": general,
+                "test": test,
+                "test_images": len(subset.y_test),
+                "history": fit.columns(),
+                "epochs_run": len(fit.history),
+                "best_epoch": fit.best_epoch,
+                "train_seconds": fit.seconds,
+            }
+        )
     return records

@@ -65,7 +65,7 @@ def member_columns(member_logits: tf.Tensor, layout: tuple[tuple[int, ...], ...]
     member_logits = tf.cast(member_logits, tf.float32)
     columns, start = [], 0
     for classes in layout:
-        columns.append(member_logits[:, start:start + len(classes)])
+        columns.append(member_logits[:, start : start + len(classes)])
         start += len(classes)
     return columns
 
@@ -222,17 +222,19 @@ def load_ensemble(specs: list[str], data: DataSplits, first: keras.Model | None 
         loaded.append(model)
         if len(model.outputs) > 1:
             if text is not None:
-                raise KtrainError(f"'{spec}' has {len(model.outputs)} outputs, whose classes follow from their order: "
-                                  f"drop ':{text}'")
+                raise KtrainError(
+                    f"'{spec}' has {len(model.outputs)} outputs, whose classes follow from their order: drop ':{text}'"
+                )
             members += members_of(model, data.num_classes, path, data.x_val)
             continue
         classes = parse_classes(text, data.num_classes, spec) if text else tuple(range(data.num_classes))
         view = NetworkView(model, data.x_val, name=f"teacher '{path}'")
         if view.num_classes != len(classes):
-            raise KtrainError(f"'{spec}' outputs {view.num_classes} classes but is given {len(classes)} "
-                              f"({text or 'all'}): give as many classes as the model outputs")
+            raise KtrainError(
+                f"'{spec}' outputs {view.num_classes} classes but is given {len(classes)} "
+                f"({text or 'all'}): give as many classes as the model outputs"
+            )
         members.append(Member(path, classes, view))
     ensemble = SpecialistEnsemble(members, data.num_classes, loaded[0] if len(loaded) == 1 else ModelGroup(loaded))
     ensemble.model.trainable = False
     return ensemble
-

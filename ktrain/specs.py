@@ -88,8 +88,9 @@ class DataSpec:
         data = load_dataset(self.dataset, data_dir=self.data_dir, val_split=self.val_split, seed=seed)
         if self.classes:
             data = data.restrict(parse_classes(self.classes, data.num_classes, f"--classes {self.classes}"))
-            logging.getLogger("ktrain").info("Training on classes %s only (%d training images)", self.classes,
-                                             len(data.y_train))
+            logging.getLogger("ktrain").info(
+                "Training on classes %s only (%d training images)", self.classes, len(data.y_train)
+            )
         return data
 
 
@@ -163,5 +164,10 @@ class Run:
         """The settings results.json records (the engine's config is recorded beside it)."""
         from dataclasses import asdict
 
-        return {"command": self.command, "models": asdict(self.models), "data": asdict(self.data),
-                "outputs": asdict(self.outputs), "plan": asdict(self.plan)}
+        return {
+            "command": self.command,
+            "models": asdict(self.models),
+            "data": asdict(self.data),
+            "outputs": asdict(self.outputs),
+            "plan": asdict(self.plan),
+        }

@@ -84,14 +84,23 @@ class Steps:
             # The gather's gradient sums what each replica sends back, hence the division by the
             # replica count in _reduce_parts.
             context = tf.distribute.get_replica_context()
-            for taps, values, gathered in ((self.student_taps, student, global_student),
-                                           (self.teacher_taps, teacher, global_teacher)):
+            for taps, values, gathered in (
+                (self.student_taps, student, global_student),
+                (self.teacher_taps, teacher, global_teacher),
+            ):
                 for name, tap in taps.items():
                     if tap.gather:
                         gathered[name] = context.all_gather(values[name], axis=0)
             global_labels = context.all_gather(labels, axis=0)
-        return Batch(labels, student, teacher, Context(tf.identity(self.epoch), self.epochs), global_student,
-                     global_teacher, global_labels)
+        return Batch(
+            labels,
+            student,
+            teacher,
+            Context(tf.identity(self.epoch), self.epochs),
+            global_student,
+            global_teacher,
+            global_labels,
+        )
 
     def _replica_gradients(self, images, labels, indices):
         teacher_outputs = self._teacher_outputs(images, indices, "train")

@@ -74,8 +74,9 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
     if resolver is None or not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         return True
     task_type, task_id = resolver.task_type, resolver.task_id
-    return task_type in (None, "chief") or (task_type == "worker" and task_id == 0 and
-                                            "chief" not in resolver.cluster_spec().as_dict())
+    return task_type in (None, "chief") or (
+        task_type == "worker" and task_id == 0 and "chief" not in resolver.cluster_spec().as_dict()
+    )
 
 
 def output_folder(strategy: tf.distribute.Strategy, folder: str) -> str:

@@ -10,8 +10,9 @@ double-softmax bug). Here the logits are found by looking at the layer that make
 
 Other tensors (the penultimate features, named layers) come from the same forward pass, through
 one multi-output Keras model built from the union of the taps asked for, as Keras 3's distillation
-losses do with the layers they declare. A view shares the model's variables, so training through the view trains the model, and saving the
-model keeps the interface it came with (a softmax output stays a softmax output).
+losses do with the layers they declare. A view shares the model's variables, so training through
+the view trains the model, and saving the model keeps the interface it came with (a softmax output
+stays a softmax output).
 """
 
 from __future__ import annotations
@@ -130,8 +131,9 @@ class NetworkView:
         return self.tap(images, training)[LOGITS.key]
 
 
-def method_view(model: keras.Model, method, role: str = "student", probe_images: np.ndarray | None = None,
-                name: str | None = None) -> NetworkView:
+def method_view(
+    model: keras.Model, method, role: str = "student", probe_images: np.ndarray | None = None, name: str | None = None
+) -> NetworkView:
     """``model`` as ``method`` taps it in the role of the ``student`` or the ``teacher``."""
     taps = method.student_taps() if role == "student" else method.teacher_taps()
     return NetworkView(model, probe_images, name=name or role, taps=taps.values())

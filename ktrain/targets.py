@@ -45,8 +45,9 @@ class SoftTargets:
         return set(next(iter(self.arrays.values()), {}))
 
 
-def use_cache(mode: str, augment: tuple[str, ...], data: DataSplits, sample_width: int,
-              budget: int = DEFAULT_MEMORY_BUDGET) -> bool:
+def use_cache(
+    mode: str, augment: tuple[str, ...], data: DataSplits, sample_width: int, budget: int = DEFAULT_MEMORY_BUDGET
+) -> bool:
     """Decide between cached and online targets for ``--targets``; refuse what cannot be right."""
     if mode not in MODES:
         raise KtrainError(f"--targets is '{mode}': use auto, online or cache")
@@ -61,8 +62,11 @@ def use_cache(mode: str, augment: tuple[str, ...], data: DataSplits, sample_widt
         return False
     size = (len(data.y_train) + len(data.y_val)) * sample_width * 4
     if mode == "auto" and size > budget:
-        log.info("Soft targets would need %.0f MiB, over the %.0f MiB budget: teacher runs online",
-                 size / 2**20, budget / 2**20)
+        log.info(
+            "Soft targets would need %.0f MiB, over the %.0f MiB budget: teacher runs online",
+            size / 2**20,
+            budget / 2**20,
+        )
         return False
     return True
 
@@ -72,8 +76,9 @@ def sample_width(teacher) -> int:
     return sum(int(np.prod(shape[1:])) for shape in teacher.shapes.values())
 
 
-def prepare(mode: str, augment: tuple[str, ...], teacher, data: DataSplits, batch_size: int,
-            cache_dir: str | None) -> SoftTargets | None:
+def prepare(
+    mode: str, augment: tuple[str, ...], teacher, data: DataSplits, batch_size: int, cache_dir: str | None
+) -> SoftTargets | None:
     """``--targets``: cached targets (from ``cache_dir`` or computed now), or None to run the teacher online."""
     if not use_cache(mode, augment, data, sample_width(teacher)):
         log.info("Soft targets: teacher runs online")
@@ -127,7 +132,9 @@ def load_or_build(teacher, data: DataSplits, batch_size: int, cache_dir: str | N
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise KtrainError(f"cache folder '{folder}' cannot be created ({exc.strerror}): choose another --cache-dir")
+        raise KtrainError(
+            f"cache folder '{folder}' cannot be created ({exc.strerror}): choose another --cache-dir"
+        ) from exc
     key = manifest(teacher, data)
     name = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
     manifest_path, arrays_path = folder / f"{name}.json", folder / f"{name}.npz"
@@ -138,8 +145,10 @@ def load_or_build(teacher, data: DataSplits, batch_size: int, cache_dir: str | N
     log.info("Getting teacher's predictions (cache %s)...", arrays_path)
     targets = compute(teacher, data, batch_size)
     with atomic_write(arrays_path) as temporary:
-        np.savez(temporary, **{f"{split}/{tap}": array for split, taps in targets.arrays.items()
-                               for tap, array in taps.items()})
+        np.savez(
+            temporary,
+            **{f"{split}/{tap}": array for split, taps in targets.arrays.items() for tap, array in taps.items()},
+        )
     write_json_atomic(manifest_path, {**key, "arrays_sha256": _array_digest(targets.arrays)})
     targets.source = str(arrays_path)
     return targets
@@ -167,9 +176,18 @@ def _read(manifest_path: Path, arrays_path: Path, key: dict) -> SoftTargets | No
     return SoftTargets(arrays, str(arrays_path))
 
 
-def build_cache(models_spec, dataset: str, *, cache_dir: str, features: bool = False,
-                teacher_layer: str | None = None, data_dir: str | None = None, val_split: float = 0.3,
-                seed: int = 0, batch_size: int = 128) -> dict:
+def build_cache(
+    models_spec,
+    dataset: str,
+    *,
+    cache_dir: str,
+    features: bool = False,
+    teacher_layer: str | None = None,
+    data_dir: str | None = None,
+    val_split: float = 0.3,
+    seed: int = 0,
+    batch_size: int = 128,
+) -> dict:
     """``ktrain cache``: compute (or verify) the on-disk soft targets a later run with the same
     teacher (and specialists), dataset, ``--val-split`` and ``--seed`` will read. ``features`` also
     caches the features at ``teacher_layer`` (default: the classifier's input)."""
@@ -192,6 +210,10 @@ def build_cache(models_spec, dataset: str, *, cache_dir: str, features: bool = F
             raise KtrainError("--features: an ensemble teacher has no single feature layer; cache its logits only")
         teacher = NetworkView(teacher.model, data.x_val, name=teacher.name, taps=[Tap.features(teacher_layer)])
     targets = load_or_build(teacher, data, batch_size, cache_dir)
-    return {"path": targets.source, "megabytes": targets.nbytes() / 2**20,
-            "arrays": {f"{split}/{key}": list(array.shape) for split, taps in targets.arrays.items()
-                       for key, array in taps.items()}}
+    return {
+        "path": targets.source,
+        "megabytes": targets.nbytes() / 2**20,
+        "arrays": {
+            f"{split}/{key}": list(array.shape) for split, taps in targets.arrays.items() for key, array in taps.items()
+        },
+    }

@@ -1,13 +1,13 @@
 """Built-in architectures, built by name for any input shape and class count; all output logits.
 
-The CIFAR networks are the seed's (Adamantios/NN-Train), re-declared from the description in
-shared/reference/seed-behaviour.md §11.2; their trainable parameter counts are tested. The digits
+The CIFAR networks are the seed's (Adamantios/NN-Train), re-declared from their published
+descriptions; their trainable parameter counts are tested. The digits
 pair is ours, sized for the 8×8 built-in dataset.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import keras
 from keras import layers
@@ -31,8 +31,9 @@ class MeanProbabilityHead(layers.Layer):
 
     def build(self, input_shape):
         width = int(input_shape[-1]) // self.members
-        self.kernel = self.add_weight(shape=(self.members, width, self.classes), initializer="glorot_uniform",
-                                      name="kernel")
+        self.kernel = self.add_weight(
+            shape=(self.members, width, self.classes), initializer="glorot_uniform", name="kernel"
+        )
         self.bias = self.add_weight(shape=(self.members, self.classes), initializer="zeros", name="bias")
 
     def call(self, features):

@@ -31,13 +31,23 @@ def test_demo_runs_the_seed_job_on_digits(tmp_path):
     assert result.exit_code == 0, result.output
     for name in ("Teacher", "KD", "PKT", "PKT+KD", "Scratch student", "kNN", "T/S"):
         assert name in result.output
-    for name in ("teacher.keras", "best_model.keras", "results.json", "results.pkl", "output.log",
-                 "KT_Methods_Comparison_accuracy_vs_epoch.png"):
+    for name in (
+        "teacher.keras",
+        "best_model.keras",
+        "results.json",
+        "results.pkl",
+        "output.log",
+        "KT_Methods_Comparison_accuracy_vs_epoch.png",
+    ):
         assert (out / name).is_file(), name
     results = json.loads((out / "results.json").read_text())
     assert [entry["name"] for entry in results["results"]] == [
-        "Knowledge Distillation", "Probabilistic Knowledge Transfer", "PKT plus Distillation", "Scratch student",
-        "Teacher"]
+        "Knowledge Distillation",
+        "Probabilistic Knowledge Transfer",
+        "PKT plus Distillation",
+        "Scratch student",
+        "Teacher",
+    ]
     assert len(results["results"][-1]["history"]["loss"]) == 2  # the teacher was trained here
     assert "Performing Knowledge Distillation..." in (out / "output.log").read_text()
 
@@ -75,19 +85,76 @@ def test_saved_student_keeps_its_softmax_interface(tmp_path):
 
 def test_seed_short_flags_reach_the_config(tmp_path):
     result = invoke(
-        "distill", "zoo:digits_teacher", "zoo:digits_student", "digits", "-t", 3, "-kdl", 0.2, "-bs", 32,
-        "-ebs", 64, "-e", 1, "-o", "sgd", "-lr", 0.01, "-lrp", 2, "-lrd", 0.5, "-lrm", 1e-5, "-esp", 3,
-        "-cn", 1.0, "-b1", 0.8, "-b2", 0.99, "-rho", 0.8, "-mm", 0.5, "-d", 0, "-ufm", "-seed", 3,
-        "-out", tmp_path, "-res", "p", "-v", 0,
+        "distill",
+        "zoo:digits_teacher",
+        "zoo:digits_student",
+        "digits",
+        "-t",
+        3,
+        "-kdl",
+        0.2,
+        "-bs",
+        32,
+        "-ebs",
+        64,
+        "-e",
+        1,
+        "-o",
+        "sgd",
+        "-lr",
+        0.01,
+        "-lrp",
+        2,
+        "-lrd",
+        0.5,
+        "-lrm",
+        1e-5,
+        "-esp",
+        3,
+        "-cn",
+        1.0,
+        "-b1",
+        0.8,
+        "-b2",
+        0.99,
+        "-rho",
+        0.8,
+        "-mm",
+        0.5,
+        "-d",
+        0,
+        "-ufm",
+        "-seed",
+        3,
+        "-out",
+        tmp_path,
+        "-res",
+        "p",
+        "-v",
+        0,
     )
     assert result.exit_code == 0, result.output
     results = json.loads((tmp_path / "p_results.json").read_text())
     config = results["config"]
     assert config["batch_size"] == 32 and config["eval_batch_size"] == 64 and config["seed"] == 3
-    assert config["optimizer"] == {"name": "sgd", "learning_rate": 0.01, "beta1": 0.8, "beta2": 0.99, "rho": 0.8,
-                                   "momentum": 0.5, "decay": 0.0, "clip_norm": 1.0, "clip_value": None}
-    assert config["schedule"] == {"lr_patience": 2, "lr_decay": 0.5, "lr_min": 1e-5, "early_stopping_patience": 3,
-                                  "use_final_model": True}
+    assert config["optimizer"] == {
+        "name": "sgd",
+        "learning_rate": 0.01,
+        "beta1": 0.8,
+        "beta2": 0.99,
+        "rho": 0.8,
+        "momentum": 0.5,
+        "decay": 0.0,
+        "clip_norm": 1.0,
+        "clip_value": None,
+    }
+    assert config["schedule"] == {
+        "lr_patience": 2,
+        "lr_decay": 0.5,
+        "lr_min": 1e-5,
+        "early_stopping_patience": 3,
+        "use_final_model": True,
+    }
     assert results["method"] == {"name": "kd", "options": {"temperature": 3.0, "kd_lambda": 0.2}}
 
 
@@ -123,13 +190,16 @@ def test_bad_settings_are_one_line_errors(tmp_path, extra, fragments):
 def test_missing_and_corrupt_model_files(tmp_path):
     assert_one_line_error(
         invoke("distill", tmp_path / "none.keras", "zoo:digits_student", "digits", "-out", tmp_path / "out"),
-        "teacher model", "not found", out=tmp_path / "out",
+        "teacher model",
+        "not found",
+        out=tmp_path / "out",
     )
     corrupt = tmp_path / "broken.keras"
     corrupt.write_bytes(b"PK\x03\x04 this is not a model")
     assert_one_line_error(
         invoke("distill", "zoo:digits_teacher", corrupt, "digits", "-out", tmp_path / "out"),
-        "could not load student model", out=tmp_path / "out",
+        "could not load student model",
+        out=tmp_path / "out",
     )
 
 
@@ -137,16 +207,21 @@ def test_models_that_do_not_fit_the_data(tmp_path):
     wrong_shape = saved_model(tmp_path / "wide.keras", input_shape=(28, 28, 1))
     assert_one_line_error(
         invoke("distill", "zoo:digits_teacher", wrong_shape, "digits", "-out", tmp_path / "out"),
-        "takes inputs of shape 28×28×1", "8×8×1", out=tmp_path / "out",
+        "takes inputs of shape 28×28×1",
+        "8×8×1",
+        out=tmp_path / "out",
     )
     five_classes = saved_model(tmp_path / "five.keras", classes=5)
     assert_one_line_error(
         invoke("distill", "zoo:digits_teacher", five_classes, "digits", "-out", tmp_path / "out"),
-        "teacher 'zoo:digits_teacher' outputs 10 classes but student", "outputs 5", out=tmp_path / "out",
+        "teacher 'zoo:digits_teacher' outputs 10 classes but student",
+        "outputs 5",
+        out=tmp_path / "out",
     )
     assert_one_line_error(
         invoke("train", five_classes, "digits", "-out", tmp_path / "out"),
-        "outputs 5 classes but dataset 'digits' has 10", out=tmp_path / "out",
+        "outputs 5 classes but dataset 'digits' has 10",
+        out=tmp_path / "out",
     )
 
 
@@ -160,7 +235,9 @@ def test_unknown_dataset_and_offline_tfds(tmp_path, monkeypatch):
     monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare", offline)
     assert_one_line_error(
         invoke(*DISTILL[:3], "cifar10", "--data-dir", tmp_path / "tfds", "-out", tmp_path),
-        "dataset 'cifar10' is not available", "--data-dir", out=tmp_path,
+        "dataset 'cifar10' is not available",
+        "--data-dir",
+        out=tmp_path,
     )
 
 
@@ -190,8 +267,23 @@ def test_student_starts_from_its_file_or_the_given_weights_or_fresh(tmp_path, mo
     other.save_weights(tmp_path / "other.weights.h5")
     extra = {"file": [], "start_weights": ["-w", tmp_path / "other.weights.h5"], "reinit": ["--reinit"]}[mode]
     # A learning rate of 1e-9 leaves the starting weights visible after one epoch.
-    result = invoke("train", student_path, "digits", "-e", 1, "-lr", 1e-9, "-d", 0, "-v", 0, "-ufm",
-                    "-out", tmp_path / "out", *extra)
+    result = invoke(
+        "train",
+        student_path,
+        "digits",
+        "-e",
+        1,
+        "-lr",
+        1e-9,
+        "-d",
+        0,
+        "-v",
+        0,
+        "-ufm",
+        "-out",
+        tmp_path / "out",
+        *extra,
+    )
     assert result.exit_code == 0, result.output
     trained = keras.saving.load_model(tmp_path / "out" / "model.keras").get_weights()
     close_to = {"file": file_weights, "start_weights": other.get_weights()}
@@ -210,8 +302,9 @@ def test_start_weights_that_do_not_fit_are_refused(tmp_path):
 
 
 def test_engine_switches_reach_the_run(tmp_path):
-    result = invoke(*DISTILL, "--jit", "on", "--strategy", "mirrored", "--val-split", "0.25", "--debug", "-v", "2",
-                    "-out", tmp_path)
+    result = invoke(
+        *DISTILL, "--jit", "on", "--strategy", "mirrored", "--val-split", "0.25", "--debug", "-v", "2", "-out", tmp_path
+    )
     assert result.exit_code == 0, result.output
     assert "epoch    1" in result.output  # -v 2 prints a line per epoch
     results = json.loads((tmp_path / "results.json").read_text())
@@ -221,8 +314,21 @@ def test_engine_switches_reach_the_run(tmp_path):
 
 
 def test_compare_without_baseline_and_evaluate_with_a_layer(tmp_path):
-    result = invoke("compare", "zoo:digits_teacher", "zoo:digits_student", "digits", "-m", "kd", "--no-baseline",
-                    "-e", "1", "-v", "0", "-out", tmp_path)
+    result = invoke(
+        "compare",
+        "zoo:digits_teacher",
+        "zoo:digits_student",
+        "digits",
+        "-m",
+        "kd",
+        "--no-baseline",
+        "-e",
+        "1",
+        "-v",
+        "0",
+        "-out",
+        tmp_path,
+    )
     assert result.exit_code == 0, result.output
     names = [e["name"] for e in json.loads((tmp_path / "results.json").read_text())["results"]]
     assert names == ["Knowledge Distillation", "Teacher"]
@@ -255,16 +361,19 @@ def test_models_are_checked_before_the_dataset_is_loaded(tmp_path, monkeypatch):
     for args, fragment in (
         (["distill", str(tmp_path / "missing.h5"), "zoo:cifar10_student_strong", "cifar10"], "teacher model"),
         (["distill", "zoo:digits_teacher", "zoo:no_such_model", "cifar10"], "unknown zoo model 'zoo:no_such_model'"),
-        (["compare", "zoo:digits_teacher", "zoo:digits_student", "cifar10", "--specialist", "gone.keras:0-4"],
-         "specialist model 'gone.keras' not found"),
+        (
+            ["compare", "zoo:digits_teacher", "zoo:digits_student", "cifar10", "--specialist", "gone.keras:0-4"],
+            "specialist model 'gone.keras' not found",
+        ),
     ):
         result = runner.invoke(app, [*args, "-out", str(tmp_path / "out")])
         assert result.exit_code == 2 and fragment in result.output and "Traceback" not in result.output, result.output
 
 
 def test_an_option_no_chosen_method_has_is_refused(tmp_path):
-    result = runner.invoke(app, ["pkt", "zoo:digits_teacher", "zoo:digits_student", "digits", "-pktw", "3000",
-                                 "-out", str(tmp_path)])
+    result = runner.invoke(
+        app, ["pkt", "zoo:digits_teacher", "zoo:digits_student", "digits", "-pktw", "3000", "-out", str(tmp_path)]
+    )
     assert result.exit_code == 2 and "-pktw has no effect on pkt" in result.output
     result = runner.invoke(app, ["distill", "zoo:digits_teacher", "zoo:digits_student", "digits", "-m", "kdd"])
     assert result.exit_code == 2 and "unknown method 'kdd' (did you mean kd?)" in result.output

@@ -32,12 +32,18 @@ def test_every_output_is_written_and_loads(comparison):
     results = json.loads((out / "run_results.json").read_text())
     assert {"config", "versions", "machine", "dataset", "results", "methods", "wall_seconds"} <= set(results)
     names = [entry["name"] for entry in results["results"]]
-    assert names == ["Knowledge Distillation", "Probabilistic Knowledge Transfer", "PKT plus Distillation",
-                     "Scratch student", "Teacher"]
+    assert names == [
+        "Knowledge Distillation",
+        "Probabilistic Knowledge Transfer",
+        "PKT plus Distillation",
+        "Scratch student",
+        "Teacher",
+    ]
     for entry in results["results"][:-1]:
         assert {"history", "test", "params", "seed", "epochs_run", "train_seconds"} <= set(entry)
-        assert {"loss", "accuracy", "crossentropy", "lr", "epoch_seconds", "images_per_second",
-                "val_accuracy"} <= set(entry["history"])
+        assert {"loss", "accuracy", "crossentropy", "lr", "epoch_seconds", "images_per_second", "val_accuracy"} <= set(
+            entry["history"]
+        )
     assert "val_knn_accuracy" in results["results"][1]["history"]
     assert results["results"][1]["representation"]["map"] > 0
 
@@ -113,8 +119,12 @@ def test_two_seeds_give_mean_and_std(tmp_path):
 
 @pytest.mark.parametrize(
     "extra, fragment",
-    [(("-m", "kd", "-m", "distillation"), "given twice"), (("-m", "nope"), "unknown method 'nope'"),
-     (("-s", "some"), "save mode (-s) is 'some'"), (("--seeds", 0), "--seeds is 0")],
+    [
+        (("-m", "kd", "-m", "distillation"), "given twice"),
+        (("-m", "nope"), "unknown method 'nope'"),
+        (("-s", "some"), "save mode (-s) is 'some'"),
+        (("--seeds", 0), "--seeds is 0"),
+    ],
 )
 def test_bad_compare_options(tmp_path, extra, fragment):
     result = invoke(*COMPARE, "-e", 1, "-out", tmp_path, *extra)

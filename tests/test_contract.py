@@ -16,8 +16,8 @@ from ktrain.methods import MethodSpec, method_names
 from ktrain.seeding import seed_everything
 from ktrain.specialists import ensemble_from_model
 from ktrain.strategy import build_strategy
-from ktrain.targets import compute
 from ktrain.taps import method_view
+from ktrain.targets import compute
 
 CLASSES = 4
 SHAPE = (6, 6, 1)
@@ -63,14 +63,27 @@ def one_step(name, strategy_name, weights, data, cached=False):
     method = spec.build()
     teacher = None
     if method.uses_teacher:
-        teacher = ensemble_from_model(teacher_model, data, "tiny") if ensemble else method_view(
-            teacher_model, method, "teacher")
+        teacher = (
+            ensemble_from_model(teacher_model, data, "tiny")
+            if ensemble
+            else method_view(teacher_model, method, "teacher")
+        )
         method.attach_teacher(teacher)
-    config = TrainConfig(epochs=1, batch_size=32, optimizer=OptimizerConfig(learning_rate=0.05, decay=0.0),
-                         schedule=ScheduleConfig(lr_decay=0.0, early_stopping_patience=0)).validate()
+    config = TrainConfig(
+        epochs=1,
+        batch_size=32,
+        optimizer=OptimizerConfig(learning_rate=0.05, decay=0.0),
+        schedule=ScheduleConfig(lr_decay=0.0, early_stopping_patience=0),
+    ).validate()
     targets = compute(teacher, data, 16) if cached else None
-    trainer = Trainer(student=method_view(student, method), teacher=teacher, method=method, config=config,
-                      strategy=strategy, targets=targets)
+    trainer = Trainer(
+        student=method_view(student, method),
+        teacher=teacher,
+        method=method,
+        config=config,
+        strategy=strategy,
+        targets=targets,
+    )
     history = trainer.fit(data).columns()
     return history, student.get_weights(), teacher_model.get_weights()
 
@@ -78,8 +91,10 @@ def one_step(name, strategy_name, weights, data, cached=False):
 @pytest.fixture(scope="module")
 def initial():
     seed_everything(0)
-    return {ensemble: {"student": tiny_student().get_weights(), "teacher": tiny_teacher(ensemble).get_weights()}
-            for ensemble in (False, True)}
+    return {
+        ensemble: {"student": tiny_student().get_weights(), "teacher": tiny_teacher(ensemble).get_weights()}
+        for ensemble in (False, True)
+    }
 
 
 def test_the_contract_covers_every_registered_method():
@@ -92,8 +107,12 @@ def test_method_contract(name, initial):
     uses = MethodSpec.of(name).cls
     weights = initial[uses.uses_ensemble]
     one, student_one, teacher_after = one_step(name, "one", weights, data)
-    parts = [key for key in one if not key.startswith("val_") and key not in ("accuracy", "crossentropy", "lr",
-                                                                              "epoch_seconds", "images_per_second")]
+    parts = [
+        key
+        for key in one
+        if not key.startswith("val_")
+        and key not in ("accuracy", "crossentropy", "lr", "epoch_seconds", "images_per_second")
+    ]
     assert "loss" in parts and len(parts) >= 2, parts
     assert all(np.isfinite(one[key][0]) for key in parts), one
     # Finite gradients: a finite update that moved the student.

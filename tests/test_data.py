@@ -31,7 +31,9 @@ def test_pipelines_scale_inside_and_shuffle_by_seed_and_epoch(digits):
     np.testing.assert_allclose(batch[0].numpy(), digits.x_val[:32] / 255.0, rtol=1e-6)
 
     def labels(seed, epoch):
-        return np.concatenate([y.numpy() for _, y, _ in train_pipeline(digits.x_train, digits.y_train, 64, seed, epoch)])
+        return np.concatenate(
+            [y.numpy() for _, y, _ in train_pipeline(digits.x_train, digits.y_train, 64, seed, epoch)]
+        )
 
     assert np.array_equal(labels(0, 1), labels(0, 1))
     assert not np.array_equal(labels(0, 1), labels(0, 2))
@@ -62,10 +64,24 @@ def test_npz_with_one_hot_labels_and_hw_images(tmp_path):
     "arrays, fragment",
     [
         ({"x_train": np.zeros((4, 2, 2), np.uint8), "y_train": np.zeros(4)}, "lacks x_test, y_test"),
-        ({"x_train": np.zeros((4, 2, 2), np.uint8), "y_train": np.zeros(3), "x_test": np.zeros((2, 2, 2), np.uint8),
-          "y_test": np.zeros(2)}, "4 x_train images but 3 y_train labels"),
-        ({"x_train": np.zeros((4, 2, 2)), "y_train": np.zeros(4), "x_test": np.zeros((2, 2, 2)),
-          "y_test": np.zeros(2)}, "store images as uint8"),
+        (
+            {
+                "x_train": np.zeros((4, 2, 2), np.uint8),
+                "y_train": np.zeros(3),
+                "x_test": np.zeros((2, 2, 2), np.uint8),
+                "y_test": np.zeros(2),
+            },
+            "4 x_train images but 3 y_train labels",
+        ),
+        (
+            {
+                "x_train": np.zeros((4, 2, 2)),
+                "y_train": np.zeros(4),
+                "x_test": np.zeros((2, 2, 2)),
+                "y_test": np.zeros(2),
+            },
+            "store images as uint8",
+        ),
     ],
 )
 def test_bad_npz_files_are_refused_clearly(tmp_path, arrays, fragment):

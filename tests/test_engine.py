@@ -9,11 +9,10 @@ import pytest
 from ktrain import zoo
 from ktrain.config import OptimizerConfig, ScheduleConfig, TrainConfig
 from ktrain.engine import Trainer
-from ktrain.seeding import seed_everything
 from ktrain.listener import Listener
 from ktrain.methods import get_method
+from ktrain.seeding import seed_everything
 from ktrain.strategy import build_strategy
-from ktrain.methods import Tap
 from ktrain.taps import NetworkView
 
 TIMING_KEYS = ("epoch_seconds", "images_per_second")
@@ -48,9 +47,14 @@ def fit(data, cfg, method="kd", strategy=None, student_weights=None, teacher_wei
     student = build(strategy, "digits_student", data, student_weights)
     teacher = build(strategy, "digits_teacher", data, teacher_weights)
     method = get_method(method)()
-    trainer = Trainer(student=NetworkView(student), teacher=NetworkView(teacher) if method.uses_teacher else None,
-                      method=method, config=cfg, strategy=strategy,
-                      listener=listener(student) if listener else None)
+    trainer = Trainer(
+        student=NetworkView(student),
+        teacher=NetworkView(teacher) if method.uses_teacher else None,
+        method=method,
+        config=cfg,
+        strategy=strategy,
+        listener=listener(student) if listener else None,
+    )
     return trainer.fit(data), student, teacher, trainer
 
 
@@ -61,8 +65,21 @@ def without_timing(history):
 def test_training_lowers_the_loss_and_reports_every_part(small_digits):
     result, *_ = fit(small_digits, config(epochs=5, optimizer=OptimizerConfig(learning_rate=3e-3, decay=0.0)))
     history = result.columns()
-    for key in ("kd", "ce", "loss", "accuracy", "crossentropy", "val_kd", "val_ce", "val_loss", "val_accuracy",
-                "val_crossentropy", "lr", "epoch_seconds", "images_per_second"):
+    for key in (
+        "kd",
+        "ce",
+        "loss",
+        "accuracy",
+        "crossentropy",
+        "val_kd",
+        "val_ce",
+        "val_loss",
+        "val_accuracy",
+        "val_crossentropy",
+        "lr",
+        "epoch_seconds",
+        "images_per_second",
+    ):
         assert len(history[key]) == 5, key
     assert history["loss"][-1] < history["loss"][0]
     assert history["val_accuracy"][-1] > history["val_accuracy"][0]
@@ -81,8 +98,11 @@ def test_learning_rate_drops_at_the_right_epoch(small_digits):
 
 
 def test_learning_rate_decay_zero_keeps_the_rate_constant(small_digits):
-    cfg = config(epochs=4, optimizer=OptimizerConfig(learning_rate=1e-6, decay=0.0),
-                 schedule=ScheduleConfig(lr_patience=0, lr_decay=0.0, early_stopping_patience=0))
+    cfg = config(
+        epochs=4,
+        optimizer=OptimizerConfig(learning_rate=1e-6, decay=0.0),
+        schedule=ScheduleConfig(lr_patience=0, lr_decay=0.0, early_stopping_patience=0),
+    )
     result, *_ = fit(small_digits, cfg, method="supervised")
     assert result.columns()["lr"] == pytest.approx([1e-6] * 4)
 
@@ -107,8 +127,11 @@ def test_early_stopping_stops_and_restores_the_best_weights(small_digits):
 
 
 def test_restored_weights_are_those_of_the_best_epoch(small_digits):
-    cfg = config(epochs=10, optimizer=OptimizerConfig(learning_rate=1e-5, decay=0.0),
-                 schedule=ScheduleConfig(lr_decay=0.0, early_stopping_patience=2))
+    cfg = config(
+        epochs=10,
+        optimizer=OptimizerConfig(learning_rate=1e-5, decay=0.0),
+        schedule=ScheduleConfig(lr_decay=0.0, early_stopping_patience=2),
+    )
     result, student, _, trainer = fit(small_digits, cfg, method="supervised", listener=WeightRecorder)
     epochs = trainer.listener.weights
     final = student.get_weights()
@@ -117,8 +140,11 @@ def test_restored_weights_are_those_of_the_best_epoch(small_digits):
 
 
 def test_use_final_model_keeps_the_last_epoch(small_digits):
-    cfg = config(epochs=3, optimizer=OptimizerConfig(learning_rate=1e-5, decay=0.0),
-                 schedule=ScheduleConfig(lr_decay=0.0, early_stopping_patience=0, use_final_model=True))
+    cfg = config(
+        epochs=3,
+        optimizer=OptimizerConfig(learning_rate=1e-5, decay=0.0),
+        schedule=ScheduleConfig(lr_decay=0.0, early_stopping_patience=0, use_final_model=True),
+    )
     result, student, _, trainer = fit(small_digits, cfg, method="supervised", listener=WeightRecorder)
     assert not result.restored_best
     last = trainer.listener.weights[3]
@@ -129,8 +155,9 @@ def test_use_final_model_keeps_the_last_epoch(small_digits):
 def test_clip_norm_bounds_every_variable_update(small_digits, strategy_name):
     data = dataclasses.replace(small_digits, x_train=small_digits.x_train[:128], y_train=small_digits.y_train[:128])
     clip = 1e-3
-    cfg = config(epochs=1, batch_size=128,
-                 optimizer=OptimizerConfig(name="sgd", learning_rate=1.0, decay=0.0, clip_norm=clip))
+    cfg = config(
+        epochs=1, batch_size=128, optimizer=OptimizerConfig(name="sgd", learning_rate=1.0, decay=0.0, clip_norm=clip)
+    )
     strategy = build_strategy(strategy_name)
     seed_everything(0)
     initial = build(strategy, "digits_student", data).get_weights()
@@ -142,8 +169,9 @@ def test_clip_norm_bounds_every_variable_update(small_digits, strategy_name):
 
 def test_clip_value_bounds_every_element(small_digits):
     data = dataclasses.replace(small_digits, x_train=small_digits.x_train[:128], y_train=small_digits.y_train[:128])
-    cfg = config(epochs=1, batch_size=128,
-                 optimizer=OptimizerConfig(name="sgd", learning_rate=1.0, decay=0.0, clip_value=1e-4))
+    cfg = config(
+        epochs=1, batch_size=128, optimizer=OptimizerConfig(name="sgd", learning_rate=1.0, decay=0.0, clip_value=1e-4)
+    )
     seed_everything(0)
     initial = build(build_strategy("one"), "digits_student", data).get_weights()
     _, student, _, _ = fit(data, cfg, method="supervised", student_weights=initial)
@@ -161,8 +189,13 @@ def test_teacher_is_frozen_and_run_in_inference_mode(small_digits):
         teacher = keras.Model(inputs, keras.layers.Dense(10)(x))
         student = zoo.build("digits_student", small_digits.image_shape, 10)
     before = [w.copy() for w in teacher.get_weights()]
-    Trainer(student=NetworkView(student), teacher=NetworkView(teacher), method=get_method("kd")(),
-            config=config(epochs=2), strategy=strategy).fit(small_digits)
+    Trainer(
+        student=NetworkView(student),
+        teacher=NetworkView(teacher),
+        method=get_method("kd")(),
+        config=config(epochs=2),
+        strategy=strategy,
+    ).fit(small_digits)
     assert all(np.array_equal(a, b) for a, b in zip(before, teacher.get_weights()))
 
 
@@ -185,8 +218,9 @@ def test_two_replicas_give_the_same_loss_and_update_as_one_device(small_digits, 
     runs = {}
     for name in ("one", "mirrored"):
         strategy = build_strategy(name)
-        result, student, _, _ = fit(small_digits, cfg, strategy=strategy, student_weights=student_init,
-                                    teacher_weights=teacher_init)
+        result, student, _, _ = fit(
+            small_digits, cfg, strategy=strategy, student_weights=student_init, teacher_weights=teacher_init
+        )
         runs[name] = (strategy.num_replicas_in_sync, result.columns(), student.get_weights())
     assert runs["one"][0] == 1 and runs["mirrored"][0] == 2
     for key in ("loss", "kd", "ce", "val_loss", "val_accuracy"):

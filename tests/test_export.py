@@ -17,8 +17,9 @@ runner = CliRunner()
 @pytest.fixture(scope="module")
 def trained_student(tmp_path_factory):
     out = tmp_path_factory.mktemp("student")
-    result = runner.invoke(app, ["train", "zoo:digits_student", "digits", "-e", "15", "-lr", "0.005", "-v", "0",
-                                 "-out", str(out)])
+    result = runner.invoke(
+        app, ["train", "zoo:digits_student", "digits", "-e", "15", "-lr", "0.005", "-v", "0", "-out", str(out)]
+    )
     assert result.exit_code == 0, result.output
     return out
 
@@ -35,8 +36,10 @@ def test_export_modes_agree_with_keras(trained_student, tmp_path, mode, min_agre
 
 
 def test_int8_is_smaller_than_float32(trained_student, tmp_path):
-    sizes = {mode: export(str(trained_student), str(tmp_path / f"{mode}.tflite"), mode, dataset="digits")["bytes"]
-             for mode in ("float32", "int8")}
+    sizes = {
+        mode: export(str(trained_student), str(tmp_path / f"{mode}.tflite"), mode, dataset="digits")["bytes"]
+        for mode in ("float32", "int8")
+    }
     assert sizes["int8"] < sizes["float32"]
 
 
@@ -47,8 +50,18 @@ def test_int8_without_a_dataset_is_a_clear_error(trained_student, tmp_path):
 
 
 def test_cli_export_prints_the_table(trained_student, tmp_path):
-    result = runner.invoke(app, ["export", str(trained_student / "model.keras"), str(tmp_path / "x.tflite"),
-                                 "--quantize", "float16", "--dataset", "digits"])
+    result = runner.invoke(
+        app,
+        [
+            "export",
+            str(trained_student / "model.keras"),
+            str(tmp_path / "x.tflite"),
+            "--quantize",
+            "float16",
+            "--dataset",
+            "digits",
+        ],
+    )
     assert result.exit_code == 0, result.output
     for column in ("size", "Keras acc", "TFLite acc", "agreement", "latency", "float16"):
         assert column in result.output
@@ -85,8 +98,23 @@ def test_a_model_the_converter_cannot_take_is_a_one_line_error(tmp_path):
 
 
 def test_distill_export_is_recorded_in_results(tmp_path):
-    result = runner.invoke(app, ["distill", "zoo:digits_teacher", "zoo:digits_student", "digits", "-e", "3", "-v", "0",
-                                 "--export", "float16", "-out", str(tmp_path)])
+    result = runner.invoke(
+        app,
+        [
+            "distill",
+            "zoo:digits_teacher",
+            "zoo:digits_student",
+            "digits",
+            "-e",
+            "3",
+            "-v",
+            "0",
+            "--export",
+            "float16",
+            "-out",
+            str(tmp_path),
+        ],
+    )
     assert result.exit_code == 0, result.output
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["export"]["mode"] == "float16" and (tmp_path / "student_float16.tflite").is_file()

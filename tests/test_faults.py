@@ -29,8 +29,12 @@ def weights(folder: Path):
 
 
 def start(out: Path, *extra):
-    return subprocess.Popen([sys.executable, "-m", "cli.main", *TRAIN, "-out", str(out), *extra],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "cli.main", *TRAIN, "-out", str(out), *extra],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def wait_for_checkpoint(out: Path, process, number: int):
@@ -97,16 +101,33 @@ def test_resume_without_a_checkpoint_is_a_clear_error(tmp_path):
 
 
 def test_nan_loss_names_epoch_and_step(tmp_path):
-    result = invoke("train", "zoo:digits_student", "digits", "-e", "3", "-o", "sgd", "-lr", "1e12", "-v", "0",
-                    "-out", tmp_path)
+    result = invoke(
+        "train", "zoo:digits_student", "digits", "-e", "3", "-o", "sgd", "-lr", "1e12", "-v", "0", "-out", tmp_path
+    )
     assert result.exit_code == 2
     assert "the training loss became nan at epoch 1, step" in result.stderr and "\n" not in result.stderr.strip()
     assert not (tmp_path / "model.keras").exists() and not (tmp_path / "results.json").exists()
 
 
 def test_compare_reports_a_failed_method_and_goes_on(tmp_path):
-    result = invoke("compare", "zoo:digits_teacher", "zoo:digits_student", "digits", "-m", "pkt", "-e", "2",
-                    "-o", "sgd", "-lr", "1e12", "-v", "0", "-out", tmp_path)
+    result = invoke(
+        "compare",
+        "zoo:digits_teacher",
+        "zoo:digits_student",
+        "digits",
+        "-m",
+        "pkt",
+        "-e",
+        "2",
+        "-o",
+        "sgd",
+        "-lr",
+        "1e12",
+        "-v",
+        "0",
+        "-out",
+        tmp_path,
+    )
     assert result.exit_code == 0, result.output
     assert "Scratch student: 1 run(s) failed: the training loss became nan" in result.output.replace("\n", " ")
     results = json.loads((tmp_path / "results.json").read_text())
@@ -118,8 +139,10 @@ def test_an_out_folder_holding_a_run_is_refused_unless_overwritten(tmp_path):
     assert invoke("train", "zoo:digits_student", "digits", "-e", "1", "-v", "0", "-out", tmp_path).exit_code == 0
     result = invoke("train", "zoo:digits_student", "digits", "-e", "1", "-v", "0", "-out", tmp_path)
     assert result.exit_code == 2 and "already holds a run" in result.stderr and "--overwrite" in result.stderr
-    assert invoke("train", "zoo:digits_student", "digits", "-e", "1", "-v", "0", "-out", tmp_path,
-                  "--overwrite").exit_code == 0
+    assert (
+        invoke("train", "zoo:digits_student", "digits", "-e", "1", "-v", "0", "-out", tmp_path, "--overwrite").exit_code
+        == 0
+    )
 
 
 def test_a_full_disk_is_a_clear_error_and_earlier_outputs_stay(tmp_path, monkeypatch):
@@ -150,16 +173,32 @@ def test_a_model_with_an_unregistered_custom_layer_names_the_class(tmp_path):
     assert result.exit_code == 2 and "custom class 'Unregistered'" in result.stderr, result.stderr
 
 
-COMPARE = ["compare", "zoo:digits_teacher", "zoo:digits_student", "digits", "-m", "kd,pkt+kd", "-e", "15",
-           "-esp", "0", "-v", "0"]
+COMPARE = [
+    "compare",
+    "zoo:digits_teacher",
+    "zoo:digits_student",
+    "digits",
+    "-m",
+    "kd,pkt+kd",
+    "-e",
+    "15",
+    "-esp",
+    "0",
+    "-v",
+    "0",
+]
 
 
 def test_killed_compare_resumes_skipping_finished_methods(tmp_path):
     whole = tmp_path / "whole"
     assert invoke(*COMPARE, "-out", whole).exit_code == 0
     out = tmp_path / "run"
-    process = subprocess.Popen([sys.executable, "-m", "cli.main", *COMPARE, "-out", str(out)],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cli.main", *COMPARE, "-out", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     progress = out / "checkpoints" / "progress.json"
     deadline = time.time() + 180
     while not (progress.exists() and (out / "checkpoints" / "pkt+kd_seed0").exists()):
@@ -199,11 +238,14 @@ def test_resume_restores_dropout_random_state(tmp_path):
         seed_everything(0)
         with strategy.scope():
             model = zoo.build("digits_teacher", data.image_shape, 10)
-        config = TrainConfig(epochs=epochs, optimizer=OptimizerConfig(decay=0.0),
-                             schedule=ScheduleConfig(lr_decay=0.0, early_stopping_patience=0,
-                                                     use_final_model=True)).validate()
-        Trainer(student=NetworkView(model), method=get_method("supervised")(), config=config,
-                strategy=strategy).fit(data, checkpoint_dir=str(folder), resume=resume)
+        config = TrainConfig(
+            epochs=epochs,
+            optimizer=OptimizerConfig(decay=0.0),
+            schedule=ScheduleConfig(lr_decay=0.0, early_stopping_patience=0, use_final_model=True),
+        ).validate()
+        Trainer(student=NetworkView(model), method=get_method("supervised")(), config=config, strategy=strategy).fit(
+            data, checkpoint_dir=str(folder), resume=resume
+        )
         return model.get_weights()
 
     whole = train(3, False, tmp_path / "whole")

@@ -28,10 +28,17 @@ def start_workers(command_for, tmp_path):
     cluster = {"worker": [f"localhost:{port}" for port in ports]}
     processes = []
     for index in range(2):
-        env = {**os.environ, "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}),
-               "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
-        processes.append(subprocess.Popen(command_for(index), env=env, cwd=tmp_path, stdout=subprocess.PIPE,
-                                          stderr=subprocess.STDOUT, text=True))
+        env = {
+            **os.environ,
+            "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}),
+            "TF_CPP_MIN_LOG_LEVEL": "3",
+            "CUDA_VISIBLE_DEVICES": "",
+        }
+        processes.append(
+            subprocess.Popen(
+                command_for(index), env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+            )
+        )
     outputs = []
     for process in processes:
         try:
@@ -46,8 +53,9 @@ def start_workers(command_for, tmp_path):
 
 
 def test_two_workers_train_together_and_end_with_identical_weights(tmp_path):
-    start_workers(lambda index: [sys.executable, str(HERE / "multiworker_worker.py"), str(tmp_path / f"w{index}.npz")],
-                  tmp_path)
+    start_workers(
+        lambda index: [sys.executable, str(HERE / "multiworker_worker.py"), str(tmp_path / f"w{index}.npz")], tmp_path
+    )
     first, second = (np.load(tmp_path / f"w{index}.npz") for index in range(2))
     assert int(first["replicas"]) == 2 and bool(first["chief"]) and not bool(second["chief"])
     weights = [key for key in first.files if key.startswith("arr_")]
@@ -59,8 +67,23 @@ def test_two_workers_train_together_and_end_with_identical_weights(tmp_path):
 
 def test_cli_distill_across_two_workers_only_the_chief_writes(tmp_path):
     def command(index):
-        return [sys.executable, "-m", "cli.main", "distill", "zoo:digits_teacher", "zoo:digits_student", "digits",
-                "-e", "1", "-v", "0", "--strategy", "multiworker", "-out", str(tmp_path / f"out{index}")]
+        return [
+            sys.executable,
+            "-m",
+            "cli.main",
+            "distill",
+            "zoo:digits_teacher",
+            "zoo:digits_student",
+            "digits",
+            "-e",
+            "1",
+            "-v",
+            "0",
+            "--strategy",
+            "multiworker",
+            "-out",
+            str(tmp_path / f"out{index}"),
+        ]
 
     start_workers(command, tmp_path)
     results = json.loads((tmp_path / "out0" / "results.json").read_text())

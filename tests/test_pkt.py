@@ -8,16 +8,15 @@ import tensorflow as tf
 from typer.testing import CliRunner
 
 from cli.main import app
-from ktrain.config import OptimizerConfig, ScheduleConfig, TrainConfig
-from ktrain.seeding import seed_everything
-from ktrain.evaluate import knn_accuracy, retrieval_metrics
-from ktrain.methods import Batch, get_method
-from ktrain.methods.pkt import pkt_loss, supervised_pkt_loss
-from ktrain.strategy import build_strategy
-from ktrain.methods import Tap
-from ktrain.taps import NetworkView
 from ktrain import zoo
+from ktrain.config import OptimizerConfig, ScheduleConfig, TrainConfig
 from ktrain.engine import Trainer
+from ktrain.evaluate import knn_accuracy, retrieval_metrics
+from ktrain.methods import Batch, Tap, get_method
+from ktrain.methods.pkt import pkt_loss, supervised_pkt_loss
+from ktrain.seeding import seed_everything
+from ktrain.strategy import build_strategy
+from ktrain.taps import NetworkView
 
 STUDENT_FEATURES = np.array([[1, 0, 2], [0, 1, 1], [1, 1, 0], [2, -1, 1]], np.float32)
 TEACHER_FEATURES = np.array([[1, 2], [2, 1], [0, 1], [-1, 1]], np.float32)
@@ -79,11 +78,19 @@ def run(method, data, strategy_name, student_weights, teacher_weights, epochs=1)
         teacher = zoo.build("digits_teacher", data.image_shape, 10)
         student.set_weights(student_weights)
         teacher.set_weights(teacher_weights)
-    config = TrainConfig(epochs=epochs, optimizer=OptimizerConfig(decay=0.0),
-                         schedule=ScheduleConfig(lr_decay=0.0, early_stopping_patience=0)).validate()
+    config = TrainConfig(
+        epochs=epochs,
+        optimizer=OptimizerConfig(decay=0.0),
+        schedule=ScheduleConfig(lr_decay=0.0, early_stopping_patience=0),
+    ).validate()
     method = get_method(method)()
-    trainer = Trainer(student=NetworkView(student, taps=[Tap.features()]), teacher=NetworkView(teacher, taps=[Tap.features()]),
-                      method=method, config=config, strategy=strategy)
+    trainer = Trainer(
+        student=NetworkView(student, taps=[Tap.features()]),
+        teacher=NetworkView(teacher, taps=[Tap.features()]),
+        method=method,
+        config=config,
+        strategy=strategy,
+    )
     result = trainer.fit(data)
     return result.columns(), student.get_weights(), teacher.get_weights()
 
@@ -116,8 +123,9 @@ def test_knn_and_map_on_a_toy_set():
     # mAP, Euclidean. Query [0.5] (label 0): ranking 0,1 (|0.5|), 10, 11, 12 -> relevant at ranks 1,2,5
     # AP = (1/1 + 2/2 + 3/5) / 3. Query [11.2] (label 1): ranking 11,12,10,1,0 -> relevant at ranks 1,3
     # AP = (1/1 + 2/3) / 2.
-    metrics = retrieval_metrics(database, labels, queries[:2], query_labels[:2], metric="euclidean",
-                                precision_at=(1, 2))
+    metrics = retrieval_metrics(
+        database, labels, queries[:2], query_labels[:2], metric="euclidean", precision_at=(1, 2)
+    )
     expected_map = ((1 + 1 + 3 / 5) / 3 + (1 + 2 / 3) / 2) / 2
     assert metrics["map"] == pytest.approx(expected_map, rel=1e-6)
     assert metrics["precision@1"] == 1.0 and metrics["precision@2"] == pytest.approx(0.75)
@@ -131,12 +139,28 @@ def test_knn_chunking_does_not_change_the_answer(rng):
     whole = knn_accuracy(database, labels, queries, query_labels, chunk=1000)
     assert knn_accuracy(database, labels, queries, query_labels, chunk=7) == whole
     assert retrieval_metrics(database, labels, queries, query_labels, chunk=5) == pytest.approx(
-        retrieval_metrics(database, labels, queries, query_labels, chunk=1000))
+        retrieval_metrics(database, labels, queries, query_labels, chunk=1000)
+    )
 
 
 def test_ktrain_pkt_end_to_end_reports_knn_and_map(tmp_path):
-    result = CliRunner().invoke(app, ["pkt", "zoo:digits_teacher", "zoo:digits_student", "digits", "-e", "2",
-                                      "-v", "0", "-out", str(tmp_path), "--student-layer", "hidden"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "pkt",
+            "zoo:digits_teacher",
+            "zoo:digits_student",
+            "digits",
+            "-e",
+            "2",
+            "-v",
+            "0",
+            "-out",
+            str(tmp_path),
+            "--student-layer",
+            "hidden",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "kNN" in result.output and "mAP" in result.output
     results = json.loads((tmp_path / "results.json").read_text())
@@ -148,7 +172,20 @@ def test_ktrain_pkt_end_to_end_reports_knn_and_map(tmp_path):
 
 
 def test_unknown_feature_layer_is_a_one_line_error(tmp_path):
-    result = CliRunner().invoke(app, ["pkt", "zoo:digits_teacher", "zoo:digits_student", "digits", "-e", "1",
-                                      "--teacher-layer", "nope", "-out", str(tmp_path)])
+    result = CliRunner().invoke(
+        app,
+        [
+            "pkt",
+            "zoo:digits_teacher",
+            "zoo:digits_student",
+            "digits",
+            "-e",
+            "1",
+            "--teacher-layer",
+            "nope",
+            "-out",
+            str(tmp_path),
+        ],
+    )
     assert result.exit_code == 2
     assert result.stderr.startswith("error: teacher 'zoo:digits_teacher' has no layer 'nope'")

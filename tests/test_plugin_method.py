@@ -41,8 +41,9 @@ class ToyHint(Method):
 
     def build_state(self, student_shapes, teacher_shapes):
         width, classes = student_shapes["hint"][-1], teacher_shapes["logits"][-1]
-        self.regressor = tf.Variable(tf.random.stateless_normal((width, classes), seed=(1, 2)) * 0.1,
-                                     name="toy_regressor")
+        self.regressor = tf.Variable(
+            tf.random.stateless_normal((width, classes), seed=(1, 2)) * 0.1, name="toy_regressor"
+        )
 
     @property
     def trainable_variables(self):
@@ -70,8 +71,10 @@ PAIR = ["zoo:digits_teacher", "zoo:digits_student", "digits"]
 
 
 def distill(out, *extra):
-    result = runner.invoke(app, ["distill", *PAIR, "-m", "toy-hint", "--hint-weight", "0.25", "-v", "0",
-                                 "-out", str(out), *map(str, extra)])
+    result = runner.invoke(
+        app,
+        ["distill", *PAIR, "-m", "toy-hint", "--hint-weight", "0.25", "-v", "0", "-out", str(out), *map(str, extra)],
+    )
     assert result.exit_code == 0, result.output
     return json.loads((out / "results.json").read_text())
 
@@ -112,12 +115,32 @@ def test_toy_method_on_two_replicas_matches_one_device(tmp_path):
 
 
 def test_toy_method_runs_in_compare_beside_kd(tmp_path):
-    result = runner.invoke(app, ["compare", *PAIR, "-m", "kd,toy-hint", "--hint-weight", "0.25", "-t", "3",
-                                 "--no-baseline", "-e", "1", "-v", "0", "-out", str(tmp_path)])
+    result = runner.invoke(
+        app,
+        [
+            "compare",
+            *PAIR,
+            "-m",
+            "kd,toy-hint",
+            "--hint-weight",
+            "0.25",
+            "-t",
+            "3",
+            "--no-baseline",
+            "-e",
+            "1",
+            "-v",
+            "0",
+            "-out",
+            str(tmp_path),
+        ],
+    )
     assert result.exit_code == 0, result.output
     results = json.loads((tmp_path / "results.json").read_text())
     options = {entry["name"]: entry["options"] for entry in results["methods"]}
     # -t applies to the method that has it; --hint-weight to the toy; neither leaks into the other.
-    assert options == {"kd": {"temperature": 3.0, "kd_lambda": 0.1},
-                       "toy-hint": {"hint_weight": 0.25, "hint_layer": "hidden"}}
+    assert options == {
+        "kd": {"temperature": 3.0, "kd_lambda": 0.1},
+        "toy-hint": {"hint_weight": 0.25, "hint_layer": "hidden"},
+    }
     assert [entry["method"] for entry in results["results"][:2]] == ["kd", "toy-hint"]

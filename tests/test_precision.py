@@ -12,8 +12,23 @@ from cli.main import app
 
 @pytest.mark.parametrize("precision", ["mixed_float16", "mixed_bfloat16"])
 def test_mixed_precision_distillation(tmp_path, precision):
-    result = CliRunner().invoke(app, ["distill", "zoo:digits_teacher", "zoo:digits_student", "digits", "-e", "2",
-                                      "-v", "0", "--precision", precision, "-out", str(tmp_path)])
+    result = CliRunner().invoke(
+        app,
+        [
+            "distill",
+            "zoo:digits_teacher",
+            "zoo:digits_student",
+            "digits",
+            "-e",
+            "2",
+            "-v",
+            "0",
+            "--precision",
+            precision,
+            "-out",
+            str(tmp_path),
+        ],
+    )
     assert keras.mixed_precision.global_policy().name == "float32"  # restored after the job
     try:
         assert result.exit_code == 0, result.output
@@ -30,6 +45,19 @@ def test_mixed_precision_distillation(tmp_path, precision):
 
 
 def test_clipping_with_float16_is_refused(tmp_path):
-    result = CliRunner().invoke(app, ["distill", "zoo:digits_teacher", "zoo:digits_student", "digits",
-                                      "--precision", "mixed_float16", "-cn", "1", "-out", str(tmp_path)])
+    result = CliRunner().invoke(
+        app,
+        [
+            "distill",
+            "zoo:digits_teacher",
+            "zoo:digits_student",
+            "digits",
+            "--precision",
+            "mixed_float16",
+            "-cn",
+            "1",
+            "-out",
+            str(tmp_path),
+        ],
+    )
     assert result.exit_code == 2 and "loss-scaled gradients" in result.stderr

@@ -30,12 +30,24 @@ def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
 
 
 def entry(name, role, accuracy, seed=0, params=100, **extra):
-    return {"name": name, "role": role, "params": params, "seed": seed, "method": "kd" if role == "student" else None,
-            "test": {"accuracy": accuracy, "crossentropy": 1 - accuracy, "loss": 2 - accuracy}, **extra}
+    return {
+        "name": name,
+        "role": role,
+        "params": params,
+        "seed": seed,
+        "method": "kd" if role == "student" else None,
+        "test": {"accuracy": accuracy, "crossentropy": 1 - accuracy, "loss": 2 - accuracy},
+        **extra,
+    }
 
 
-RESULTS = {"results": [entry("Knowledge Distillation", "student", 0.8), entry("Knowledge Distillation", "student", 0.9, seed=1),
-                       entry("Teacher", "teacher", 0.95, params=1000)]}
+RESULTS = {
+    "results": [
+        entry("Knowledge Distillation", "student", 0.8),
+        entry("Knowledge Distillation", "student", 0.9, seed=1),
+        entry("Teacher", "teacher", 0.95, params=1000),
+    ]
+}
 
 
 def test_summary_gives_mean_and_std_over_seeds():
@@ -48,7 +60,10 @@ def test_summary_gives_mean_and_std_over_seeds():
 def test_final_results_block_has_the_seed_format():
     block = final_results_block(RESULTS)
     assert block.splitlines()[:5] == [
-        "Final results: ", "Parameters:", "    Teacher params: 1000", "    Student params: 100",
+        "Final results: ",
+        "Parameters:",
+        "    Teacher params: 1000",
+        "    Student params: 100",
         "    Ratio: T/S=10.0 S/T=0.1",
     ]
     assert "Knowledge Distillation: \n    loss: 1.15\n    categorical_accuracy: 0.85\n" in block

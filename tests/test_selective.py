@@ -1,10 +1,10 @@
 """Specialist teachers and selective KD: NumPy references, gating, locality, replicas, cache, end to end."""
 
 import json
+from types import SimpleNamespace
 
 import keras
 import numpy as np
-from types import SimpleNamespace
 import pytest
 import tensorflow as tf
 from typer.testing import CliRunner
@@ -14,15 +14,14 @@ from ktrain import zoo
 from ktrain.classes import format_classes, parse_classes
 from ktrain.config import OptimizerConfig, ScheduleConfig, TrainConfig
 from ktrain.engine import Trainer
-from ktrain.seeding import seed_everything
 from ktrain.errors import KtrainError
 from ktrain.methods import Batch, get_method
 from ktrain.methods.selective_kd import selective_kd_parts
+from ktrain.seeding import seed_everything
 from ktrain.specialists import ensemble_from_model, ensemble_log_probs, load_ensemble, members_of, split_spec
 from ktrain.strategy import build_strategy
-from ktrain.targets import compute
-from ktrain.methods import Tap
 from ktrain.taps import NetworkView
+from ktrain.targets import compute
 
 C = 10
 PYRAMID = (tuple(range(10)), (0, 1, 2, 3, 4), (5, 6, 7, 8, 9))
@@ -45,7 +44,7 @@ def kd_rows(student, teacher, temperature):
 def columns(members, layout):
     out, start = [], 0
     for classes in layout:
-        out.append(members[:, start:start + len(classes)].astype(np.float64))
+        out.append(members[:, start : start + len(classes)].astype(np.float64))
         start += len(classes)
     return out
 
@@ -63,14 +62,15 @@ def numpy_ensemble(members, layout):
                 values = []
                 for z, s in zip(parts, layout):
                     if c in s:
-                        p = softmax(z[b:b + 1])[0]
+                        p = softmax(z[b : b + 1])[0]
                         mass = 1.0 if len(s) == C else sum(route[k] for k in s)
                         values.append(mass * p[list(s).index(c)])
                 q[c] = np.mean(values)
             out[b] = np.log(q / q.sum())
         else:
-            logits = np.array([np.mean([z[b, list(s).index(c)] for z, s in zip(parts, layout) if c in s])
-                               for c in range(C)])
+            logits = np.array(
+                [np.mean([z[b, list(s).index(c)] for z, s in zip(parts, layout) if c in s]) for c in range(C)]
+            )
             out[b] = np.log(softmax(logits[None])[0])
     return out
 
@@ -156,7 +156,7 @@ def test_a_specialist_never_moves_logits_outside_its_classes(rng):
     for index, classes in enumerate(layout):
         only = tuple(s for k, s in enumerate(layout) if k == index)
         start = sum(len(s) for s in layout[:index])
-        member = members[:, start:start + len(classes)]
+        member = members[:, start : start + len(classes)]
         logits = tf.Variable(student)
         with tf.GradientTape() as tape:
             loss = tf.reduce_sum(selective_kd_parts(logits, member, None, only, C, 2.0, "none")["selective"])
@@ -188,8 +188,9 @@ def test_teacher_gate_follows_the_generalists_top_class(rng):
     labels = np.array([9, 9, 0, 0])  # labels say the opposite: ignored by the teacher gate
     by_teacher = selective_kd_parts(student, members, labels, PYRAMID, C, 2.0, "teacher")["selective"].numpy()
     first = selective_kd_parts(student, members, labels, PYRAMID[:2], C, 2.0, "none")["selective"].numpy()
-    second = selective_kd_parts(student, members[:, [*range(10), *range(15, 20)]], labels, (PYRAMID[0], PYRAMID[2]), C,
-                                2.0, "none")["selective"].numpy()
+    second = selective_kd_parts(
+        student, members[:, [*range(10), *range(15, 20)]], labels, (PYRAMID[0], PYRAMID[2]), C, 2.0, "none"
+    )["selective"].numpy()
     np.testing.assert_allclose(by_teacher, [first[0], first[1], second[2], second[3]], rtol=1e-6)
 
 
@@ -217,17 +218,23 @@ def test_ensemble_kd_of_a_lone_generalist_is_plain_kd(rng):
     student, members, labels = random_case(rng, (tuple(range(10)),))
     ensemble = attached("ensemble-kd", (tuple(range(10)),), C, temperature=3.0, kd_lambda=0.2)
     plain = get_method("kd")(temperature=3.0, kd_lambda=0.2)
-    got, expected = ensemble.losses(Batch.local(labels, student, members)), plain.losses(Batch.local(labels, student, members))
+    got, expected = (
+        ensemble.losses(Batch.local(labels, student, members)),
+        plain.losses(Batch.local(labels, student, members)),
+    )
     for name in ("kd", "ce"):
         np.testing.assert_allclose(got[name].numpy(), expected[name].numpy(), rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("options, fragment", [
-    ({"gate": "maybe"}, "--gate is 'maybe'"),
-    ({"layout": (tuple(range(10)),), "num_classes": 10}, "needs a specialist"),
-    ({"layout": ((0, 1, 2, 3, 4), (5, 6, 7, 8, 9)), "num_classes": 10, "gate": "teacher"}, "needs a generalist"),
-    ({"temperature": 0.0}, "temperature"),
-])
+@pytest.mark.parametrize(
+    "options, fragment",
+    [
+        ({"gate": "maybe"}, "--gate is 'maybe'"),
+        ({"layout": (tuple(range(10)),), "num_classes": 10}, "needs a specialist"),
+        ({"layout": ((0, 1, 2, 3, 4), (5, 6, 7, 8, 9)), "num_classes": 10, "gate": "teacher"}, "needs a generalist"),
+        ({"temperature": 0.0}, "temperature"),
+    ],
+)
 def test_selective_kd_rejects_bad_settings(options, fragment):
     with pytest.raises(KtrainError, match=fragment):
         attached("sl", **options)
@@ -252,8 +259,11 @@ def test_data_restrict_relabels_in_the_given_order(small_digits):
 
 def test_pyramid_outputs_become_a_generalist_and_two_halves(small_digits):
     members = members_of(zoo.build("pyramid_ensemble", (8, 8, 1), 10), 10, "zoo:pyramid_ensemble", None)
-    assert [(m.name, m.classes) for m in members] == [("generalist", PYRAMID[0]), ("specialist_1", PYRAMID[1]),
-                                                      ("specialist_2", PYRAMID[2])]
+    assert [(m.name, m.classes) for m in members] == [
+        ("generalist", PYRAMID[0]),
+        ("specialist_1", PYRAMID[1]),
+        ("specialist_2", PYRAMID[2]),
+    ]
     inputs = keras.Input((8, 8, 1))
     flat = keras.layers.Flatten()(inputs)
     odd = keras.Model(inputs, [keras.layers.Dense(3)(flat), keras.layers.Dense(3)(flat)])
@@ -263,8 +273,9 @@ def test_pyramid_outputs_become_a_generalist_and_two_halves(small_digits):
 
 def test_specialist_files_make_an_ensemble(small_digits, tmp_path):
     def save(name, classes):
-        model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(classes),
-                                  keras.layers.Softmax()])
+        model = keras.Sequential(
+            [keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(classes), keras.layers.Softmax()]
+        )
         model.save(tmp_path / name)
         return str(tmp_path / name)
 
@@ -288,10 +299,20 @@ def _fit_selective(data, strategy, student_init, teacher_init, cached=False, gat
     teacher = ensemble_from_model(teacher_model, data, "zoo:pyramid_ensemble")
     method = get_method("selective-kd")(gate=gate)
     method.attach_teacher(teacher)
-    config = TrainConfig(epochs=2, batch_size=64, optimizer=OptimizerConfig(decay=0.0),
-                         schedule=ScheduleConfig(lr_decay=0.0, early_stopping_patience=0)).validate()
-    trainer = Trainer(student=NetworkView(student_model), teacher=teacher, method=method, config=config,
-                      strategy=strategy, targets=compute(teacher, data, 50) if cached else None)
+    config = TrainConfig(
+        epochs=2,
+        batch_size=64,
+        optimizer=OptimizerConfig(decay=0.0),
+        schedule=ScheduleConfig(lr_decay=0.0, early_stopping_patience=0),
+    ).validate()
+    trainer = Trainer(
+        student=NetworkView(student_model),
+        teacher=teacher,
+        method=method,
+        config=config,
+        strategy=strategy,
+        targets=compute(teacher, data, 50) if cached else None,
+    )
     return trainer.fit(data).columns(), student_model.get_weights()
 
 
@@ -300,8 +321,10 @@ def test_selective_kd_on_two_replicas_and_from_the_cache_matches_one_device(smal
     student_init = zoo.build("digits_student", small_digits.image_shape, 10).get_weights()
     teacher_init = zoo.build("pyramid_ensemble", small_digits.image_shape, 10).get_weights()
     one = _fit_selective(small_digits, build_strategy("one"), student_init, teacher_init)
-    for other in (_fit_selective(small_digits, build_strategy("mirrored"), student_init, teacher_init),
-                  _fit_selective(small_digits, build_strategy("one"), student_init, teacher_init, cached=True)):
+    for other in (
+        _fit_selective(small_digits, build_strategy("mirrored"), student_init, teacher_init),
+        _fit_selective(small_digits, build_strategy("one"), student_init, teacher_init, cached=True),
+    ):
         for key in ("loss", "selective", "kd", "ce", "val_loss", "val_accuracy"):
             assert other[0][key] == pytest.approx(one[0][key], rel=1e-5, abs=1e-6), key
         for a, b in zip(one[1], other[1]):
@@ -321,20 +344,39 @@ def test_compare_sl_with_the_zoo_pyramid_on_digits(tmp_path):
     result = runner.invoke(app, ["cache", model, "digits", "--cache-dir", str(tmp_path / "cache")])
     assert result.exit_code == 0, result.output
     assert "train/logits [1004, 20]" in result.output.replace("\n", "")  # every member's logits side by side
-    for arguments, fragment in ((["evaluate", model, "digits", "-k", "5"], "has no single feature layer"),
-                                (["cache", model, "digits", "--features"], "has no single feature layer")):
+    for arguments, fragment in (
+        (["evaluate", model, "digits", "-k", "5"], "has no single feature layer"),
+        (["cache", model, "digits", "--features"], "has no single feature layer"),
+    ):
         result = runner.invoke(app, arguments)
         assert result.exit_code == 2 and fragment in result.output and "Traceback" not in result.output
     out = tmp_path / "compare"
-    result = runner.invoke(app, ["compare", str(pyramid / "model.keras"), "zoo:digits_student", "digits", "-sl",
-                                 "-e", "2", "--seeds", "2", "-v", "0", "-out", str(out)])
+    result = runner.invoke(
+        app,
+        [
+            "compare",
+            str(pyramid / "model.keras"),
+            "zoo:digits_student",
+            "digits",
+            "-sl",
+            "-e",
+            "2",
+            "--seeds",
+            "2",
+            "-v",
+            "0",
+            "-out",
+            str(out),
+        ],
+    )
     assert result.exit_code == 0, result.output
     for name in ("Ensemble KD", "Selective KD", "Scratch student", "Teacher", "±"):
         assert name in result.output
     results = json.loads((out / "results.json").read_text())
     runs = [(entry["name"], entry.get("seed")) for entry in results["results"]]
     assert runs == [(name, seed) for seed in (0, 1) for name in ("Ensemble KD", "Selective KD", "Scratch student")] + [
-        ("Teacher", None)]
+        ("Teacher", None)
+    ]
     teacher = results["results"][-1]
     assert [member["classes"] for member in teacher["members"]] == [list(s) for s in PYRAMID]
     selective = results["results"][1]
@@ -346,26 +388,59 @@ def test_distill_with_specialist_files_and_bad_ensembles(tmp_path):
     files = {}
     for classes in ("0-4", "5-9"):
         out = tmp_path / classes
-        result = runner.invoke(app, ["train", "zoo:digits_student", "digits", "--classes", classes, "-e", "1", "-v", "0",
-                                     "-out", str(out)])
+        result = runner.invoke(
+            app, ["train", "zoo:digits_student", "digits", "--classes", classes, "-e", "1", "-v", "0", "-out", str(out)]
+        )
         assert result.exit_code == 0, result.output
         results = json.loads((out / "results.json").read_text())
         assert results["dataset"]["name"] == f"digits[{classes}]" and results["dataset"]["num_classes"] == 5
         assert keras.saving.load_model(out / "model.keras").outputs[0].shape[-1] == 5
         files[classes] = str(out / "model.keras")
     low, high = files["0-4"], files["5-9"]
-    result = runner.invoke(app, ["distill", f"{low}:0-4", "zoo:digits_student", "digits", "-sl", "--specialist",
-                                 f"{high}:5-9", "-e", "1", "-v", "0", "--jit", "on", "-out", str(tmp_path / "files")])
+    result = runner.invoke(
+        app,
+        [
+            "distill",
+            f"{low}:0-4",
+            "zoo:digits_student",
+            "digits",
+            "-sl",
+            "--specialist",
+            f"{high}:5-9",
+            "-e",
+            "1",
+            "-v",
+            "0",
+            "--jit",
+            "on",
+            "-out",
+            str(tmp_path / "files"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "Selective KD" in result.output
     cases = [
         (["distill", f"{low}:0-4", "zoo:digits_student", "digits"], "no teacher covers class(es) 5-9"),
         (["distill", "zoo:pyramid_ensemble", "zoo:digits_student", "digits", "-sl", "--gate", "x"], "--gate is 'x'"),
-        (["compare", "zoo:pyramid_ensemble", "zoo:digits_student", "digits", "-m", "pkt"],
-         "method 'pkt' needs one teacher model"),
+        (
+            ["compare", "zoo:pyramid_ensemble", "zoo:digits_student", "digits", "-m", "pkt"],
+            "method 'pkt' needs one teacher model",
+        ),
         (["train", "zoo:digits_student", "digits", "--classes", "3-12"], "class 12 does not exist"),
-        (["distill", f"{low}:0-4", "zoo:digits_student", "digits", "-sl", "--specialist", f"{high}:5-9",
-          "--gate", "teacher"], "--gate teacher needs a generalist"),
+        (
+            [
+                "distill",
+                f"{low}:0-4",
+                "zoo:digits_student",
+                "digits",
+                "-sl",
+                "--specialist",
+                f"{high}:5-9",
+                "--gate",
+                "teacher",
+            ],
+            "--gate teacher needs a generalist",
+        ),
     ]
     for arguments, fragment in cases:
         result = runner.invoke(app, arguments + ["-e", "1", "-v", "0", "-out", str(tmp_path / "bad"), "--overwrite"])
@@ -374,8 +449,18 @@ def test_distill_with_specialist_files_and_bad_ensembles(tmp_path):
 
 
 def test_compare_trains_the_zoo_pyramid_first_with_teacher_epochs(tmp_path):
-    arguments = ["compare", "zoo:pyramid_ensemble", "zoo:digits_student", "digits", "-sl", "-e", "1", "--no-baseline",
-                 "-v", "0"]
+    arguments = [
+        "compare",
+        "zoo:pyramid_ensemble",
+        "zoo:digits_student",
+        "digits",
+        "-sl",
+        "-e",
+        "1",
+        "--no-baseline",
+        "-v",
+        "0",
+    ]
     result = runner.invoke(app, arguments + ["--teacher-epochs", "2", "-out", str(tmp_path / "trained")])
     assert result.exit_code == 0, result.output
     teacher = json.loads((tmp_path / "trained" / "results.json").read_text())["results"][-1]
@@ -395,6 +480,18 @@ def test_demo_sl_trains_the_pyramid_and_compares(tmp_path):
 
 
 def test_negative_teacher_epochs_is_a_one_line_error(tmp_path):
-    result = runner.invoke(app, ["compare", "zoo:pyramid_ensemble", "zoo:digits_student", "digits", "-sl",
-                                 "--teacher-epochs", "-1", "-out", str(tmp_path)])
+    result = runner.invoke(
+        app,
+        [
+            "compare",
+            "zoo:pyramid_ensemble",
+            "zoo:digits_student",
+            "digits",
+            "-sl",
+            "--teacher-epochs",
+            "-1",
+            "-out",
+            str(tmp_path),
+        ],
+    )
     assert result.exit_code == 2 and "--teacher-epochs is -1" in result.output and "Traceback" not in result.output

@@ -1,6 +1,5 @@
 """Soft-target cache: index alignment under shuffling, staleness and corruption, augmentation rules."""
 
-import dataclasses
 import json
 import logging
 
@@ -11,13 +10,12 @@ from ktrain import zoo
 from ktrain.config import OptimizerConfig, ScheduleConfig, TrainConfig
 from ktrain.data import train_pipeline
 from ktrain.engine import Trainer
-from ktrain.seeding import seed_everything
 from ktrain.errors import KtrainError
-from ktrain.methods import get_method
+from ktrain.methods import Tap, get_method
+from ktrain.seeding import seed_everything
 from ktrain.strategy import build_strategy
-from ktrain.targets import compute, load_or_build, use_cache
-from ktrain.methods import Tap
 from ktrain.taps import NetworkView, method_view
+from ktrain.targets import compute, load_or_build, use_cache
 
 
 @pytest.fixture
@@ -32,7 +30,9 @@ def test_cached_targets_follow_their_images_through_the_shuffle(teacher, small_d
         assert not np.array_equal(indices.numpy(), np.sort(indices.numpy()))  # really shuffled
         outputs = teacher.predict(images)
         for key in ("logits", "penultimate"):
-            np.testing.assert_allclose(targets.arrays["train"][key][indices.numpy()], outputs[key], rtol=1e-5, atol=1e-5)
+            np.testing.assert_allclose(
+                targets.arrays["train"][key][indices.numpy()], outputs[key], rtol=1e-5, atol=1e-5
+            )
 
 
 @pytest.mark.parametrize("method", ["kd", "pkt+kd"])
@@ -42,8 +42,9 @@ def test_training_on_cached_targets_matches_the_online_teacher(small_digits, met
     student_init = zoo.build("digits_student", small_digits.image_shape, 10).get_weights()
     with strategy.scope():
         teacher_model = zoo.build("digits_teacher", small_digits.image_shape, 10)
-    config = TrainConfig(epochs=2, optimizer=OptimizerConfig(decay=0.0),
-                         schedule=ScheduleConfig(lr_decay=0.0, early_stopping_patience=0)).validate()
+    config = TrainConfig(
+        epochs=2, optimizer=OptimizerConfig(decay=0.0), schedule=ScheduleConfig(lr_decay=0.0, early_stopping_patience=0)
+    ).validate()
     runs = []
     for cached in (False, True):
         method_object = get_method(method)()
@@ -52,8 +53,14 @@ def test_training_on_cached_targets_matches_the_online_teacher(small_digits, met
             student = zoo.build("digits_student", small_digits.image_shape, 10)
             student.set_weights(student_init)
         targets = compute(teacher, small_digits, 128) if cached else None
-        trainer = Trainer(student=method_view(student, method_object), teacher=teacher,
-                          method=method_object, config=config, strategy=strategy, targets=targets)
+        trainer = Trainer(
+            student=method_view(student, method_object),
+            teacher=teacher,
+            method=method_object,
+            config=config,
+            strategy=strategy,
+            targets=targets,
+        )
         runs.append((trainer.fit(small_digits).columns(), student.get_weights()))
     for key in ("loss", "kd", "val_loss"):
         assert runs[1][0][key] == pytest.approx(runs[0][0][key], rel=1e-4), key
@@ -126,11 +133,41 @@ def test_cli_cache_then_distill_reads_it(tmp_path):
     zoo.build("digits_teacher", (8, 8, 1), 10).save(teacher)
     result = runner.invoke(app, ["cache", str(teacher), "digits", "--cache-dir", str(tmp_path / "cache")])
     assert result.exit_code == 0, result.output
-    result = runner.invoke(app, ["distill", str(teacher), "zoo:digits_student", "digits", "-e", "1", "-v", "0",
-                                 "--targets", "cache", "--cache-dir", str(tmp_path / "cache"), "-out", str(tmp_path / "o")])
+    result = runner.invoke(
+        app,
+        [
+            "distill",
+            str(teacher),
+            "zoo:digits_student",
+            "digits",
+            "-e",
+            "1",
+            "-v",
+            "0",
+            "--targets",
+            "cache",
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "-out",
+            str(tmp_path / "o"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     results = json.loads((tmp_path / "o" / "results.json").read_text())
     assert results["results"][0]["soft_targets"] == str(next((tmp_path / "cache").glob("*.npz")))
-    result = runner.invoke(app, ["distill", str(teacher), "zoo:digits_student", "digits", "--targets", "cache",
-                                 "--augment", "flip", "-out", str(tmp_path / "o2")])
+    result = runner.invoke(
+        app,
+        [
+            "distill",
+            str(teacher),
+            "zoo:digits_student",
+            "digits",
+            "--targets",
+            "cache",
+            "--augment",
+            "flip",
+            "-out",
+            str(tmp_path / "o2"),
+        ],
+    )
     assert result.exit_code == 2 and "--targets cache with --augment flip" in result.stderr

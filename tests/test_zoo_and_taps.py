@@ -1,4 +1,4 @@
-"""Zoo parameter counts (seed-behaviour.md §11.2) and logits taken correctly from any classifier."""
+"""Zoo parameter counts (the seed's) and logits taken correctly from any classifier."""
 
 import keras
 import numpy as np
@@ -7,8 +7,8 @@ import tensorflow as tf
 
 from ktrain import zoo
 from ktrain.errors import KtrainError
-from ktrain.models import load_model
 from ktrain.methods import Tap
+from ktrain.models import load_model
 from ktrain.taps import NetworkView
 
 
@@ -123,8 +123,9 @@ def test_view_leaves_logits_alone():
 
 
 def test_legacy_h5_teacher_ending_in_softmax_is_not_softmaxed_twice(tmp_path):
-    model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(10),
-                              keras.layers.Activation("softmax")])
+    model = keras.Sequential(
+        [keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(10), keras.layers.Activation("softmax")]
+    )
     path = tmp_path / "teacher.h5"
     model.save(path)
     loaded = load_model(str(path), role="teacher", input_shape=(8, 8, 1), num_classes=10)

@@ -181,8 +181,17 @@ class Batch:
     global_labels: tf.Tensor
 
     @classmethod
-    def local(cls, labels, student_logits, teacher_logits=None, *, student=None, teacher=None, epoch: float = 1.0,
-              epochs: int = 1) -> Batch:
+    def local(
+        cls,
+        labels,
+        student_logits,
+        teacher_logits=None,
+        *,
+        student=None,
+        teacher=None,
+        epoch: float = 1.0,
+        epochs: int = 1,
+    ) -> Batch:
         """A one-device batch (global = local): for tests and for calling a loss by hand."""
         student = {"logits": student_logits, **(student or {})}
         teacher = dict(teacher or {}) | ({"logits": teacher_logits} if teacher_logits is not None else {})

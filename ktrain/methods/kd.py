@@ -17,8 +17,9 @@ import tensorflow as tf
 from ktrain.losses import cross_entropy
 from ktrain.methods.base import Method, Option, Options, register
 
-TEMPERATURE = Option("temperature", ("-t", "--temperature"), "Softmax temperature T of the soft targets.",
-                     check="positive")
+TEMPERATURE = Option(
+    "temperature", ("-t", "--temperature"), "Softmax temperature T of the soft targets.", check="positive"
+)
 KD_LAMBDA = Option("kd_lambda", ("-kdl", "--kd-lambda-supervised"), "Weight λ of the hard-label cross-entropy.")
 
 

@@ -15,9 +15,9 @@ Weights: this is the reference's scale, so RepDistiller's β = 30000 (batch 64) 
 
 from __future__ import annotations
 
-import tensorflow as tf
-
 from dataclasses import dataclass
+
+import tensorflow as tf
 
 from ktrain.methods.base import Method, Option, Options, Tap, register
 
@@ -41,7 +41,9 @@ def _divergence(target: tf.Tensor, model: tf.Tensor, eps: float) -> tf.Tensor:
 
 def pkt_loss(student_features: tf.Tensor, teacher_features: tf.Tensor, eps: float = EPSILON) -> tf.Tensor:
     """KL(teacher ‖ student) of the kernels' conditional probabilities, mean over all B² entries."""
-    return _divergence(conditional_probabilities(teacher_features, eps), conditional_probabilities(student_features, eps), eps)
+    return _divergence(
+        conditional_probabilities(teacher_features, eps), conditional_probabilities(student_features, eps), eps
+    )
 
 
 def label_probabilities(labels: tf.Tensor) -> tf.Tensor:
@@ -56,12 +58,25 @@ def supervised_pkt_loss(student_features: tf.Tensor, labels: tf.Tensor, eps: flo
     return _divergence(label_probabilities(labels), conditional_probabilities(student_features, eps), eps)
 
 
-PKT_LAMBDA = Option("pkt_lambda", ("-pktl", "--pkt-lambda-supervised"),
-                    "Weight of the supervised PKT term (label-similarity target).")
-STUDENT_LAYER = Option("student_layer", ("--student-layer",), "Student layer to match (default: the classifier's input).",
-                       kind=str, check="any", optional=True)
-TEACHER_LAYER = Option("teacher_layer", ("--teacher-layer",), "Teacher layer to match (default: the classifier's input).",
-                       kind=str, check="any", optional=True)
+PKT_LAMBDA = Option(
+    "pkt_lambda", ("-pktl", "--pkt-lambda-supervised"), "Weight of the supervised PKT term (label-similarity target)."
+)
+STUDENT_LAYER = Option(
+    "student_layer",
+    ("--student-layer",),
+    "Student layer to match (default: the classifier's input).",
+    kind=str,
+    check="any",
+    optional=True,
+)
+TEACHER_LAYER = Option(
+    "teacher_layer",
+    ("--teacher-layer",),
+    "Teacher layer to match (default: the classifier's input).",
+    kind=str,
+    check="any",
+    optional=True,
+)
 
 
 def feature_taps(layer: str | None) -> dict[str, Tap]:

@@ -44,6 +44,8 @@ class PktPlusKd(Method):
     def losses(self, batch):
         options = self.options
         kd = {"kd": kd_per_example(batch.student_logits, batch.teacher_logits, options.temperature)}
-        parts = {name: options.kd_weight * value for name, value in with_supervised(kd, batch, options.kd_lambda).items()}
+        parts = {
+            name: options.kd_weight * value for name, value in with_supervised(kd, batch, options.kd_lambda).items()
+        }
         parts["pkt"] = options.pkt_weight * pkt_loss(batch.global_student["features"], batch.global_teacher["features"])
         return parts

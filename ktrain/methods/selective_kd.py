@@ -25,9 +25,9 @@ teachers" (Pattern Recognition Letters).
 
 from __future__ import annotations
 
-import tensorflow as tf
-
 from dataclasses import dataclass
+
+import tensorflow as tf
 
 from ktrain.errors import KtrainError
 from ktrain.methods.base import Method, Option, Options, Switch, register
@@ -35,19 +35,29 @@ from ktrain.methods.kd import KD_LAMBDA, TEMPERATURE, kd_per_example, with_super
 from ktrain.specialists import generalist_probabilities, is_generalist, member_columns
 
 GATES = ("label", "teacher", "none")
-GATE = Option("gate", ("--gate",), "Which samples teach through specialist k: label (label in its classes), "
-              "teacher (generalist's top class in them) or none (all).", kind=str, check="any", choices=GATES)
+GATE = Option(
+    "gate",
+    ("--gate",),
+    "Which samples teach through specialist k: label (label in its classes), "
+    "teacher (generalist's top class in them) or none (all).",
+    kind=str,
+    check="any",
+    choices=GATES,
+)
 
 
-def selective_kd_parts(student_logits, member_logits, labels, layout, num_classes: int, temperature: float,
-                       gate: str = "label") -> dict[str, tf.Tensor]:
+def selective_kd_parts(
+    student_logits, member_logits, labels, layout, num_classes: int, temperature: float, gate: str = "label"
+) -> dict[str, tf.Tensor]:
     """Per-example ``selective`` (specialists) and ``kd`` (generalists, if any) parts of the loss."""
     student_logits = tf.cast(student_logits, tf.float32)
     columns = member_columns(member_logits, layout)
     if gate == "teacher":
         route = generalist_probabilities(member_logits, layout, num_classes)
         if route is None:
-            raise KtrainError("--gate teacher needs a generalist teacher to pick the top class: add one or use --gate label")
+            raise KtrainError(
+                "--gate teacher needs a generalist teacher to pick the top class: add one or use --gate label"
+            )
         deciding = tf.argmax(route, axis=-1, output_type=tf.int32)
     elif gate == "label":
         deciding = tf.cast(labels, tf.int32)
@@ -83,23 +93,35 @@ class SelectiveKD(Method):
     aliases = ("selective", "sl")
     Options = SelectiveOptions
     uses_ensemble = True
-    switch = Switch(("-sl", "--selective-learning"), "Selective KD: each specialist teaches the student only about "
-                    "its own classes (needs an ensemble teacher).", ("distill", "compare"))
+    switch = Switch(
+        ("-sl", "--selective-learning"),
+        "Selective KD: each specialist teaches the student only about its own classes (needs an ensemble teacher).",
+        ("distill", "compare"),
+    )
 
     def attach_teacher(self, teacher) -> None:
         layout, num_classes = teacher.layout, teacher.num_classes
         if all(is_generalist(classes, num_classes) for classes in layout):
-            raise KtrainError("selective KD needs a specialist: give a teacher with narrower outputs or "
-                              "--specialist FILE:CLASSES")
+            raise KtrainError(
+                "selective KD needs a specialist: give a teacher with narrower outputs or --specialist FILE:CLASSES"
+            )
         if self.options.gate == "teacher" and not any(is_generalist(classes, num_classes) for classes in layout):
-            raise KtrainError("--gate teacher needs a generalist teacher to pick the top class: add one "
-                              "or use --gate label")
+            raise KtrainError(
+                "--gate teacher needs a generalist teacher to pick the top class: add one or use --gate label"
+            )
         self.layout, self.num_classes = layout, num_classes
 
     def losses(self, batch):
         if not hasattr(self, "layout"):
             raise KtrainError("selective KD was built without its teacher's layout")
         options = self.options
-        parts = selective_kd_parts(batch.student_logits, batch.teacher_logits, batch.labels, self.layout,
-                                   self.num_classes, options.temperature, options.gate)
+        parts = selective_kd_parts(
+            batch.student_logits,
+            batch.teacher_logits,
+            batch.labels,
+            self.layout,
+            self.num_classes,
+            options.temperature,
+            options.gate,
+        )
         return with_supervised(parts, batch, options.kd_lambda)
