@@ -25,11 +25,12 @@ import tensorflow as tf
 from ktrain import zoo
 from ktrain.config import OptimizerConfig, TrainConfig
 from ktrain.data import DataSplits
-from ktrain.engine import Trainer, seed_everything
-from ktrain.methods import build_method, get_method
+from ktrain.engine import Trainer
+from ktrain.methods import get_method
+from ktrain.seeding import seed_everything
 from ktrain.specialists import ensemble_from_model
 from ktrain.strategy import build_strategy, describe
-from ktrain.taps import LogitsView
+from ktrain.taps import method_view
 from ktrain.targets import compute
 
 PAIRS = {
@@ -70,7 +71,6 @@ def synthetic(shape, classes, count):
 
 def ktrain_step(strategy, teacher, student, method_key, batch_size, jit, warmup, steps, images, labels):
     method = get_method(METHODS[method_key])()
-    features = method.uses_features
     data = DataSplits(
         "synthetic",
         images,
@@ -84,15 +84,15 @@ def ktrain_step(strategy, teacher, student, method_key, batch_size, jit, warmup,
     teacher_view = None
     if method.uses_ensemble:
         teacher_view = ensemble_from_model(teacher, data, "teacher")
-        method = build_method(method.name, {"layout": teacher_view.layout, "num_classes": teacher_view.num_classes})
+        method.attach_teacher(teacher_view)
     elif method.uses_teacher:
-        teacher_view = LogitsView(teacher, features=features)
+        teacher_view = method_view(teacher, method, "teacher")
     targets = None
     if method_key.endswith("_cached"):
         targets = compute(teacher_view, data, batch_size)
     config = TrainConfig(batch_size=batch_size, jit="on" if jit else "off", optimizer=OptimizerConfig()).validate()
     trainer = Trainer(
-        student=LogitsView(student, features=features),
+        student=method_view(student, method),
         teacher=teacher_view,
         method=method,
         config=config,
