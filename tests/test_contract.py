@@ -128,3 +128,34 @@ def test_method_contract(name, initial):
             assert history[key][0] == pytest.approx(one[key][0], rel=1e-4, abs=1e-6), key
         for a, b in zip(student_one, student):
             np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "options, fragment",
+    [
+        ({"temperature": float("nan")}, "temperature (-t) is nan: give a finite number"),
+        ({"temperature": float("inf")}, "give a finite number"),
+        ({"kd_lambda": -1}, "kd lambda (-kdl) is -1: give a value of 0 or more"),
+        ({"temperature": "warm"}, "give a number"),
+        ({"temprature": 4}, "method 'kd' has no option 'temprature': its options are temperature, kd_lambda"),
+    ],
+)
+def test_options_are_checked_once_and_unknown_names_refused(options, fragment):
+    from ktrain.errors import KtrainError
+    from ktrain.methods import get_method
+
+    with pytest.raises(KtrainError) as error:
+        get_method("kd")(**options)
+    assert fragment in str(error.value)
+
+
+def test_methods_command_lists_every_method_with_its_defaults():
+    from typer.testing import CliRunner
+
+    from cli.main import app
+
+    result = CliRunner().invoke(app, ["methods"])
+    assert result.exit_code == 0
+    for name in method_names():
+        assert name in result.output
+    assert "-t 2.0" in result.output and "--gate label" in result.output
