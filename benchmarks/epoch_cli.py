@@ -40,7 +40,7 @@ def main():
         command = [
             sys.executable,
             "-m",
-            "cli.main",
+            "ktrain.cli.main",
             "distill",
             "zoo:cifar10_baseline_ensemble",
             "zoo:cifar10_student_strong",

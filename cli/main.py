@@ -1,8 +1,10 @@
 """The ``ktrain`` command line: parses options, renders with Rich, and calls the library.
 
-No training logic lives here: every command builds the specs of ``ktrain.specs`` (or calls
-``run_demo``) and shows what it returns. No method is named here: method options and switches are
-generated from the methods' own declarations (cli/options.py).
+A thin layer over the Python API (``ktrain.api``): every command passes its arguments to the API
+function that does the work and renders what it returns. No training logic and no defaults live
+here: the settings, their flags, help and defaults come from ``ktrain.settings`` and the API's
+signatures, and the method options and switches from the methods' own declarations
+(cli/options.py). No method is named here.
 """
 
 import functools
@@ -15,9 +17,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # silence TensorFlow's C++ s
 import typer
 from rich.console import Console
 
-from cli.options import quiet_tensorflow_import as _quiet_tensorflow_import
-from cli.options import set_active_command, training_command
-from cli.render import RichProgress, export_table, failures, member_lines, results_table
+from ktrain import api  # no TensorFlow until a command runs
+from ktrain.cli.options import quiet_tensorflow_import as _quiet_tensorflow_import
+from ktrain.cli.options import set_active_command, training_command
+from ktrain.cli.render import RichProgress, export_table, failures, member_lines, results_table
 from ktrain.errors import KtrainError
 
 app = typer.Typer(
@@ -47,35 +50,34 @@ Methods = Annotated[
         rich_help_panel="Method options",
     ),
 ]
-Neighbors = Annotated[
-    int,
-    typer.Option(
-        "-k", "--neighbors", help="k of the kNN evaluation of a student's features.", rich_help_panel=COMPARE_PANEL
-    ),
-]
-Specialists = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--specialist",
-        help="Another teacher member, repeatable: FILE:CLASSES for a specialist (FILE:0-4, "
-        "FILE:0,2,5-7) or FILE for a generalist. TEACHER may be FILE:CLASSES too.",
-        rich_help_panel=TEACHER_PANEL,
-    ),
-]
-Export = Annotated[
-    str | None,
-    typer.Option(
-        "--export",
-        help="Also export the (best) student to TFLite: float32, float16 or int8, checked on the test split.",
-        rich_help_panel=EXPORT_PANEL,
-    ),
-]
-MaxAccuracyDrop = Annotated[
-    float,
-    typer.Option(
-        "--max-accuracy-drop", help="Largest test-accuracy loss the export may cause.", rich_help_panel=EXPORT_PANEL
-    ),
-]
+
+
+def _specialists():
+    from ktrain.cli.options import setting_annotation
+    from ktrain.settings import SETTINGS
+
+    return setting_annotation(SETTINGS["specialists"])
+
+
+Specialists = _specialists()
+
+
+def _version(value: bool) -> None:
+    if value:
+        from ktrain import version_line
+
+        console.print(version_line(), highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option("--version", help="Print the distribution name and version, then exit.", callback=_version),
+    ] = False,
+):
+    """Transfer knowledge from a trained teacher network to a small student."""
 
 
 def user_errors(command):
@@ -99,91 +101,14 @@ def _split(items: list[str] | None) -> tuple[str, ...] | None:
     return tuple(part.strip() for item in items for part in item.split(",") if part.strip())
 
 
-def _engine_config(engine: dict):
-    """The engine's settings from the shared options."""
-    from ktrain.config import OptimizerConfig, ScheduleConfig, TrainConfig
-
-    optimizer = OptimizerConfig(
-        name=engine["optimizer"].lower(),
-        learning_rate=engine["learning_rate"],
-        beta1=engine["beta1"],
-        beta2=engine["beta2"],
-        rho=engine["rho"],
-        momentum=engine["momentum"],
-        decay=engine["decay"],
-        clip_norm=engine["clip_norm"],
-        clip_value=engine["clip_value"],
-    )
-    schedule = ScheduleConfig(
-        lr_patience=engine["lr_patience"],
-        lr_decay=engine["lr_decay"],
-        lr_min=engine["lr_min"],
-        early_stopping_patience=engine["early_stopping_patience"],
-        use_final_model=engine["use_final_model"],
-    )
-    config = TrainConfig(
-        epochs=engine["epochs"],
-        batch_size=engine["batch_size"],
-        eval_batch_size=engine["eval_batch_size"],
-        seed=engine["seed"],
-        jit=engine["jit"],
-        strategy=engine["strategy"],
-        precision=engine["precision"],
-        optimizer=optimizer,
-        schedule=schedule,
-        targets=engine["targets"],
-        cache_dir=engine["cache_dir"],
-    )
-    return config
-
-
-def _run(
-    student: str,
-    dataset: str,
-    engine: dict,
-    *,
-    teacher: str | None = None,
-    names: tuple[str, ...] | None = None,
-    switches=(),
-    given: dict | None = None,
-    classes: str | None = None,
-    specialists=(),
-    plan=None,
-    **outputs,
-):
-    """The specs of one command, from its parsed options (validated by the library, not here)."""
+def _execute(command: str, options: dict, given: dict, switches: list, verbosity: int, **arguments):
+    """Run a training command through the Python API, with Rich progress; returns its result."""
     _quiet_tensorflow_import()
-    from ktrain.methods import choose
-    from ktrain.specs import DataSpec, ModelsSpec, OutputSpec, Plan, Run
-
-    config = _engine_config(engine)
-    command = engine["command"]
-    methods, explicit = choose(command, names, switches, given)
-    augment = tuple(part.strip() for part in engine["augment"].split(",") if part.strip())
-    return Run(
-        command=command,
-        models=ModelsSpec(
-            student=student,
-            teacher=teacher,
-            specialists=tuple(specialists or ()),
-            reinit=engine["reinit"],
-            start_weights=engine["start_weights"],
-        ),
-        data=DataSpec(
-            dataset, data_dir=engine["data_dir"], val_split=engine["val_split"], augment=augment, classes=classes
-        ),
-        methods=methods,
-        engine=config,
-        outputs=OutputSpec(
-            folder=engine["out_folder"],
-            prefix=engine["prefix"],
-            resume=engine["resume"],
-            overwrite=engine["overwrite"],
-            debug=engine["debug"],
-            **outputs,
-        ),
-        plan=plan or Plan(),
-        explicit_methods=explicit,
+    listener = RichProgress(console, verbosity)
+    return _interruptible(
+        lambda: api.run_command(
+            command, switches=switches, listener=listener, options={**options, **given}, **arguments
+        )
     )
 
 
@@ -205,16 +130,14 @@ def _interruptible(run):
         raise typer.Exit(130) from None
 
 
-def _execute(run, verbosity: int) -> dict:
-    from ktrain.run import run_single
-
-    results = _interruptible(lambda: run_single(run, RichProgress(console, verbosity)))
+def _show_single(result) -> None:
+    results = result.record
     _print_results(results)
-    saved = next(entry["saved_to"] for entry in results["results"] if entry["role"] == "student")
-    console.print(f"student saved to {saved}")
+    saved = result.entry.get("saved_to")
+    if saved:
+        console.print(f"student saved to {saved}")
     if results.get("export"):
         console.print(export_table([results["export"]]))
-    return results
 
 
 @app.command()
@@ -223,22 +146,16 @@ def _execute(run, verbosity: int) -> dict:
 def train(
     model: Annotated[str, typer.Argument(help="Model to train: a .keras/.h5 file or zoo:NAME.")],
     dataset: Dataset,
-    classes: Annotated[
-        str | None,
-        typer.Option(
-            "--classes",
-            help="Train a specialist: only the images of these classes (0-4, 0,2,5-7), "
-            "relabelled in that order; use the model as --specialist FILE:CLASSES.",
-        ),
-    ] = None,
-    engine: dict = None,
+    command: str = None,
+    options: dict = None,
     given: dict = None,
     switches: list = None,
+    verbosity: int = 1,
 ):
     """Train MODEL on DATASET with labels only (to make a teacher, a specialist, or a from-scratch baseline).
 
     A model with several outputs (zoo:pyramid_ensemble) is an ensemble: each output is trained on its own classes."""
-    _execute(_run(model, dataset, engine, classes=classes, given=given), engine["verbosity"])
+    _show_single(_execute(command, options, given, switches, verbosity, student=model, data=dataset))
 
 
 @app.command()
@@ -249,12 +166,11 @@ def distill(
     student: Student,
     dataset: Dataset,
     method: Methods = None,
-    specialist: Specialists = None,
-    export: Export = None,
-    max_accuracy_drop: MaxAccuracyDrop = 0.01,
-    engine: dict = None,
+    command: str = None,
+    options: dict = None,
     given: dict = None,
     switches: list = None,
+    verbosity: int = 1,
 ):
     """Distill TEACHER into STUDENT on DATASET (default: KD, T²·KL(teacher ‖ student) + λ·CE).
 
@@ -263,19 +179,10 @@ def distill(
     names = _split(method)
     if names is not None and len(names) != 1:
         raise KtrainError(f"distill runs one method, not {len(names)} ({', '.join(names)}): use compare for several")
-    run = _run(
-        student,
-        dataset,
-        engine,
-        teacher=teacher,
-        names=names,
-        switches=switches,
-        given=given,
-        specialists=specialist,
-        export=export,
-        max_accuracy_drop=max_accuracy_drop,
+    result = _execute(
+        command, options, given, switches, verbosity, student=student, data=dataset, teacher=teacher, methods=names
     )
-    _execute(run, engine["verbosity"])
+    _show_single(result)
 
 
 @app.command()
@@ -285,14 +192,14 @@ def pkt(
     teacher: Teacher,
     student: Student,
     dataset: Dataset,
-    neighbors: Neighbors = 5,
-    engine: dict = None,
+    command: str = None,
+    options: dict = None,
     given: dict = None,
     switches: list = None,
+    verbosity: int = 1,
 ):
     """Transfer the geometry of TEACHER's features into STUDENT with PKT (optionally plus KD)."""
-    run = _run(student, dataset, engine, teacher=teacher, switches=switches, given=given, neighbors=neighbors)
-    _execute(run, engine["verbosity"])
+    _show_single(_execute(command, options, given, switches, verbosity, student=student, data=dataset, teacher=teacher))
 
 
 @app.command()
@@ -303,24 +210,6 @@ def compare(
     student: Student,
     dataset: Dataset,
     method: Methods = None,
-    baseline: Annotated[
-        bool,
-        typer.Option(
-            "--baseline/--no-baseline", help="Also train the student from scratch.", rich_help_panel=COMPARE_PANEL
-        ),
-    ] = True,
-    seeds: Annotated[
-        int,
-        typer.Option(
-            "--seeds",
-            help="Repeat every method with this many seeds (seed, seed+1, ...); mean ± std.",
-            rich_help_panel=COMPARE_PANEL,
-        ),
-    ] = 1,
-    save_students: Annotated[
-        str,
-        typer.Option("-s", "--save-students", help="all, best (on validation) or none.", rich_help_panel=COMPARE_PANEL),
-    ] = "best",
     omit_results: Annotated[
         bool,
         typer.Option(
@@ -330,57 +219,29 @@ def compare(
             rich_help_panel=COMPARE_PANEL,
         ),
     ] = False,
-    tensorboard: Annotated[
-        bool,
-        typer.Option(
-            "--tensorboard", help="Per-method TensorBoard scalars under the out folder.", rich_help_panel=COMPARE_PANEL
-        ),
-    ] = False,
-    teacher_epochs: Annotated[
-        int,
-        typer.Option(
-            "--teacher-epochs",
-            help="First train TEACHER with labels for this "
-            "many epochs (for a zoo: teacher; an ensemble's members each on "
-            "their classes), as the demo does.",
-            rich_help_panel=COMPARE_PANEL,
-        ),
-    ] = 0,
-    neighbors: Neighbors = 5,
-    specialist: Specialists = None,
-    export: Export = None,
-    max_accuracy_drop: MaxAccuracyDrop = 0.01,
-    engine: dict = None,
+    command: str = None,
+    options: dict = None,
     given: dict = None,
     switches: list = None,
+    verbosity: int = 1,
 ):
     """Compare transfer methods on one TEACHER/STUDENT pair: table, results.json/.pkl, log and plots.
 
     With an ensemble teacher (--specialist) the methods that need one teacher model are left out of the
     default set, and KD learns from the averaged ensemble."""
-    _quiet_tensorflow_import()
-    from ktrain.compare import run_compare
-    from ktrain.specs import Plan
-
-    run = _run(
-        student,
-        dataset,
-        engine,
+    options = {**options, "write_results": not omit_results}
+    result = _execute(
+        command,
+        options,
+        given,
+        switches,
+        verbosity,
+        student=student,
+        data=dataset,
         teacher=teacher,
-        names=_split(method),
-        switches=switches,
-        given=given,
-        specialists=specialist,
-        plan=Plan(seeds=seeds, baseline=baseline, teacher_epochs=teacher_epochs),
-        write_results=not omit_results,
-        save_students=save_students.lower(),
-        tensorboard=tensorboard,
-        neighbors=neighbors,
-        export=export,
-        max_accuracy_drop=max_accuracy_drop,
+        methods=_split(method),
     )
-    results = _interruptible(lambda: run_compare(run, RichProgress(console, engine["verbosity"])))
-    _show_comparison(results, engine["out_folder"], omit_results)
+    _show_comparison(result.record, options["out_folder"], omit_results)
 
 
 def _untrained_teacher_note(results: dict) -> None:
@@ -421,12 +282,18 @@ def demo(
     out_folder: Annotated[
         str | None,
         typer.Option(
-            "-out", "--out-folder", help="Folder for the outputs (default out/demo, with -sl out/demo_selective)."
+            "-out",
+            "--out-folder",
+            help=f"Folder for the outputs (default {api.demo_folder(False)}, with -sl {api.demo_folder(True)}).",
         ),
     ] = None,
-    epochs: Annotated[int, typer.Option("-e", "--epochs", help="Epochs for the teacher and for each student.")] = 60,
-    seeds: Annotated[int, typer.Option("--seeds", help="Repeat every student with this many seeds.")] = 1,
-    seed: Annotated[int, typer.Option("-seed", "--seed", help="Random seed.")] = 0,
+    epochs: Annotated[
+        int, typer.Option("-e", "--epochs", help="Epochs for the teacher and for each student.")
+    ] = api.default(api.demo, "epochs"),
+    seeds: Annotated[int, typer.Option("--seeds", help="Repeat every student with this many seeds.")] = api.default(
+        api.demo, "seeds"
+    ),
+    seed: Annotated[int, typer.Option("-seed", "--seed", help="Random seed.")] = api.default(api.demo, "seed"),
     verbosity: Annotated[int, typer.Option("-v", "--verbosity", help="0: final table only; 1: progress bars.")] = 1,
     selective: Annotated[
         bool,
@@ -440,23 +307,13 @@ def demo(
 ):
     """The seed's job, offline on the built-in digits: train a teacher, then compare the seed's three methods and a
     scratch student."""
-    if epochs <= 0:
-        raise KtrainError(f"epochs (-e) is {epochs}: give a value greater than 0")
-    out_folder = out_folder or ("out/demo_selective" if selective else "out/demo")
+    out_folder = out_folder or api.demo_folder(selective)
     _quiet_tensorflow_import()
-    from ktrain.compare import run_demo
-
-    results = _interruptible(
-        lambda: run_demo(
-            out_folder,
-            epochs=epochs,
-            seed=seed,
-            seeds=seeds,
-            listener=RichProgress(console, verbosity),
-            selective=selective,
-        )
+    listener = RichProgress(console, verbosity)
+    result = _interruptible(
+        lambda: api.demo(out_folder, epochs=epochs, seed=seed, seeds=seeds, listener=listener, selective=selective)
     )
-    _show_comparison(results, out_folder, False)
+    _show_comparison(result.record, out_folder, False)
 
 
 @app.command()
@@ -494,22 +351,20 @@ def evaluate(
     dataset: Annotated[str, typer.Argument(help="digits, a TFDS name or an .npz file.")],
     neighbors: Annotated[
         int, typer.Option("-k", "--neighbors", help="Also report kNN accuracy with this k (0: no).")
-    ] = 0,
+    ] = api.default(api.evaluate, "neighbors"),
     layer: Annotated[
         str | None, typer.Option("--layer", help="Feature layer for kNN (default: input of the classifier).")
     ] = None,
     data_dir: Annotated[str | None, typer.Option("--data-dir", help="Local TFDS data directory.")] = None,
     eval_batch_size: Annotated[
         int, typer.Option("-ebs", "--evaluation-batch-size", help="Evaluation batch size.")
-    ] = 128,
+    ] = api.default(api.evaluate, "batch_size"),
 ):
     """Test accuracy, cross-entropy and (with -k) kNN accuracy of MODEL on DATASET's test split."""
     if neighbors < 0 or eval_batch_size <= 0:
         raise KtrainError(f"-k is {neighbors} and -ebs is {eval_batch_size}: give k >= 0 and a batch size > 0")
     _quiet_tensorflow_import()
-    from ktrain.evaluate import evaluate_model
-
-    scores = evaluate_model(
+    scores = api.evaluate(
         model, dataset, neighbors=neighbors, layer=layer, data_dir=data_dir, batch_size=eval_batch_size
     )
     for key, value in scores.items():
@@ -521,33 +376,36 @@ def evaluate(
 def cache(
     teacher: Teacher,
     dataset: Annotated[str, typer.Argument(help="digits, a TFDS name or an .npz file.")],
-    cache_dir: Annotated[str, typer.Option("--cache-dir", help="Folder for the cached soft targets.")] = "cache",
+    cache_dir: Annotated[str, typer.Option("--cache-dir", help="Folder for the cached soft targets.")] = api.default(
+        api.cache, "cache_dir"
+    ),
     features: Annotated[
         bool, typer.Option("--features", help="Also cache the teacher's features (for pkt and pkt+kd).")
     ] = False,
     teacher_layer: Annotated[
         str | None, typer.Option("--teacher-layer", help="Feature layer (default: input of the classifier).")
     ] = None,
-    val_split: Annotated[float, typer.Option("--val-split", help="As the training run will use.")] = 0.3,
+    val_split: Annotated[float, typer.Option("--val-split", help="As the training run will use.")] = api.default(
+        api.cache, "val_split"
+    ),
     seed: Annotated[
         int, typer.Option("-seed", "--seed", help="As the training run will use (it picks the validation split).")
-    ] = 0,
+    ] = api.default(api.cache, "seed"),
     data_dir: Annotated[str | None, typer.Option("--data-dir", help="Local TFDS data directory.")] = None,
-    eval_batch_size: Annotated[int, typer.Option("-ebs", "--evaluation-batch-size", help="Teacher batch size.")] = 128,
+    eval_batch_size: Annotated[
+        int, typer.Option("-ebs", "--evaluation-batch-size", help="Teacher batch size.")
+    ] = api.default(api.cache, "batch_size"),
     specialist: Specialists = None,
 ):
     """Precompute TEACHER's soft targets on DATASET's train and validation splits into --cache-dir."""
     _quiet_tensorflow_import()
-    from ktrain.specs import ModelsSpec
-    from ktrain.targets import build_cache
-
-    models = ModelsSpec(teacher=teacher, specialists=tuple(specialist or ()))
-    summary = build_cache(
-        models,
+    summary = api.cache(
+        teacher,
         dataset,
-        cache_dir=cache_dir,
-        features=features or bool(teacher_layer),
+        cache_dir,
+        features=features,
         teacher_layer=teacher_layer,
+        specialists=specialist or (),
         data_dir=data_dir,
         val_split=val_split,
         seed=seed,
@@ -569,7 +427,7 @@ def export_command(
     out: Annotated[str, typer.Argument(help="The .tflite file to write.")],
     quantize: Annotated[
         str, typer.Option("--quantize", help="none (float32), float16, or int8 (full-integer; needs --dataset).")
-    ] = "none",
+    ] = "none",  # the float32 conversion without quantization
     dataset: Annotated[
         str | None,
         typer.Option(
@@ -579,19 +437,20 @@ def export_command(
     data_dir: Annotated[str | None, typer.Option("--data-dir", help="Local TFDS data directory.")] = None,
     max_accuracy_drop: Annotated[
         float, typer.Option("--max-accuracy-drop", help="Largest test-accuracy loss allowed; more exits with an error.")
-    ] = 0.01,
+    ] = api.default(api.export, "max_accuracy_drop"),
 ):
     """Export STUDENT to TFLite and check size, accuracy, agreement with Keras and latency."""
     _quiet_tensorflow_import()
-    from ktrain.export import check, export
+    from ktrain.tflite import check
 
-    report = export(
+    report = api.export(
         student,
         out,
-        "float32" if quantize == "none" else quantize,
-        dataset=dataset,
+        quantize=quantize,
+        data=dataset,
         data_dir=data_dir,
         max_accuracy_drop=max_accuracy_drop,
+        check=False,
     )
     console.print(export_table([report]))
     check(report)
@@ -600,6 +459,7 @@ def export_command(
 @app.command()
 def methods():
     """List the transfer methods (use them with -m NAME) with their options and defaults."""
+    _quiet_tensorflow_import()
     from ktrain.methods import registered
 
     for method in registered():

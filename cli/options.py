@@ -15,199 +15,51 @@ from typing import Annotated
 import typer
 
 PANEL = "Engine options"
+# Help panels by the spec a setting fills (the rest are engine options).
+PANELS = {"OutputSpec": "Outputs", "Plan": "Comparison"}
+VERBOSITY = (
+    "verbosity",
+    Annotated[
+        int,
+        typer.Option(
+            "-v",
+            "--verbosity",
+            help="0: final table only; 1: progress bar; 2: a line per epoch.",
+            rich_help_panel="Outputs",
+        ),
+    ],
+    1,
+)
 
 
-def _option(*names: str, help: str, panel: str = PANEL, **kwargs):
-    return typer.Option(*names, help=help, rich_help_panel=panel, **kwargs)
+def setting_annotation(setting):
+    """The Typer annotation of a library setting (ktrain.settings): its type, flags, help and panel."""
+    option = setting.option
+    kind = {tuple: list[str]}.get(option.kind, option.kind)
+    optional = option.optional or option.kind is tuple
+    panel = PANELS.get(setting.holder.__name__, PANEL)
+    declared = typer.Option(*option.flags, help=option.help, rich_help_panel=panel)
+    return Annotated[kind | None if optional else kind, declared]
 
 
-ENGINE_OPTIONS: list[tuple[str, object, object]] = [
-    ("epochs", Annotated[int, _option("-e", "--epochs", help="Training epochs.")], 125),
-    (
-        "batch_size",
-        Annotated[int, _option("-bs", "--batch-size", help="Global batch size (split across replicas).")],
-        64,
-    ),
-    (
-        "eval_batch_size",
-        Annotated[
-            int, _option("-ebs", "--evaluation-batch-size", help="Batch size for evaluation and teacher predictions.")
-        ],
-        128,
-    ),
-    (
-        "optimizer",
-        Annotated[str, _option("-o", "--optimizer", help="adam, rmsprop, sgd, adagrad, adadelta or adamax.")],
-        "adam",
-    ),
-    ("learning_rate", Annotated[float, _option("-lr", "--learning-rate", help="Initial learning rate.")], 1e-3),
-    (
-        "lr_patience",
-        Annotated[
-            int, _option("-lrp", "--learning-rate-patience", help="Epochs without improvement before the LR drops.")
-        ],
-        8,
-    ),
-    (
-        "lr_decay",
-        Annotated[
-            float,
-            _option(
-                "-lrd",
-                "--learning-rate-decay",
-                help="Factor the LR is multiplied by on a plateau; 0 keeps it constant.",
-            ),
-        ],
-        0.1,
-    ),
-    ("lr_min", Annotated[float, _option("-lrm", "--learning-rate-min", help="Lowest learning rate.")], 1e-8),
-    (
-        "early_stopping_patience",
-        Annotated[
-            int,
-            _option(
-                "-esp", "--early-stopping-patience", help="Epochs without improvement before stopping; 0 disables."
-            ),
-        ],
-        15,
-    ),
-    (
-        "clip_norm",
-        Annotated[float | None, _option("-cn", "--clip-norm", help="Clip each gradient tensor to this norm.")],
-        None,
-    ),
-    (
-        "clip_value",
-        Annotated[float | None, _option("-cv", "--clip-value", help="Clip each gradient element to ±value.")],
-        None,
-    ),
-    ("beta1", Annotated[float, _option("-b1", "--beta1", help="Adam/Adamax beta 1.")], 0.9),
-    ("beta2", Annotated[float, _option("-b2", "--beta2", help="Adam/Adamax beta 2.")], 0.999),
-    ("rho", Annotated[float, _option("-rho", "--rho", help="RMSprop/Adadelta rho.")], 0.9),
-    ("momentum", Annotated[float, _option("-mm", "--momentum", help="SGD momentum.")], 0.0),
-    ("decay", Annotated[float, _option("-d", "--decay", help="Inverse-time decay: lr / (1 + decay · step).")], 1e-6),
-    (
-        "use_final_model",
-        Annotated[
-            bool,
-            _option(
-                "-ufm", "--use-final-model", help="Keep the last epoch's weights instead of the best on validation."
-            ),
-        ],
-        False,
-    ),
-    (
-        "start_weights",
-        Annotated[str | None, _option("-w", "--start-weights", help="Weights file to start the student from.")],
-        None,
-    ),
-    (
-        "reinit",
-        Annotated[bool, _option("--reinit", help="Start the student from fresh random weights instead of its file's.")],
-        False,
-    ),
-    (
-        "val_split",
-        Annotated[
-            float, _option("--val-split", help="Share of the training split held out for validation (stratified).")
-        ],
-        0.3,
-    ),
-    ("data_dir", Annotated[str | None, _option("--data-dir", help="Local TFDS data directory.")], None),
-    (
-        "seed",
-        Annotated[int, _option("-seed", "--seed", help="Random seed: the same seed gives the same history on CPU.")],
-        0,
-    ),
-    (
-        "targets",
-        Annotated[
-            str,
-            _option(
-                "--targets",
-                help="Teacher soft targets: auto (cache when no augmentation and they fit 1 GiB), online or cache.",
-            ),
-        ],
-        "auto",
-    ),
-    (
-        "cache_dir",
-        Annotated[
-            str | None,
-            _option("--cache-dir", help="Keep cached soft targets on disk here (keyed by teacher weights and data)."),
-        ],
-        None,
-    ),
-    (
-        "augment",
-        Annotated[
-            str,
-            _option(
-                "--augment", help="Training augmentation, comma-separated: flip, crop (default none, as the seed)."
-            ),
-        ],
-        "",
-    ),
-    (
-        "jit",
-        Annotated[str, _option("--jit", help="XLA: auto (on for GPUs, off for CPUs, as measured), on or off.")],
-        "auto",
-    ),
-    (
-        "strategy",
-        Annotated[str, _option("--strategy", help="auto, one, mirrored or multiworker (from TF_CONFIG).")],
-        "auto",
-    ),
-    (
-        "precision",
-        Annotated[str, _option("--precision", help="float32, mixed_float16 (with loss scaling) or mixed_bfloat16.")],
-        "float32",
-    ),
-    (
-        "resume",
-        Annotated[
-            bool,
-            _option(
-                "--resume",
-                help="Continue the run in -out from its last checkpoint (same command plus this flag).",
-                panel="Outputs",
-            ),
-        ],
-        False,
-    ),
-    (
-        "overwrite",
-        Annotated[
-            bool,
-            _option("--overwrite", help="Start again in an -out folder that already holds a run.", panel="Outputs"),
-        ],
-        False,
-    ),
-    (
-        "out_folder",
-        Annotated[str, _option("-out", "--out-folder", help="Folder for the outputs.", panel="Outputs")],
-        "out",
-    ),
-    (
-        "prefix",
-        Annotated[
-            str, _option("-res", "--results-name-prefix", help="Prefix for every output file name.", panel="Outputs")
-        ],
-        "",
-    ),
-    (
-        "verbosity",
-        Annotated[
-            int,
-            _option(
-                "-v", "--verbosity", help="0: final table only; 1: progress bar; 2: a line per epoch.", panel="Outputs"
-            ),
-        ],
-        1,
-    ),
-    ("debug", Annotated[bool, _option("--debug", help="Debug-level log file.", panel="Outputs")], False),
-]
-ENGINE_NAMES = [name for name, _, _ in ENGINE_OPTIONS]
+def setting_parameters(command: str) -> list[inspect.Parameter]:
+    """Parameters for the settings ``command`` takes, with the library's defaults."""
+    from ktrain.settings import SETTINGS, settings_for
+
+    parameters = []
+    for name, setting in settings_for(command).items():
+        if name not in SETTINGS:  # set through a flag of the command's own (-or)
+            continue
+        default = setting.cli_default
+        parameters.append(
+            inspect.Parameter(
+                name,
+                inspect.Parameter.KEYWORD_ONLY,
+                default=None if default == () else default,
+                annotation=setting_annotation(setting),
+            )
+        )
+    return parameters
 
 
 def quiet_tensorflow_import() -> None:
@@ -290,10 +142,12 @@ def set_active_command(argv: list[str] | None) -> None:
 
 
 class TrainingCommand:
-    """A command function with the shared engine options and its methods' options appended.
+    """A command function with the library's settings for it, and its methods' options, appended.
 
-    The function receives ``engine`` (dict, with the command's name under "command"), ``given`` (the
-    method options set explicitly) and ``switches`` (names of the methods whose switch was given)."""
+    The function receives ``command`` (its name), ``options`` (the settings, by name), ``given`` (the method options set
+    explicitly), ``switches`` (names of the methods whose switch was given) and ``verbosity``."""
+
+    HIDDEN = ("command", "options", "given", "switches", "verbosity")
 
     def __init__(self, function, command: str):
         self.function = function
@@ -303,35 +157,40 @@ class TrainingCommand:
         self.__module__ = function.__module__
 
     def _own(self) -> list[inspect.Parameter]:
-        hidden = ("engine", "given", "switches")
-        return [p for p in inspect.signature(self.function).parameters.values() if p.name not in hidden]
+        return [p for p in inspect.signature(self.function).parameters.values() if p.name not in self.HIDDEN]
+
+    def _built(self) -> bool:
+        return _active["command"] in (None, self.command)
 
     def _methods(self) -> tuple[list[inspect.Parameter], dict[str, str]]:
-        active = _active["command"]
-        return _method_parameters(self.command) if active in (None, self.command) else ([], {})
+        return _method_parameters(self.command) if self._built() else ([], {})
 
     @property
     def __signature__(self) -> inspect.Signature:
+        if not self._built():  # another command runs: its options only
+            return inspect.Signature(self._own())
         methods, _ = self._methods()
-        shared = [
-            inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
-            for name, annotation, default in ENGINE_OPTIONS
-        ]
-        return inspect.Signature(self._own() + methods + shared)
+        name, annotation, default = VERBOSITY
+        verbosity = inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+        return inspect.Signature(self._own() + methods + setting_parameters(self.command) + [verbosity])
 
     @property
     def __annotations__(self) -> dict:
         return {p.name: p.annotation for p in self.__signature__.parameters.values()}
 
     def __call__(self, **kwargs):
+        from ktrain.settings import settings_for
+
         _, switch_names = self._methods()
-        engine = {name: kwargs.pop(name) for name in ENGINE_NAMES}
-        engine["command"] = self.command
+        options = {name: kwargs.pop(name) for name in settings_for(self.command) if name in kwargs}
+        verbosity = kwargs.pop("verbosity")
         switches = [method for key, method in switch_names.items() if kwargs.pop(key)]
         own = {p.name for p in self._own()}
         given = {name: value for name, value in kwargs.items() if name not in own and value is not None}
         rest = {name: value for name, value in kwargs.items() if name in own}
-        return self.function(**rest, engine=engine, given=given, switches=switches)
+        return self.function(
+            **rest, command=self.command, options=options, given=given, switches=switches, verbosity=verbosity
+        )
 
 
 def training_command(function):

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from ktrain.augment import check_augment
 from ktrain.classes import format_classes
 from ktrain.errors import KtrainError, first_line
 
@@ -110,14 +111,7 @@ def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np
     return kept, held_out
 
 
-AUGMENTATIONS = ("flip", "crop")
 CROP_PADDING = 4
-
-
-def check_augment(augment: tuple[str, ...]) -> None:
-    unknown = [name for name in augment if name not in AUGMENTATIONS]
-    if unknown:
-        raise KtrainError(f"unknown augmentation '{unknown[0]}': use {', '.join(AUGMENTATIONS)} (comma-separated)")
 
 
 def train_pipeline(
@@ -165,7 +159,20 @@ def _augmenter(augment: tuple[str, ...], seed: int):
 
 
 def _scale(images: tf.Tensor, labels: tf.Tensor, indices: tf.Tensor):
-    return tf.cast(images, tf.float32) / 255.0, labels, indices
+    return model_input(images), labels, indices
+
+
+def model_input(images):
+    """What a model sees: uint8 images scaled by 1/255 (as the seed did), float images as given."""
+    if images.dtype == np.uint8:
+        return tf.cast(images, tf.float32) / 255.0
+    return tf.cast(images, tf.float32)
+
+
+def model_input_array(images: np.ndarray) -> np.ndarray:
+    """:func:`model_input` for NumPy arrays."""
+    images = np.asarray(images)
+    return images.astype(np.float32) / 255.0 if images.dtype == np.uint8 else images.astype(np.float32)
 
 
 def _read_npz(path, label: str):
@@ -184,45 +191,60 @@ def _read_npz(path, label: str):
         ) from None
     except (OSError, ValueError) as exc:
         raise KtrainError(f"could not read dataset file '{label}' ({first_line(exc)}): give a valid .npz file") from exc
-    x_train, x_test = (_images(x, label, key) for x, key in ((x_train, "x_train"), (x_test, "x_test")))
-    y_train, y_test = (_labels(y, label, key) for y, key in ((y_train, "y_train"), (y_test, "y_test")))
+    return check_arrays(x_train, y_train, x_test, y_test, f"dataset file '{label}'")
+
+
+def check_arrays(x_train, y_train, x_test, y_test, where: str, *, floats: bool = False):
+    """Images as N×H×W×C (uint8, or with ``floats`` also float32) and labels as int32 class indices
+    (from indices or one-hot rows), checked against each other; returns them with the class count.
+    ``where`` names the data in messages ("dataset file 'x.npz'")."""
+    x_train, x_test = (_images(x, where, key, floats) for x, key in ((x_train, "x_train"), (x_test, "x_test")))
+    y_train, y_test = (_labels(y, where, key) for y, key in ((y_train, "y_train"), (y_test, "y_test")))
     for x, y, split in ((x_train, y_train, "train"), (x_test, y_test, "test")):
         if len(x) != len(y):
             raise KtrainError(
-                f"dataset file '{label}' has {len(x)} x_{split} images but {len(y)} y_{split} labels: "
-                "give one label per image"
+                f"{where} has {len(x)} x_{split} images but {len(y)} y_{split} labels: give one label per image"
             )
+        if len(y) == 0:
+            raise KtrainError(f"{where} has no {split} images: give at least one per class")
     if x_train.shape[1:] != x_test.shape[1:]:
         raise KtrainError(
-            f"dataset file '{label}': x_train images are {x_train.shape[1:]} but x_test images are "
+            f"{where}: x_train images are {x_train.shape[1:]} but x_test images are "
             f"{x_test.shape[1:]}: give images of one shape"
+        )
+    if x_train.dtype != x_test.dtype:
+        raise KtrainError(
+            f"{where}: x_train is {x_train.dtype} but x_test is {x_test.dtype}: give both as uint8 or both as float"
         )
     num_classes = int(max(y_train.max(), y_test.max())) + 1
     return x_train, y_train, x_test, y_test, num_classes
 
 
-def _images(x: np.ndarray, label: str, key: str) -> np.ndarray:
-    if x.dtype != np.uint8:
-        raise KtrainError(f"dataset file '{label}': {key} has dtype {x.dtype}: store images as uint8 (0-255)")
+def _images(x, where: str, key: str, floats: bool = False) -> np.ndarray:
+    x = np.asarray(x)
+    if floats and np.issubdtype(x.dtype, np.floating):
+        x = x.astype(np.float32, copy=False)
+    elif x.dtype != np.uint8:
+        wanted = "uint8 (0-255, scaled by 1/255) or float images (used as given)" if floats else "uint8 (0-255)"
+        raise KtrainError(f"{where}: {key} has dtype {x.dtype}: give images as {wanted}")
     if x.ndim == 3:
         x = x[..., np.newaxis]
     if x.ndim != 4:
-        raise KtrainError(f"dataset file '{label}': {key} has shape {x.shape}: give images as N×H×W or N×H×W×C")
+        raise KtrainError(f"{where}: {key} has shape {x.shape}: give images as N×H×W or N×H×W×C")
     return x
 
 
-def _labels(y: np.ndarray, label: str, key: str) -> np.ndarray:
+def _labels(y, label: str, key: str) -> np.ndarray:
+    y = np.asarray(y)
     if y.ndim == 2 and y.shape[1] > 1:
         y = np.argmax(y, axis=1)
     y = y.reshape(-1)
     if not np.issubdtype(y.dtype, np.integer):
         if not np.all(np.equal(np.mod(y, 1), 0)):
-            raise KtrainError(
-                f"dataset file '{label}': {key} holds non-integer labels: give class indices or one-hot rows"
-            )
+            raise KtrainError(f"{label}: {key} holds non-integer labels: give class indices or one-hot rows")
     y = y.astype(np.int64)
     if y.size and y.min() < 0:
-        raise KtrainError(f"dataset file '{label}': {key} holds the label {y.min()}: labels must be 0 or more")
+        raise KtrainError(f"{label}: {key} holds the label {y.min()}: labels must be 0 or more")
     return y.astype(np.int32)
 
 

@@ -1,10 +1,11 @@
 """The one exception type the command line turns into a one-line message."""
 
 
-class KtrainError(Exception):
+class KtrainError(ValueError):
     """A problem with the user's input: the message names the bad value and the fix.
 
-    The CLI prints ``error: <message>`` and exits with status 2, without a traceback.
+    The CLI prints ``error: <message>`` and exits with status 2, without a traceback. It is a
+    ValueError, so Python callers of the API may catch either.
     """
 
 

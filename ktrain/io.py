@@ -40,6 +40,11 @@ def atomic_write(path: Path):
             os.unlink(temporary)
 
 
+def json_ready(payload: dict) -> dict:
+    """``payload`` exactly as results.json holds it once read back (plain lists, floats and strings)."""
+    return json.loads(json.dumps(payload, default=_plain))
+
+
 def write_json_atomic(path: Path, payload: dict) -> Path:
     """Write JSON through a temporary file in the same folder, then rename."""
     with atomic_write(path) as temporary:

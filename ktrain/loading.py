@@ -15,16 +15,25 @@ from ktrain.data import DataSplits
 from ktrain.errors import KtrainError, first_line
 from ktrain.methods.selection import MethodSpec, for_teacher
 from ktrain.specialists import SpecialistEnsemble, load_ensemble, split_spec
-from ktrain.specs import ModelsSpec
+from ktrain.specs import ModelsSpec, is_object, label
 from ktrain.taps import NetworkView, method_view
 
 log = logging.getLogger("ktrain")
 
 
-def load_student(spec: ModelsSpec, data: DataSplits) -> keras.Model:
-    """The student model from its file or zoo name, with ``--reinit`` and ``-w`` applied."""
+def load_student(spec: ModelsSpec, data: DataSplits, *, copy: bool = False) -> keras.Model:
+    """The student model from its file or zoo name, with ``--reinit`` and ``-w`` applied.
+
+    A model object is used as it is (its ``trainable`` flags are the caller's), or, with ``copy``,
+    copied in the current scope; a file's or zoo model is made trainable."""
     model = models.load_for(spec.student, role="student", data=data)
-    model.trainable = True
+    if is_object(spec.student):
+        if copy:
+            model = models.copy_model(model, "student")
+        if not model.trainable_weights:
+            raise KtrainError(f"the student model '{model.name}' has no trainable weights: set model.trainable = True")
+    else:
+        model.trainable = True
     if spec.reinit:
         model = keras.models.clone_model(model)  # clone_model draws fresh initial weights
     if spec.start_weights:
@@ -56,37 +65,43 @@ def load_teacher(
     *,
     explicit: bool = True,
     model: keras.Model | None = None,
+    copy: bool = False,
 ) -> tuple[NetworkView | SpecialistEnsemble, tuple[MethodSpec, ...]]:
     """The frozen teacher, and the methods that run with it (ensemble variants for an ensemble).
 
-    ``model``, if given, is the teacher already loaded (or just trained)."""
+    ``model``, if given, is the teacher already loaded (or just trained). A model object is frozen
+    in place (the caller restores its flags: :func:`ktrain.models.unchanged_trainable`) or, with
+    ``copy``, copied in the current scope first."""
     path = split_spec(spec.teacher)[0]
     if model is None:
         model = models.load_for(path, role="teacher", data=data)
+        if is_object(path) and copy:
+            model = models.copy_model(model, "teacher")
     if is_ensemble(spec, model, methods):
         methods = for_teacher(methods, True, explicit)
         teacher = load_ensemble([spec.teacher, *spec.specialists], data, first=model)
         log.info("Teacher ensemble: %s", teacher.source)
     else:
         taps = [tap for method in methods for tap in method.build().teacher_taps().values()]
-        teacher = NetworkView(model, data.x_val, name=f"teacher '{spec.teacher}'", taps=taps)
+        teacher = NetworkView(model, data.x_val, name=f"teacher '{label(spec.teacher)}'", taps=taps)
         model.trainable = False
     return teacher, methods
 
 
 def student_view(model: keras.Model, data: DataSplits, spec: ModelsSpec, method) -> NetworkView:
     """The student as the method taps it."""
-    return method_view(model, method, "student", data.x_val, name=f"student '{spec.student}'")
+    return method_view(model, method, "student", data.x_val, name=f"student '{label(spec.student)}'")
 
 
 def check_classes(student: NetworkView, teacher, spec: ModelsSpec, data: DataSplits) -> None:
     """Teacher, student and dataset agree on the number of classes."""
     if teacher is not None and teacher.num_classes != student.num_classes:
         raise KtrainError(
-            f"teacher '{spec.teacher}' outputs {teacher.num_classes} classes but student '{spec.student}' outputs "
+            f"teacher '{label(spec.teacher)}' outputs {teacher.num_classes} classes but student "
+            f"'{label(spec.student)}' outputs "
             f"{student.num_classes}: give a teacher and a student with the same classes"
         )
-    for role, name, view in (("teacher", spec.teacher, teacher), ("student", spec.student, student)):
+    for role, name, view in (("teacher", label(spec.teacher), teacher), ("student", label(spec.student), student)):
         if view is not None and view.num_classes != data.num_classes:
             raise KtrainError(
                 f"{role} '{name}' outputs {view.num_classes} classes but dataset '{data.name}' has "

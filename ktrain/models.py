@@ -1,11 +1,12 @@
 """Models in and out: load a MODEL argument, check it fits the data, save a student safely.
 
-A MODEL argument is a ``.keras`` file, a legacy Keras 2 ``.h5`` file (the seed's format) or
-``zoo:NAME``.
+A MODEL argument is a ``.keras`` file, a legacy Keras 2 ``.h5`` file (the seed's format),
+``zoo:NAME``, or (from the Python API) a Keras model object.
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
 from pathlib import Path
 
@@ -46,12 +47,50 @@ def load_model(spec: str, *, role: str, input_shape: tuple[int, ...], num_classe
     return model
 
 
-def load_for(spec: str, *, role: str, data) -> keras.Model:
+def load_for(spec, *, role: str, data) -> keras.Model:
     """Load (or build) ``spec`` for the images and classes of ``data`` (a DataSplits), refusing a model
-    whose input does not take those images."""
+    whose input does not take those images. A model object is checked and returned as it is."""
+    if isinstance(spec, keras.Model):
+        check_input_shape(spec, role=role, spec=f"object {spec.name}", image_shape=data.image_shape, dataset=data.name)
+        return spec
     model = load_model(spec, role=role, input_shape=data.image_shape, num_classes=data.num_classes)
     check_input_shape(model, role=role, spec=spec, image_shape=data.image_shape, dataset=data.name)
     return model
+
+
+def copy_model(model: keras.Model, role: str) -> keras.Model:
+    """A copy of ``model`` with its weights, built in the current strategy scope and precision policy."""
+    try:
+        copy = keras.models.clone_model(model)
+    except Exception as exc:  # clone_model needs every layer's get_config
+        raise KtrainError(
+            f"could not copy the {role} model object '{model.name}' for this strategy or precision "
+            f"({first_line(exc)}): give every custom layer a get_config(), or use one device and float32"
+        ) from exc
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def write_back(target, trained: keras.Model) -> None:
+    """Copy ``trained``'s weights into the caller's model object ``target`` (when it trained a copy)."""
+    if isinstance(target, keras.Model) and target is not trained:
+        target.set_weights(trained.get_weights())
+
+
+@contextlib.contextmanager
+def unchanged_trainable(model):
+    """Restore the ``trainable`` flag of ``model`` and of every layer in it when the block ends
+    (a teacher is frozen while it teaches; the caller's object must come back as it was)."""
+    if not isinstance(model, keras.Model):
+        yield
+        return
+    layers = list(model._flatten_layers(include_self=True, recursive=True))
+    flags = [layer.trainable for layer in layers]
+    try:
+        yield
+    finally:
+        for layer, flag in zip(layers, flags):
+            layer.trainable = flag
 
 
 def check_input_shape(model: keras.Model, *, role: str, spec: str, image_shape: tuple[int, ...], dataset: str):
@@ -61,9 +100,12 @@ def check_input_shape(model: keras.Model, *, role: str, spec: str, image_shape: 
     expected = tuple(model.inputs[0].shape[1:])
     fits = len(expected) == len(image_shape) and all(e is None or e == d for e, d in zip(expected, image_shape))
     if not fits:
+        fix = "give a model built for this dataset (zoo:NAME models are built to fit)"
+        if expected + (1,) == tuple(image_shape):
+            fix = f"images of one channel get a channel axis: build the model with keras.Input({tuple(image_shape)})"
         raise KtrainError(
             f"{role} model '{spec}' takes inputs of shape {_shape(expected)} but dataset '{dataset}' has images of "
-            f"shape {_shape(image_shape)}: give a model built for this dataset (zoo:NAME models are built to fit)"
+            f"shape {_shape(image_shape)}: {fix}"
         )
 
 

@@ -9,7 +9,7 @@ from ktrain.classes import format_classes
 from ktrain.config import TrainConfig
 from ktrain.data import DataSplits
 from ktrain.engine import FitResult, Trainer
-from ktrain.evaluate import evaluate_classifier, representation_report
+from ktrain.evaluation import evaluate_classifier, representation_report
 from ktrain.methods.base import Method
 from ktrain.report import environment
 from ktrain.specialists import SpecialistEnsemble, is_generalist

@@ -2,7 +2,13 @@
 
 A run validates its specs before any heavy work, builds the strategy first and every model inside
 its scope, trains with the engine, evaluates on the test split (used for nothing else), and writes
-the student and results.json through temporary files.
+the student and results.json through temporary files. Without an out folder (the Python API's
+default) nothing is written: no checkpoints, log, student or results file.
+
+A caller's student object is trained as a copy built in the strategy's scope (the optimizer's
+slots must live there), and the trained weights are written back into it. A caller's teacher
+object is used as it is on one device in float32 (copied otherwise) and comes back unchanged, its
+``trainable`` flags included.
 """
 
 from __future__ import annotations
@@ -10,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from dataclasses import dataclass, field
 
 import keras
 
@@ -19,8 +26,8 @@ from ktrain.classes import format_classes
 from ktrain.config import TrainConfig
 from ktrain.data import DataSplits
 from ktrain.engine import Trainer
-from ktrain.evaluate import evaluate_classifier, representation_report
-from ktrain.io import write_json_atomic
+from ktrain.evaluation import evaluate_classifier, representation_report
+from ktrain.io import json_ready, write_json_atomic
 from ktrain.listener import Listener
 from ktrain.loading import check_classes, load_student, load_teacher, student_view
 from ktrain.methods.selection import baseline
@@ -29,47 +36,67 @@ from ktrain.records import add_representation, results_record, student_record, t
 from ktrain.report import OutFolder, attach_log_file, claim_out_folder, detach_log_file
 from ktrain.seeding import seed_everything
 from ktrain.specialists import ensemble_from_model, is_generalist, members_of
-from ktrain.specs import OutputSpec, Run
-from ktrain.strategy import build_strategy, jit_enabled, output_folder
+from ktrain.specs import OutputSpec, Run, is_object, label
+from ktrain.strategy import build_strategy, jit_enabled, needs_copies, output_folder
 from ktrain.targets import prepare as prepare_targets
 
 log = logging.getLogger("ktrain")
 
 
+@dataclass
+class Outcome:
+    """What a run returns: ``record``, exactly what results.json holds (or would hold), and the
+    trained student models by their index in ``record["results"]`` (None: not kept, say resumed)."""
+
+    record: dict
+    students: dict[int, keras.Model | None] = field(default_factory=dict)
+
+
 @contextlib.contextmanager
 def run_context(run: Run, *, log_file: bool = True):
     """Validate ``run``, build its strategy (first: it must exist before other TF work), claim the out
-    folder and attach the log file; yields ``(strategy, out)``."""
+    folder and attach the log file; yields ``(strategy, out)``, ``out`` None when nothing is written.
+    A teacher model object gets its ``trainable`` flags back when the run ends."""
     run.validate()
     strategy = build_strategy(run.engine.strategy)
-    out = OutFolder(output_folder(strategy, run.outputs.folder), run.outputs.prefix)
-    claim_out_folder(out, resume=run.outputs.resume, overwrite=run.outputs.overwrite)
-    handler = attach_log_file(out, run.outputs.debug) if log_file else None
+    out = None
+    if run.outputs.writes:
+        out = OutFolder(output_folder(strategy, run.outputs.folder), run.outputs.prefix)
+        claim_out_folder(out, resume=run.outputs.resume, overwrite=run.outputs.overwrite)
+    handler = attach_log_file(out, run.outputs.debug) if log_file and out is not None else None
     try:
-        with precision_policy(run.engine.precision):
+        with precision_policy(run.engine.precision), models.unchanged_trainable(run.models.teacher):
             yield strategy, out
     finally:
         if handler is not None:
             detach_log_file(handler)
 
 
-def run_single(run: Run, listener: Listener | None = None) -> dict:
-    """Run ``train``, ``distill`` or ``pkt`` end to end; returns what was written to results.json."""
+def checkpoints(out: OutFolder | None):
+    """The checkpoint folder, or None when nothing is written."""
+    return None if out is None else out.file("checkpoints")
+
+
+def run_single(run: Run, listener: Listener | None = None) -> Outcome:
+    """Run ``train``, ``distill`` or ``pkt`` end to end."""
     with run_context(run) as (strategy, out):
         return _run_single(run, strategy, out, listener)
 
 
-def _run_single(run: Run, strategy, out: OutFolder, listener: Listener | None) -> dict:
+def _run_single(run: Run, strategy, out: OutFolder | None, listener: Listener | None) -> Outcome:
     started = time.perf_counter()
     config = run.engine
     seed_everything(config.seed, deterministic=not jit_enabled(config.jit, strategy))
-    log.info("Loading dataset %s...", run.data.dataset)
+    log.info("Loading dataset %s...", label(run.data.dataset))
     data = run.data.load(config.seed)
     specs, teacher = run.methods, None
+    copies = needs_copies(strategy, config.precision)
     with strategy.scope():
         if specs[0].cls.uses_teacher:
-            teacher, specs = load_teacher(run.models, data, specs, explicit=run.explicit_methods)
-        student_model = load_student(run.models, data)
+            teacher, specs = load_teacher(run.models, data, specs, explicit=run.explicit_methods, copy=copies)
+        # The optimizer's slots must share the strategy's scope with the student's variables, so a
+        # caller's student object is always trained as a copy, then written back.
+        student_model = load_student(run.models, data, copy=True)
     if run.command == "train" and len(student_model.outputs) > 1:
         return _train_ensemble(run, strategy, out, listener, data, student_model, started)
     method = specs[0].build()
@@ -78,7 +105,9 @@ def _run_single(run: Run, strategy, out: OutFolder, listener: Listener | None) -
     student = student_view(student_model, data, run.models, method)
     check_classes(student, teacher, run.models, data)
     neighbors, batch_size = run.outputs.neighbors, config.eval_batch_size
-    teacher_entry = None if teacher is None else teacher_record(teacher, data, config, run.models.teacher, neighbors)
+    teacher_entry = (
+        None if teacher is None else teacher_record(teacher, data, config, label(run.models.teacher), neighbors)
+    )
     untrained = None
     if student.feature_key is not None:
         untrained = representation_report(student, data, neighbors, batch_size)
@@ -97,44 +126,55 @@ def _run_single(run: Run, strategy, out: OutFolder, listener: Listener | None) -
         targets=targets,
         augment=run.data.augment,
     )
-    fit = trainer.fit(data, checkpoint_dir=str(out.file("checkpoints")), resume=run.outputs.resume)
+    folder = checkpoints(out)
+    fit = trainer.fit(data, checkpoint_dir=None if folder is None else str(folder), resume=run.outputs.resume)
     log.info("Evaluating results...")
-    entry = student_record(method, student, trainer, fit, data, run.models.student)
+    entry = student_record(method, student, trainer, fit, data, label(run.models.student))
     entry["soft_targets"] = targets.source if targets is not None else "online"
     add_representation(entry, student, untrained, data, neighbors, batch_size)
-    saved = models.save_model_atomic(
-        student.model, out.file("model.keras" if run.command == "train" else "student.keras")
-    )
-    entry["saved_to"] = str(saved)
-    log.info("Student network has been saved as %s.", saved)
+    saved = None
+    if out is not None:
+        saved = models.save_model_atomic(
+            student.model, out.file("model.keras" if run.command == "train" else "student.keras")
+        )
+        entry["saved_to"] = str(saved)
+        log.info("Student network has been saved as %s.", saved)
     entries = [entry] + ([teacher_entry] if teacher_entry else [])
     results = results_record(run, config, data, strategy, entries, started, [method])
-    return finish(results, saved, run.outputs, out, data)
+    return Outcome(finish(results, saved, run.outputs, out, data), {0: returned_student(run, student_model)})
 
 
-def finish(results: dict, saved, outputs: OutputSpec, out: OutFolder, data: DataSplits) -> dict:
-    """Export the (best) student when asked, write results.json, and check the export last."""
+def returned_student(run: Run, trained: keras.Model) -> keras.Model:
+    """The caller's student object, holding the trained weights, or the model trained from a file."""
+    models.write_back(run.models.student, trained)
+    return run.models.student if is_object(run.models.student) else trained
+
+
+def finish(results: dict, saved, outputs: OutputSpec, out: OutFolder | None, data: DataSplits) -> dict:
+    """Export the (best) student when asked, write results.json, and check the export last; returns
+    the record as results.json holds it."""
     results["export"] = export_student(outputs, saved, out, data)
-    if outputs.write_results:
-        write_json_atomic(out.file("results.json"), results)
+    record = json_ready(results)
+    if outputs.write_results and out is not None:
+        write_json_atomic(out.file("results.json"), record)
     log.info("Finished!")
-    check_export(results)
-    return results
+    check_export(record)
+    return record
 
 
 def check_export(results: dict) -> None:
     """Fail (one line) when the export lost more accuracy than allowed; last, after every file is written."""
     if results.get("export"):
-        from ktrain.export import check
+        from ktrain.tflite import check
 
         check(results["export"])
 
 
-def export_student(outputs: OutputSpec, saved, out: OutFolder, data: DataSplits) -> dict | None:
+def export_student(outputs: OutputSpec, saved, out: OutFolder | None, data: DataSplits) -> dict | None:
     """``--export MODE``: the saved student as ``student_MODE.tflite``, checked on the test split."""
-    if not outputs.export or saved is None:
+    if not outputs.export or saved is None or out is None:
         return None
-    from ktrain.export import export
+    from ktrain.tflite import export
 
     log.info("Exporting the student to TFLite (%s)...", outputs.export)
     return export(
@@ -147,29 +187,30 @@ def export_student(outputs: OutputSpec, saved, out: OutFolder, data: DataSplits)
 
 
 def _train_ensemble(
-    run: Run, strategy, out: OutFolder, listener: Listener | None, data: DataSplits, model: keras.Model, started: float
-) -> dict:
+    run: Run,
+    strategy,
+    out: OutFolder | None,
+    listener: Listener | None,
+    data: DataSplits,
+    model: keras.Model,
+    started: float,
+) -> Outcome:
     """``ktrain train`` of a multi-output ensemble (zoo:pyramid_ensemble): every member is trained on its
     own classes, then the averaged ensemble is scored; the multi-output model is saved."""
-    log.info("Training the %d members of ensemble '%s'...", len(model.outputs), run.models.student)
+    source = label(run.models.student)
+    log.info("Training the %d members of ensemble '%s'...", len(model.outputs), source)
+    folder = checkpoints(out)
     members = train_members(
-        model,
-        data,
-        run.engine,
-        strategy,
-        listener,
-        run.models.student,
-        str(out.file("checkpoints")),
-        run.outputs.resume,
+        model, data, run.engine, strategy, listener, source, None if folder is None else str(folder), run.outputs.resume
     )
-    ensemble = ensemble_from_model(model, data, run.models.student)
+    ensemble = ensemble_from_model(model, data, source)
     test = evaluate_classifier(ensemble.averaged, data.x_test, data.y_test, run.engine.eval_batch_size)
     log.info("Averaged ensemble: test accuracy %.4f", test["accuracy"])
     entry = {
         "name": "Ensemble",
         "role": "student",
         "method": baseline().name,
-        "source": run.models.student,
+        "source": source,
         "logits_from": ensemble.source,
         "params": ensemble.params,
         "test": test,
@@ -177,13 +218,16 @@ def _train_ensemble(
         "epochs_run": sum(member["epochs_run"] for member in members),
         "train_seconds": sum(member["train_seconds"] for member in members),
     }
-    saved = models.save_model_atomic(model, out.file("model.keras"))
-    entry["saved_to"] = str(saved)
-    log.info("Ensemble has been saved as %s.", saved)
+    if out is not None:
+        saved = models.save_model_atomic(model, out.file("model.keras"))
+        entry["saved_to"] = str(saved)
+        log.info("Ensemble has been saved as %s.", saved)
     results = results_record(run, run.engine, data, strategy, [entry], started, [baseline().build()])
-    write_json_atomic(out.file("results.json"), results)
+    record = json_ready(results)
+    if out is not None:
+        write_json_atomic(out.file("results.json"), record)
     log.info("Finished!")
-    return results
+    return Outcome(record, {0: returned_student(run, model)})
 
 
 def train_members(

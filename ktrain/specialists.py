@@ -44,7 +44,10 @@ _WITH_CLASSES = re.compile(r"^(?P<path>.+):(?P<classes>\d+(?:-\d+)?(?:,\d+(?:-\d
 
 # -- class sets --------------------------------------------------------------------------------
 def split_spec(spec: str) -> tuple[str, str | None]:
-    """``'teacher.keras:0-4'`` -> ``('teacher.keras', '0-4')``; no class suffix -> ``(spec, None)``."""
+    """``'teacher.keras:0-4'`` -> ``('teacher.keras', '0-4')``; no class suffix (or a model object)
+    -> ``(spec, None)``."""
+    if not isinstance(spec, str):
+        return spec, None
     match = _WITH_CLASSES.match(spec)
     return (match["path"], match["classes"]) if match else (spec, None)
 

@@ -3,25 +3,61 @@
 The order of :meth:`Run.validate` is the order a user would fix things in: the models named
 (files and zoo names are checked before any dataset is loaded or downloaded), the data, the
 methods, the engine, the outputs. Lower modules receive only the spec they need.
+
+A model is a file path, ``zoo:NAME`` or a Keras model object (the Python API); a dataset is a name,
+an ``.npz`` path or data already in memory (:class:`ktrain.memory.InMemoryData`). No TensorFlow is
+imported here: the command line builds these before it imports anything heavy.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+from ktrain.augment import check_augment
 from ktrain.config import TrainConfig
-from ktrain.data import check_augment
 from ktrain.errors import KtrainError
-from ktrain.methods.selection import MethodSpec
+
+if TYPE_CHECKING:
+    from ktrain.methods.selection import MethodSpec
 
 MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
 SAVE_MODES = ("all", "best", "none")
 EXPORT_MODES = ("float32", "float16", "int8")
 
 
-def check_model_spec(spec: str, role: str) -> None:
-    """A model argument names an existing model file or a zoo architecture (nothing is loaded)."""
+def label(value: Any) -> Any:
+    """How a spec's value is recorded and named in messages: a model object by its name, data in
+    memory by its description, anything else as it is."""
+    if hasattr(value, "describe"):
+        return value.describe()
+    if hasattr(value, "get_weights") and hasattr(value, "name"):
+        return f"<model object '{value.name}'>"
+    return value
+
+
+def is_object(spec: Any) -> bool:
+    """Whether a model argument is a model object (not a path or zoo name)."""
+    return spec is not None and not isinstance(spec, str)
+
+
+def check_model_spec(spec, role: str) -> None:
+    """A model argument names an existing model file or a zoo architecture (nothing is loaded), or
+    is a built Keras model."""
+    if is_object(spec):
+        import keras
+
+        if not isinstance(spec, keras.Model):
+            raise KtrainError(
+                f"the {role} is a {type(spec).__name__}: give a Keras model, a .keras/.h5 path or 'zoo:NAME'"
+            )
+        if not spec.built or not getattr(spec, "inputs", None):
+            raise KtrainError(
+                f"the {role} model '{spec.name}' is not built: give it an Input layer, or call it once on a batch"
+            )
+        return
     from ktrain import zoo
     from ktrain.specialists import split_spec
 
@@ -43,8 +79,8 @@ class ModelsSpec:
     """The student (None for commands without one: ``cache``), and the teacher with any more ensemble
     members (``--specialist``)."""
 
-    student: str | None = None
-    teacher: str | None = None
+    student: Any = None
+    teacher: Any = None
     specialists: tuple[str, ...] = ()
     reinit: bool = False
     start_weights: str | None = None
@@ -52,6 +88,11 @@ class ModelsSpec:
     def validate(self, needs_teacher: bool) -> ModelsSpec:
         if needs_teacher and self.teacher is None:
             raise KtrainError("this method needs a TEACHER model")
+        if is_object(self.teacher) and self.teacher is self.student:
+            raise KtrainError(
+                "the teacher and the student are the same model object: give the student as a copy, "
+                "e.g. keras.models.clone_model(teacher)"
+            )
         for role, spec in (("teacher", self.teacher), ("student", self.student)):
             if spec is not None:
                 check_model_spec(spec, role)
@@ -66,7 +107,7 @@ class ModelsSpec:
 class DataSpec:
     """The dataset and how it is split and augmented; ``classes`` trains a specialist on some classes."""
 
-    dataset: str
+    dataset: Any
     data_dir: str | None = None
     val_split: float = 0.3
     augment: tuple[str, ...] = ()
@@ -85,7 +126,10 @@ class DataSpec:
         from ktrain.classes import parse_classes
         from ktrain.data import load_dataset
 
-        data = load_dataset(self.dataset, data_dir=self.data_dir, val_split=self.val_split, seed=seed)
+        if isinstance(self.dataset, str):
+            data = load_dataset(self.dataset, data_dir=self.data_dir, val_split=self.val_split, seed=seed)
+        else:
+            data = self.dataset.splits(val_split=self.val_split, seed=seed)
         if self.classes:
             data = data.restrict(parse_classes(self.classes, data.num_classes, f"--classes {self.classes}"))
             logging.getLogger("ktrain").info(
@@ -98,7 +142,8 @@ class DataSpec:
 class OutputSpec:
     """Where results go and what is written: files, students, exports, TensorBoard, the log."""
 
-    folder: str = "out"
+    # None: nothing is written (the Python API's default); the command line writes to "out".
+    folder: str | None = None
     prefix: str = ""
     resume: bool = False
     overwrite: bool = False
@@ -117,7 +162,23 @@ class OutputSpec:
             raise KtrainError(f"save mode (-s) is '{self.save_students}': use all, best or none")
         if self.export is not None and self.export not in EXPORT_MODES:
             raise KtrainError(f"--export is '{self.export}': use {', '.join(EXPORT_MODES)}")
+        if self.folder is None:
+            wanted = (
+                ("export", self.export),
+                ("resume", self.resume),
+                ("tensorboard", self.tensorboard),
+                ("save_students='all'", self.save_students == "all"),
+            )
+            asked = [name for name, given in wanted if given]
+            if asked:
+                raise KtrainError(
+                    f"{asked[0]} needs an out folder: give out_folder=PATH (nothing is written without one)"
+                )
         return self
+
+    @property
+    def writes(self) -> bool:
+        return self.folder is not None
 
 
 @dataclass(frozen=True)
@@ -162,12 +223,14 @@ class Run:
 
     def record(self) -> dict:
         """The settings results.json records (the engine's config is recorded beside it)."""
-        from dataclasses import asdict
-
         return {
             "command": self.command,
-            "models": asdict(self.models),
-            "data": asdict(self.data),
-            "outputs": asdict(self.outputs),
-            "plan": asdict(self.plan),
+            "models": _record(self.models),
+            "data": _record(self.data),
+            "outputs": _record(self.outputs),
+            "plan": _record(self.plan),
         }
+
+
+def _record(spec) -> dict:
+    return {item.name: label(getattr(spec, item.name)) for item in dataclasses.fields(spec)}

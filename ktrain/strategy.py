@@ -82,3 +82,10 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
 def output_folder(strategy: tf.distribute.Strategy, folder: str) -> str:
     """The chief writes to ``folder``; other workers write to a throwaway temporary folder."""
     return folder if is_chief(strategy) else tempfile.mkdtemp(prefix="ktrain-worker-")
+
+
+def needs_copies(strategy: tf.distribute.Strategy, precision: str) -> bool:
+    """Whether a caller's model object must be copied into the strategy's scope before training: a
+    multi-device strategy mirrors variables created in its scope only, and a mixed precision policy
+    applies to layers when they are built."""
+    return not isinstance(strategy, tf.distribute.OneDeviceStrategy) or precision != "float32"

@@ -24,6 +24,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from ktrain.data import model_input
 from ktrain.errors import KtrainError
 from ktrain.methods.base import LOGITS, Tap
 
@@ -155,5 +156,5 @@ def _is_softmax_activation(layer) -> bool:
 
 
 def _looks_like_probabilities(model: keras.Model, images: np.ndarray) -> bool:
-    outputs = np.asarray(model(tf.cast(images[:32], tf.float32) / 255.0, training=False), dtype=np.float64)
+    outputs = np.asarray(model(model_input(images[:32]), training=False), dtype=np.float64)
     return bool(outputs.min() >= 0.0 and np.allclose(outputs.sum(axis=-1), 1.0, atol=1e-3))

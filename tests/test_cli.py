@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from cli.main import app, main
+from ktrain.cli.main import app, main
 
 runner = CliRunner()
 

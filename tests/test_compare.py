@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from cli.main import app
+from ktrain.cli.main import app
 
 runner = CliRunner()
 COMPARE = ["compare", "zoo:digits_teacher", "zoo:digits_student", "digits", "-v", "0"]
@@ -150,7 +150,7 @@ def test_report_does_not_need_tensorflow(comparison):
     out, _ = comparison
     code = (
         "import sys; sys.argv = ['ktrain', 'report', sys.argv[1], '-res', 'run', '--no-plots']\n"
-        "from cli.main import main\n"
+        "from ktrain.cli.main import main\n"
         "try:\n    main()\nexcept SystemExit as exit:\n    assert exit.code == 0\n"
         "print('TF-IMPORTED' if 'tensorflow' in sys.modules else 'TF-FREE')\n"
     )

@@ -152,7 +152,7 @@ def test_options_are_checked_once_and_unknown_names_refused(options, fragment):
 def test_methods_command_lists_every_method_with_its_defaults():
     from typer.testing import CliRunner
 
-    from cli.main import app
+    from ktrain.cli.main import app
 
     result = CliRunner().invoke(app, ["methods"])
     assert result.exit_code == 0

@@ -80,7 +80,7 @@ def test_npz_with_one_hot_labels_and_hw_images(tmp_path):
                 "x_test": np.zeros((2, 2, 2)),
                 "y_test": np.zeros(2),
             },
-            "store images as uint8",
+            "give images as uint8",
         ),
     ],
 )

@@ -7,9 +7,9 @@ import pytest
 import tensorflow as tf
 from typer.testing import CliRunner
 
-from cli.main import app
+from ktrain.cli.main import app
 from ktrain.errors import KtrainError
-from ktrain.export import export
+from ktrain.tflite import export
 
 runner = CliRunner()
 
@@ -68,7 +68,7 @@ def test_cli_export_prints_the_table(trained_student, tmp_path):
 
 
 def test_an_accuracy_drop_over_the_bound_fails_clearly(trained_student, tmp_path):
-    from ktrain.export import check
+    from ktrain.tflite import check
 
     report = export(str(trained_student), str(tmp_path / "y.tflite"), "int8", dataset="digits")
     check(report)  # within the default bound: no error

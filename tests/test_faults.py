@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from cli.main import app
+from ktrain.cli.main import app
 
 runner = CliRunner()
 TRAIN = ["train", "zoo:digits_student", "digits", "-e", "40", "-esp", "0", "-v", "0"]
@@ -30,7 +30,7 @@ def weights(folder: Path):
 
 def start(out: Path, *extra):
     return subprocess.Popen(
-        [sys.executable, "-m", "cli.main", *TRAIN, "-out", str(out), *extra],
+        [sys.executable, "-m", "ktrain.cli.main", *TRAIN, "-out", str(out), *extra],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -194,7 +194,7 @@ def test_killed_compare_resumes_skipping_finished_methods(tmp_path):
     assert invoke(*COMPARE, "-out", whole).exit_code == 0
     out = tmp_path / "run"
     process = subprocess.Popen(
-        [sys.executable, "-m", "cli.main", *COMPARE, "-out", str(out)],
+        [sys.executable, "-m", "ktrain.cli.main", *COMPARE, "-out", str(out)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -7,11 +7,11 @@ import pytest
 import tensorflow as tf
 from typer.testing import CliRunner
 
-from cli.main import app
 from ktrain import zoo
+from ktrain.cli.main import app
 from ktrain.config import OptimizerConfig, ScheduleConfig, TrainConfig
 from ktrain.engine import Trainer
-from ktrain.evaluate import knn_accuracy, retrieval_metrics
+from ktrain.evaluation import knn_accuracy, retrieval_metrics
 from ktrain.methods import Batch, Tap, get_method
 from ktrain.methods.pkt import pkt_loss, supervised_pkt_loss
 from ktrain.seeding import seed_everything

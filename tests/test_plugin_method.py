@@ -13,7 +13,7 @@ import pytest
 import tensorflow as tf
 from typer.testing import CliRunner
 
-from cli.main import app
+from ktrain.cli.main import app
 from ktrain.losses import cross_entropy
 from ktrain.methods import Method, Option, Options, Tap, register, unregister
 from ktrain.methods.kd import kd_per_example

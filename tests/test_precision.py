@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from cli.main import app
+from ktrain.cli.main import app
 
 
 @pytest.mark.parametrize("precision", ["mixed_float16", "mixed_bfloat16"])

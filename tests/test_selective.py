@@ -9,9 +9,9 @@ import pytest
 import tensorflow as tf
 from typer.testing import CliRunner
 
-from cli.main import app
 from ktrain import zoo
 from ktrain.classes import format_classes, parse_classes
+from ktrain.cli.main import app
 from ktrain.config import OptimizerConfig, ScheduleConfig, TrainConfig
 from ktrain.engine import Trainer
 from ktrain.errors import KtrainError

@@ -126,7 +126,7 @@ def test_augmentation_is_reproducible_and_changes_images(small_digits):
 def test_cli_cache_then_distill_reads_it(tmp_path):
     from typer.testing import CliRunner
 
-    from cli.main import app
+    from ktrain.cli.main import app
 
     runner = CliRunner()
     teacher = tmp_path / "teacher.keras"

@@ -27,7 +27,6 @@ import abc
 import dataclasses
 import difflib
 import importlib
-import math
 import pkgutil
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -36,66 +35,14 @@ from typing import Any, ClassVar
 import tensorflow as tf
 
 from ktrain.errors import KtrainError
+from ktrain.options import _OPTION, Option
+
+__all__ = ["Option"]  # re-exported: a method declares its options with it
 
 REGISTRY: dict[str, type[Method]] = {}
-_OPTION = "ktrain.option"
-CHECKS = ("positive", "non_negative", "any")
 
 
-# -- options -------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Option:
-    """One method setting, spelled the same by every method that declares it.
-
-    ``kind`` is float, int or str; ``check`` is "positive", "non_negative" or "any" (numbers), and
-    ``choices`` lists the values a str option takes. Declare a field with ``SPEC(default)``.
-    """
-
-    name: str
-    flags: tuple[str, ...]
-    help: str
-    kind: type = float
-    check: str = "non_negative"
-    choices: tuple[str, ...] = ()
-    optional: bool = False
-
-    def __post_init__(self):
-        if self.check not in CHECKS:
-            raise ValueError(f"option {self.name}: check must be one of {CHECKS}")
-
-    def __call__(self, default: Any) -> Any:
-        return dataclasses.field(default=default, metadata={_OPTION: self})
-
-    @property
-    def label(self) -> str:
-        """How messages name it: ``--gate``, or ``temperature (-t)`` where the flag is short."""
-        words = self.name.replace("_", " ")
-        return self.flags[0] if self.flags[0] == "--" + words.replace(" ", "-") else f"{words} ({self.flags[0]})"
-
-    def convert(self, value: Any) -> Any:
-        """``value`` as this option's kind, checked; a KtrainError names the value and the fix."""
-        if value is None and self.optional:
-            return None
-        if self.kind is str:
-            value = str(value)
-            if self.choices and value not in self.choices:
-                raise KtrainError(f"{self.label} is '{value}': use {', '.join(self.choices)}")
-            return value
-        try:
-            number = self.kind(value)
-            if self.kind is int and number != float(value):
-                raise ValueError
-        except (TypeError, ValueError):
-            raise KtrainError(f"{self.label} is '{value}': give a number") from None
-        if not math.isfinite(number):
-            raise KtrainError(f"{self.label} is {value}: give a finite number")
-        if self.check == "positive" and not number > 0:
-            raise KtrainError(f"{self.label} is {value}: give a value greater than 0")
-        if self.check == "non_negative" and number < 0:
-            raise KtrainError(f"{self.label} is {value}: give a value of 0 or more")
-        return number
-
-
+# -- options ------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Options:
     """Base of every method's options: values are converted and checked once, when built."""

@@ -142,24 +142,31 @@ def representation_report(view: NetworkView, data, k: int = 5, batch_size: int =
 
 
 def evaluate_model(
-    spec: str,
-    dataset: str,
+    spec,
+    dataset,
     *,
     neighbors: int = 0,
     layer: str | None = None,
     data_dir: str | None = None,
     batch_size: int = 128,
 ) -> dict:
-    """``ktrain evaluate``: test accuracy and cross-entropy, and kNN accuracy of the features with ``neighbors``."""
+    """``ktrain evaluate``: test accuracy and cross-entropy, and kNN accuracy of the features with ``neighbors``.
+
+    ``spec`` is a model file, ``zoo:NAME`` or a model object; ``dataset`` a name, an .npz path or
+    data in memory (:class:`ktrain.memory.InMemoryData`)."""
     from ktrain import models
     from ktrain.data import load_dataset
     from ktrain.errors import KtrainError
     from ktrain.methods.base import Tap
-    from ktrain.specs import check_model_spec
+    from ktrain.specs import DataSpec, check_model_spec, label
 
     check_model_spec(spec, "model")
-    data = load_dataset(dataset, data_dir=data_dir)
+    if isinstance(dataset, str):
+        data = load_dataset(dataset, data_dir=data_dir)
+    else:
+        data = dataset.splits(val_split=DataSpec.val_split, seed=0)
     model = models.load_for(spec, role="model", data=data)
+    spec = label(spec)
     if len(model.outputs) > 1:
         return _evaluate_ensemble(model, spec, data, neighbors, batch_size)
     taps = [Tap.features(layer)] if neighbors > 0 or layer else []

@@ -23,19 +23,19 @@ from ktrain.classes import parse_classes
 from ktrain.config import TrainConfig
 from ktrain.engine import NumericalFault, Trainer
 from ktrain.errors import KtrainError
-from ktrain.evaluate import extract_features, knn_accuracy, representation_report
-from ktrain.io import write_json_atomic, write_pickle_atomic
+from ktrain.evaluation import extract_features, knn_accuracy, representation_report
+from ktrain.io import json_ready, write_json_atomic, write_pickle_atomic
 from ktrain.listener import Listener, Listeners
 from ktrain.loading import check_classes, load_student, load_teacher, student_view
 from ktrain.methods.selection import DEMOS, MethodSpec, baseline, choose
 from ktrain.plots import comparison_plots
 from ktrain.records import add_representation, results_record, student_record, teacher_record
 from ktrain.report import OutFolder, final_results_block, seed_pickle
-from ktrain.run import check_export, export_student, run_context, train_members
+from ktrain.run import Outcome, check_export, checkpoints, export_student, run_context, train_members
 from ktrain.seeding import seed_everything
 from ktrain.specialists import split_spec
-from ktrain.specs import DataSpec, ModelsSpec, OutputSpec, Plan, Run
-from ktrain.strategy import jit_enabled
+from ktrain.specs import DataSpec, ModelsSpec, OutputSpec, Plan, Run, is_object, label
+from ktrain.strategy import jit_enabled, needs_copies
 from ktrain.taps import NetworkView
 from ktrain.targets import prepare as prepare_targets
 
@@ -44,8 +44,9 @@ log = logging.getLogger("ktrain")
 BASELINE_NAME = "Scratch student"
 
 
-def run_compare(run: Run, listener: Listener | None = None) -> dict:
-    """Run every method of ``run`` (and the baseline) on one teacher/student pair."""
+def run_compare(run: Run, listener: Listener | None = None) -> Outcome:
+    """Run every method of ``run`` (and the baseline) on one teacher/student pair. A caller's student
+    object is the starting point of every run and is never trained itself."""
     if not all(spec.cls.uses_teacher for spec in run.methods):
         raise KtrainError("compare runs transfer methods: use --baseline for the from-scratch student")
     with run_context(run, log_file=run.outputs.write_results) as (strategy, out):
@@ -59,7 +60,7 @@ def run_demo(
     listener: Listener | None = None,
     seeds: int = 1,
     selective: bool = False,
-) -> dict:
+) -> Outcome:
     """The seed's job on the built-in digits: train a zoo teacher, then compare KD, PKT, PKT+KD and a
     from-scratch student, with the table, results files and plots.
 
@@ -84,9 +85,12 @@ def run_demo(
 class ResumeLog:
     """Finished (method, seed) runs, recorded as they end in ``progress.json`` so --resume skips them."""
 
-    def __init__(self, folder: Path, resume: bool, keep: bool):
+    def __init__(self, folder: Path | None, resume: bool, keep: bool):
+        self.keep = keep and folder is not None  # -or writes nothing, so such a run cannot be resumed
+        if folder is None:
+            self.done = []
+            return
         self.path = folder / "progress.json"
-        self.keep = keep  # -or writes nothing, so such a run cannot be resumed
         self.done = json.loads(self.path.read_text())["entries"] if resume and self.path.is_file() else []
         if keep:
             folder.mkdir(parents=True, exist_ok=True)
@@ -103,7 +107,7 @@ class BestStudent:
     """The student with the best validation accuracy so far, saved as soon as it leads, so only one
     student is ever kept and a resumed run knows it."""
 
-    def __init__(self, out: OutFolder):
+    def __init__(self, out: OutFolder | None):
         self.out = out
         self.entry: dict | None = None
 
@@ -113,7 +117,7 @@ class BestStudent:
         if self.entry is not None:
             self.entry.pop("saved_to", None)
             self.entry.pop("best_so_far", None)
-        if model is not None:
+        if model is not None and self.out is not None:
             entry["saved_to"] = str(models.save_model_atomic(model, self.out.file("best_model.keras")))
         entry["best_so_far"] = True
         self.entry = entry
@@ -122,18 +126,19 @@ class BestStudent:
 class Comparison:
     """One ``compare`` run, step by step (see the module docstring)."""
 
-    def __init__(self, run: Run, strategy, out: OutFolder, listener: Listener | None):
+    def __init__(self, run: Run, strategy, out: OutFolder | None, listener: Listener | None):
         self.run_spec, self.strategy, self.out, self.listener = run, strategy, out, listener
         self.config = run.engine
         self.deterministic = not jit_enabled(self.config.jit, strategy)
         self.best = BestStudent(out)
         self.entries: list[dict] = []
+        self.students: list[keras.Model | None] = []  # beside self.entries
 
-    def run(self) -> dict:
+    def run(self) -> Outcome:
         started = time.perf_counter()
         run, config = self.run_spec, self.config
         seed_everything(config.seed, self.deterministic)
-        log.info("Loading dataset %s...", run.data.dataset)
+        log.info("Loading dataset %s...", label(run.data.dataset))
         self.data = run.data.load(config.seed)
         self.teacher, specs, teacher_entry = self.prepare_teacher()
         # One set of cached targets serves every method and seed.
@@ -141,7 +146,7 @@ class Comparison:
             config.targets, run.data.augment, self.teacher, self.data, config.eval_batch_size, config.cache_dir
         )
         runs = list(specs) + ([baseline()] if run.plan.baseline else [])
-        resume_log = ResumeLog(self.out.file("checkpoints"), run.outputs.resume, run.outputs.write_results)
+        resume_log = ResumeLog(checkpoints(self.out), run.outputs.resume, run.outputs.write_results)
         log.info("Starting KT method(s)...")
         for seed in range(config.seed, config.seed + run.plan.seeds):
             self.run_seed(seed, runs, resume_log)
@@ -149,7 +154,8 @@ class Comparison:
         results = results_record(
             run, config, self.data, self.strategy, self.entries + [teacher_entry], started, methods
         )
-        return self.write_outputs(results)
+        record = self.write_outputs(results)
+        return Outcome(record, dict(enumerate(self.students)))
 
     # -- the teacher ---------------------------------------------------------------------------
     def prepare_teacher(self) -> tuple[object, tuple[MethodSpec, ...], dict]:
@@ -158,12 +164,16 @@ class Comparison:
         run, data = self.run_spec, self.data
         with self.strategy.scope():
             teacher_model = models.load_for(split_spec(run.models.teacher)[0], role="teacher", data=data)
+            if is_object(run.models.teacher) and (
+                run.plan.teacher_epochs or needs_copies(self.strategy, self.config.precision)
+            ):
+                teacher_model = models.copy_model(teacher_model, "teacher")  # the caller's is never trained
         training = self.train_teacher(teacher_model) if run.plan.teacher_epochs else {}
         with self.strategy.scope():
             teacher, specs = load_teacher(
                 run.models, data, run.methods, explicit=run.explicit_methods, model=teacher_model
             )
-        entry = teacher_record(teacher, data, self.config, run.models.teacher, run.outputs.neighbors)
+        entry = teacher_record(teacher, data, self.config, label(run.models.teacher), run.outputs.neighbors)
         entry.update(training)
         return teacher, specs, entry
 
@@ -174,7 +184,7 @@ class Comparison:
         log.info("Training the teacher...")
         config = replace(self.config, epochs=run.plan.teacher_epochs)
         if len(model.outputs) > 1:
-            members = train_members(model, data, config, self.strategy, self.listener, run.models.teacher)
+            members = train_members(model, data, config, self.strategy, self.listener, label(run.models.teacher))
             fields = {
                 "member_training": members,
                 "epochs_run": sum(m["epochs_run"] for m in members),
@@ -187,7 +197,7 @@ class Comparison:
             view = NetworkView(model, name="teacher")
             if view.num_classes != own.num_classes:
                 raise KtrainError(
-                    f"teacher '{run.models.teacher}' outputs {view.num_classes} classes but is trained "
+                    f"teacher '{label(run.models.teacher)}' outputs {view.num_classes} classes but is trained "
                     f"on {own.num_classes}: give a teacher with {own.num_classes} outputs"
                 )
             trainer = Trainer(
@@ -205,7 +215,7 @@ class Comparison:
                 "best_epoch": fit.best_epoch,
                 "train_seconds": fit.seconds,
             }
-        if run.outputs.write_results:
+        if run.outputs.write_results and self.out is not None:
             models.save_model_atomic(model, self.out.file("teacher.keras"))
         return fields
 
@@ -225,6 +235,7 @@ class Comparison:
             if finished is not None:
                 log.info("%s (seed %d) was finished before: kept", name, seed)
                 self.entries.append(finished)
+                self.students.append(None)
                 if finished.get("best_so_far"):
                     self.best.offer(finished, None)
                 continue
@@ -233,6 +244,7 @@ class Comparison:
                 model = keras.models.clone_model(initial)
                 model.set_weights(weights)
             self.entries.append(self.run_method(spec, name, seed, model, untrained))
+            self.students.append(model)
             resume_log.save(self.entries)
 
     def run_method(self, spec: MethodSpec, name: str, seed: int, model: keras.Model, untrained: dict) -> dict:
@@ -262,12 +274,13 @@ class Comparison:
             targets=targets,
             augment=run.data.augment,
         )
-        checkpoints = self.out.file("checkpoints") / f"{method.name}_seed{seed}"
+        folder = checkpoints(self.out)
+        folder = folder / f"{method.name}_seed{seed}" if folder is not None and run.outputs.write_results else None
         try:
             fit = trainer.fit(
                 data,
-                checkpoint_dir=str(checkpoints) if run.outputs.write_results else None,
-                resume=run.outputs.resume and has_checkpoint(checkpoints),
+                checkpoint_dir=None if folder is None else str(folder),
+                resume=run.outputs.resume and folder is not None and has_checkpoint(folder),
             )
         except NumericalFault as exc:
             log.warning("%s failed: %s", title, exc)  # the comparison goes on with the next method
@@ -279,7 +292,7 @@ class Comparison:
                 "params": view.params,
                 "failed": str(exc),
             }
-        entry = student_record(method, view, trainer, fit, data, run.models.student)
+        entry = student_record(method, view, trainer, fit, data, label(run.models.student))
         entry.update(
             name=name,
             seed=seed,
@@ -296,7 +309,7 @@ class Comparison:
     def save_student(self, entry: dict, model: keras.Model, trains_head: bool) -> None:
         """``-s all`` saves every student; ``-s best`` the best on validation among those with a head."""
         mode = self.run_spec.outputs.save_students
-        if mode == "all":
+        if mode == "all" and self.out is not None:
             suffix = f"_seed{entry['seed']}" if self.run_spec.plan.seeds > 1 else ""
             entry["saved_to"] = str(
                 models.save_model_atomic(model, self.out.file(f"{entry['name']}{suffix}_model.keras"))
@@ -306,7 +319,7 @@ class Comparison:
             self.best.offer(entry, model)
 
     def tensorboard(self) -> Listener | None:
-        if not self.run_spec.outputs.tensorboard:
+        if not self.run_spec.outputs.tensorboard or self.out is None:
             return None
         from ktrain.tensorboard import TensorBoardListener
 
@@ -325,20 +338,23 @@ class Comparison:
 
     # -- outputs -------------------------------------------------------------------------------
     def write_outputs(self, results: dict) -> dict:
+        """Export, write and plot (with an out folder); returns the record as results.json holds it."""
         run, out = self.run_spec, self.out
         best = self.best.entry
         if best is not None:
             best.pop("best_so_far", None)
-            log.info("The best student network (on validation) has been saved as %s.", best["saved_to"])
+            if "saved_to" in best:
+                log.info("The best student network (on validation) has been saved as %s.", best["saved_to"])
         results["best_student"] = best["name"] if best else None
-        results["export"] = export_student(run.outputs, best["saved_to"] if best else None, out, self.data)
+        results["export"] = export_student(run.outputs, best.get("saved_to") if best else None, out, self.data)
         log.info("Evaluating results...")
         log.info(final_results_block(results))
-        if run.outputs.write_results:
+        record = json_ready(results)
+        if run.outputs.write_results and out is not None:
             log.info("Saving results...")
-            write_json_atomic(out.file("results.json"), results)
-            write_pickle_atomic(out.file("results.pkl"), seed_pickle(results))
-            comparison_plots(results, out.path, out.prefix)
+            write_json_atomic(out.file("results.json"), record)
+            write_pickle_atomic(out.file("results.pkl"), seed_pickle(record))
+            comparison_plots(record, out.path, out.prefix)
         log.info("Finished!")
-        check_export(results)
-        return results
+        check_export(record)
+        return record

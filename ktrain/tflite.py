@@ -21,10 +21,11 @@ import numpy as np
 import tensorflow as tf
 
 from ktrain import models
-from ktrain.data import DataSplits, load_dataset
+from ktrain.data import DataSplits, load_dataset, model_input_array
 from ktrain.errors import KtrainError, first_line
 from ktrain.io import atomic_write
 from ktrain.precision import float32_copy
+from ktrain.specs import label
 
 MODES = ("float32", "float16", "int8")
 RUN_FILES = ("best_model.keras", "student.keras", "model.keras")
@@ -82,7 +83,7 @@ def convert(model, mode: str, data: DataSplits | None) -> bytes:
 
         def representative():
             for index in picks:
-                yield [data.x_train[index : index + 1].astype(np.float32) / 255.0]
+                yield [model_input_array(data.x_train[index : index + 1])]
 
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.representative_dataset = representative
@@ -125,7 +126,7 @@ class LiteModel:
 
 
 def export(
-    spec: str,
+    spec,
     out_path: str,
     mode: str = "float32",
     dataset: str | None = None,
@@ -142,24 +143,27 @@ def export(
         raise KtrainError(f"--max-accuracy-drop is {max_accuracy_drop}: give a share between 0 and 1")
     if mode == "int8" and dataset is None and data is None:
         raise KtrainError("--quantize int8 needs --dataset D: its training split calibrates the quantization")
-    spec = resolve_model(spec)
-    if spec.startswith("zoo:") and dataset is None and data is None:
-        raise KtrainError(f"'{spec}' is an untrained zoo architecture: export a trained model file or run folder")
+    if isinstance(spec, str):
+        spec = resolve_model(spec)
+        if spec.startswith("zoo:") and dataset is None and data is None:
+            raise KtrainError(f"'{spec}' is an untrained zoo architecture: export a trained model file or run folder")
     if data is None and dataset is not None:
         data = load_dataset(dataset, data_dir=data_dir)
     if data is not None:
         model = models.load_for(spec, role="student", data=data)
+    elif not isinstance(spec, str):  # a model object
+        model = spec
     else:  # a file (a zoo: name needs the data, refused above): nothing to build it for
         model = models.load_model(spec, role="student", input_shape=(), num_classes=0)
     content = convert(float32_copy(model), mode, data)
     Path(out_path).parent.mkdir(parents=True, exist_ok=True)
     with atomic_write(Path(out_path)) as temporary:
         temporary.write_bytes(content)
-    report = {"file": out_path, "mode": mode, "bytes": len(content), "source": spec}
+    report = {"file": out_path, "mode": mode, "bytes": len(content), "source": label(spec)}
     if data is None:
         return report
     lite = LiteModel(content)
-    images = data.x_test.astype(np.float32) / 255.0
+    images = model_input_array(data.x_test)
     keras_predictions = np.argmax(np.asarray(model.predict(images, batch_size=256, verbose=0)), axis=-1)
     lite_predictions, latencies = [], []
     for image in images:

@@ -1,0 +1,384 @@
+"""The Python API: train, distill, compare, evaluate and export from a notebook or a script.
+
+The command line is a thin layer over these functions; both build the same specs (ktrain.specs)
+from the same settings (ktrain.settings) and method options (ktrain.methods).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ktrain.config import TrainConfig
+from ktrain.errors import KtrainError
+from ktrain.settings import HIDDEN, SETTINGS, build_specs, engine_config, settings_for
+from ktrain.specs import DataSpec, ModelsSpec, OutputSpec, Plan, Run
+
+MODELS = """Models are Keras model objects, ``.keras``/``.h5``/``.hdf5`` paths or ``"zoo:NAME"``. A student
+    object is trained as a copy built in the strategy's scope (one device or several, any
+    precision), and the trained weights are written back into the object."""
+DATA = """``data`` is a dataset name (``"digits"``, built in; or a TFDS name such as ``"mnist"``), an ``.npz``
+    path in the keras.datasets layout, a tuple ``(x_train, y_train, x_test, y_test)`` of NumPy arrays,
+    or a tuple ``(train, test)`` of ``tf.data.Dataset`` objects yielding ``(image, label)`` pairs,
+    batched or not, with class indices as labels. Datasets are read into memory once (the engine
+    needs every sample by index, for shuffling, the validation carve-out and cached teacher targets);
+    one larger than half the machine's memory is refused. uint8 images are scaled by 1/255 on their
+    way to the model; float images are used as given. Labels are class indices or one-hot rows.
+    The validation split is carved from the training split (``val_split``, stratified, by ``seed``)
+    as the command line does, unless ``validation=(x_val, y_val)`` (or a dataset) is given."""
+OPTIONS = """Options are keyword arguments: the engine's settings (``epochs``, ``batch_size``,
+    ``learning_rate``, ``seed``, ...; ``ktrain.settings.SETTINGS`` lists them) and the options of
+    the chosen methods (``temperature``, ``kd_lambda``, ...; see ``ktrain methods``). A misspelt or
+    misplaced one raises :class:`ktrain.KtrainError` naming the valid ones. Nothing is written to
+    disk unless ``out_folder=`` is given (a TFDS name may still download into its data folder).
+    Progress goes to ``listener`` (a :class:`ktrain.Listener`); without one the call is silent.
+    Each run seeds Python, NumPy and TensorFlow with ``seed`` and, off XLA, turns on TensorFlow's
+    deterministic ops for the process, as the command line does."""
+
+
+@dataclass(frozen=True)
+class Result:
+    """One trained student.
+
+    ``student``: the trained Keras model (None for a run finished before a resume); ``history``:
+    per-epoch lists, the columns of results.json; ``test``: ``accuracy`` and ``crossentropy`` on the
+    test split; ``entry``: its entry in results.json; ``record``: the whole of results.json, exactly
+    as it is (or would be) written."""
+
+    student: Any
+    history: dict[str, list[float]]
+    test: dict[str, float]
+    entry: dict
+    record: dict
+
+    @property
+    def method(self) -> str:
+        return self.entry["method"]
+
+    @property
+    def seed(self) -> int:
+        return self.entry.get("seed", self.record["config"]["seed"])
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """A comparison: ``runs``, one :class:`Result` per method and seed (the from-scratch baseline
+    included); ``teacher``, the teacher's entry; ``best``, the name of the best student on
+    validation; ``record``, the whole of results.json."""
+
+    runs: list[Result]
+    teacher: dict
+    best: str | None
+    record: dict
+
+    def of(self, method: str) -> list[Result]:
+        """The runs of ``method`` (its name, as in ``ktrain methods``), one per seed."""
+        return [run for run in self.runs if run.method == method]
+
+
+def train(model, data, *, validation=None, listener=None, **options) -> Result:
+    """Train ``model`` on ``data`` with labels only (a teacher, a specialist, a from-scratch baseline).
+
+    {MODELS}
+    The model object is returned as ``result.student``, holding the trained weights.
+
+    {DATA}
+
+    {OPTIONS}
+    """
+    return run_command("train", student=model, data=data, validation=validation, listener=listener, options=options)
+
+
+def distill(teacher, student, data, method: str | None = None, *, validation=None, listener=None, **options) -> Result:
+    """Distill ``teacher`` into ``student`` on ``data`` with ``method`` (default: KD).
+
+    {MODELS}
+    The student object is returned as ``result.student``, holding the trained
+    weights. The teacher object is never modified, its ``trainable`` flags included.
+
+    {DATA}
+
+    {OPTIONS}
+    """
+    methods = None if method is None else (method,)
+    return run_command(
+        "distill",
+        student=student,
+        data=data,
+        teacher=teacher,
+        methods=methods,
+        validation=validation,
+        listener=listener,
+        options=options,
+    )
+
+
+def compare(
+    teacher, student, data, methods: Iterable[str] | None = None, *, validation=None, listener=None, **options
+) -> Comparison:
+    """Compare ``methods`` (default: KD, PKT and PKT+KD) on one teacher/student pair, with a
+    from-scratch baseline (``baseline=False`` drops it), over ``seeds`` seeds.
+
+    Models are Keras model objects, ``.keras``/``.h5``/``.hdf5`` paths or ``"zoo:NAME"``. Every run
+    starts from the student object's weights (or the file's) and trains its own copy; the object
+    itself is not trained. The teacher object is never modified. ``result.runs`` holds the trained
+    students.
+
+    {DATA}
+
+    {OPTIONS}
+    """
+    names = None if methods is None else ((methods,) if isinstance(methods, str) else tuple(methods))
+    return run_command(
+        "compare",
+        student=student,
+        data=data,
+        teacher=teacher,
+        methods=names,
+        validation=validation,
+        listener=listener,
+        options=options,
+    )
+
+
+def evaluate(model, data, *, neighbors: int = 0, layer: str | None = None, batch_size: int = 128, data_dir=None):
+    """Test accuracy and cross-entropy of ``model`` on ``data``'s test split, and with ``neighbors``
+    the kNN accuracy and mAP of its features (``layer``, default the classifier's input).
+
+    ``model`` is a Keras model object, a ``.keras``/``.h5``/``.hdf5`` path or ``"zoo:NAME"``.
+
+    {DATA}
+    """
+    from ktrain.evaluation import evaluate_model
+    from ktrain.specs import check_model_spec
+
+    if neighbors < 0 or batch_size <= 0:
+        raise KtrainError(
+            f"neighbors is {neighbors} and batch_size is {batch_size}: give neighbors >= 0, batch_size > 0"
+        )
+    check_model_spec(model, "model")
+    dataset = as_dataset(data, None)
+    return evaluate_model(model, dataset, neighbors=neighbors, layer=layer, data_dir=data_dir, batch_size=batch_size)
+
+
+def export(
+    student,
+    path,
+    *,
+    quantize: str = "float32",
+    data=None,
+    max_accuracy_drop: float = 0.01,
+    data_dir=None,
+    check: bool = True,
+) -> dict:
+    """Export ``student`` (a model object, a model file or a run's out folder) to the TFLite file
+    ``path``: ``quantize`` is float32 (also "none"), float16 or int8 (full-integer, calibrated on
+    ``data``'s training split). With ``data``, the export is checked on its test split, and an
+    accuracy loss over ``max_accuracy_drop`` raises KtrainError after the file is written (with
+    ``check=False`` the report says ``passed: False`` instead). Returns the report (size,
+    accuracies, agreement with Keras, latency).
+
+    {DATA}
+    """
+    from ktrain.data import load_dataset
+    from ktrain.tflite import check as check_report
+    from ktrain.tflite import export as export_model
+
+    splits = None
+    if data is not None:
+        dataset = as_dataset(data, None)
+        if isinstance(dataset, str):
+            splits = load_dataset(dataset, data_dir=data_dir)
+        else:
+            splits = dataset.splits(val_split=DataSpec.val_split, seed=0)
+    mode = "float32" if quantize == "none" else quantize
+    report = export_model(student, os.fspath(path), mode, max_accuracy_drop=max_accuracy_drop, data=splits)
+    if check:
+        check_report(report)
+    return report
+
+
+def demo(
+    out_folder: str | None = None,
+    *,
+    epochs: int = 60,
+    seed: int = 0,
+    seeds: int = 1,
+    selective: bool = False,
+    listener=None,
+) -> Comparison:
+    """The offline demo on the built-in digits (``ktrain demo``): train a zoo teacher, then compare
+    the seed's methods and a scratch student, ``seeds`` times; with ``selective``, a pyramid of
+    specialists and selective KD. Writes into ``out_folder`` when given (the command line uses
+    :func:`demo_folder`)."""
+    from ktrain.comparison import run_demo
+
+    if epochs <= 0:
+        raise KtrainError(f"epochs (-e) is {epochs}: give a value greater than 0")
+    with _quiet_tensorflow():
+        outcome = run_demo(out_folder, epochs=epochs, seed=seed, seeds=seeds, listener=listener, selective=selective)
+    return comparison(outcome)
+
+
+def demo_folder(selective: bool) -> str:
+    """Where ``ktrain demo`` writes when no folder is given."""
+    return "out/demo_selective" if selective else "out/demo"
+
+
+def cache(
+    teacher,
+    data,
+    cache_dir: str = "cache",
+    *,
+    features: bool = False,
+    teacher_layer: str | None = None,
+    specialists: Iterable[str] = (),
+    data_dir: str | None = None,
+    val_split: float = DataSpec.val_split,
+    seed: int = TrainConfig.seed,
+    batch_size: int = TrainConfig.eval_batch_size,
+) -> dict:
+    """Precompute ``teacher``'s soft targets (and with ``features`` its features at ``teacher_layer``)
+    on a named dataset's train and validation splits into ``cache_dir``, for later runs with the
+    same ``val_split`` and ``seed`` (``ktrain cache``); returns a summary."""
+    from ktrain.targets import build_cache
+
+    return build_cache(
+        ModelsSpec(teacher=teacher, specialists=tuple(specialists)),
+        data,
+        cache_dir=cache_dir,
+        features=features or bool(teacher_layer),
+        teacher_layer=teacher_layer,
+        data_dir=data_dir,
+        val_split=val_split,
+        seed=seed,
+        batch_size=batch_size,
+    )
+
+
+def default(function, name: str):
+    """The default of ``function``'s parameter ``name`` (the command line's options take them)."""
+    import inspect
+
+    return inspect.signature(function).parameters[name].default
+
+
+for _function in (train, distill, compare, evaluate, export):
+    _function.__doc__ = _function.__doc__.format(MODELS=MODELS, DATA=DATA, OPTIONS=OPTIONS)
+
+
+# -- shared with the command line ------------------------------------------------------------------
+def run_command(command: str, *, listener=None, **arguments) -> Result | Comparison:
+    """Build the run of ``command`` (train, distill, pkt, compare) from ``arguments`` (those of
+    :func:`build_run`) and run it: what every public function and every training command of the
+    command line calls."""
+    run = build_run(command, **arguments)
+    with _quiet_tensorflow():
+        if command == "compare":
+            from ktrain.comparison import run_compare
+
+            return comparison(run_compare(run, listener))
+        from ktrain.run import run_single
+
+        outcome = run_single(run, listener)
+    return _result(outcome.record, 0, outcome.students.get(0))
+
+
+@contextlib.contextmanager
+def _quiet_tensorflow():
+    """TensorFlow's Python warnings (retracing notices: each method builds its own compiled steps)
+    stay off the caller's console during a run."""
+    import tensorflow as tf
+
+    logger = tf.get_logger()
+    level = logger.level
+    logger.setLevel("ERROR")
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def build_run(
+    command: str,
+    *,
+    student,
+    data,
+    teacher=None,
+    methods: tuple[str, ...] | None = None,
+    switches: Iterable[str] = (),
+    validation=None,
+    options: Mapping[str, Any],
+) -> Run:
+    """The specs of one run, from its models, data, methods and options (validated when it runs).
+    ``switches`` names the methods whose command-line switch was given (``pkt --kd``)."""
+    from ktrain.methods import choose
+
+    settings, method_options = split_options(command, options)
+    grouped = build_specs(command, settings)
+    specs, explicit = choose(command, methods, switches, method_options)
+    return Run(
+        command=command,
+        models=ModelsSpec(student=student, teacher=teacher, **grouped.get(ModelsSpec, {})),
+        data=DataSpec(as_dataset(data, validation), **grouped.get(DataSpec, {})),
+        methods=specs,
+        engine=engine_config(grouped),
+        outputs=OutputSpec(**grouped.get(OutputSpec, {})),
+        plan=Plan(**grouped.get(Plan, {})),
+        explicit_methods=explicit,
+    )
+
+
+def split_options(command: str, options: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``options`` as (settings, method options); a name that is neither is a KtrainError naming the
+    valid ones, with the closest as a suggestion."""
+    from ktrain.methods import option_specs
+
+    method_specs = option_specs()
+    settings, method_options = {}, {}
+    for name, value in options.items():
+        if name in SETTINGS or name in HIDDEN:
+            settings[name] = value
+        elif name in method_specs:
+            method_options[name] = value
+        else:
+            valid = [*settings_for(command), *method_specs]
+            close = difflib.get_close_matches(name, valid, n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise KtrainError(f"unknown option '{name}'{hint}: {command} takes {', '.join(valid)}")
+    return settings, method_options
+
+
+def as_dataset(data, validation):
+    """A dataset name or path as it is; arrays and tf.data datasets as :class:`ktrain.memory.InMemoryData`."""
+    if isinstance(data, str | os.PathLike):
+        if validation is not None:
+            raise KtrainError("validation= goes with data in memory: for a named dataset or .npz file, use val_split=")
+        return os.fspath(data)
+    if isinstance(data, tuple | list):
+        from ktrain import memory
+
+        if len(data) == 2 and all(memory.is_dataset(part) for part in data):
+            return memory.from_datasets(*data, validation=validation)
+        return memory.from_arrays(data, validation=validation)
+    raise KtrainError(
+        f"data is a {type(data).__name__}: give a dataset name, an .npz path, (x_train, y_train, x_test, y_test) "
+        "arrays or (train, test) tf.data datasets"
+    )
+
+
+def _result(record: dict, index: int, student) -> Result:
+    entry = record["results"][index]
+    return Result(student, entry.get("history", {}), entry.get("test", {}), entry, record)
+
+
+def comparison(outcome) -> Comparison:
+    """A :class:`Comparison` from a compare run's outcome."""
+    record = outcome.record
+    runs = [_result(record, index, model) for index, model in outcome.students.items()]
+    teacher = next(entry for entry in record["results"] if entry["role"] == "teacher")
+    return Comparison(runs, teacher, record.get("best_student"), record)
