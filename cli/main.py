@@ -426,8 +426,8 @@ def export_command(
     ],
     out: Annotated[str, typer.Argument(help="The .tflite file to write.")],
     quantize: Annotated[
-        str, typer.Option("--quantize", help="none (float32), float16, or int8 (full-integer; needs --dataset).")
-    ] = "none",  # the float32 conversion without quantization
+        str, typer.Option("--quantize", help="float32 (also none), float16, or int8 (full-integer; needs --dataset).")
+    ] = api.default(api.export, "quantize"),
     dataset: Annotated[
         str | None,
         typer.Option(

@@ -5,6 +5,12 @@ unrelated PyPI project ``ktrain``, so the two cannot share an environment: ``ktr
 and ``ktrain --version`` tell them apart.
 """
 
+import os
+
+# TensorFlow's C++ start-up and dataset notices would reach the caller's stderr: keep them off unless
+# the caller chose a level (this must happen before TensorFlow is imported).
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
 __version__ = "0.2.0.dev0"
 __distribution__ = "ktrain-distill"
 

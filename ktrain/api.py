@@ -185,9 +185,14 @@ def export(
     {DATA}
     """
     from ktrain.data import load_dataset
+    from ktrain.specs import check_model_spec
     from ktrain.tflite import check as check_report
     from ktrain.tflite import export as export_model
 
+    if isinstance(student, os.PathLike):
+        student = os.fspath(student)
+    if not isinstance(student, str):
+        check_model_spec(student, "student")
     splits = None
     if data is not None:
         dataset = as_dataset(data, None)
@@ -268,7 +273,8 @@ def default(function, name: str):
 
 
 for _function in (train, distill, compare, evaluate, export):
-    _function.__doc__ = _function.__doc__.format(MODELS=MODELS, DATA=DATA, OPTIONS=OPTIONS)
+    if _function.__doc__:  # None under python -OO
+        _function.__doc__ = _function.__doc__.format(MODELS=MODELS, DATA=DATA, OPTIONS=OPTIONS)
 
 
 # -- shared with the command line ------------------------------------------------------------------

@@ -224,7 +224,7 @@ class Comparison:
         """Every method once from this seed's initial student weights."""
         seed_everything(seed, self.deterministic)
         with self.strategy.scope():
-            initial = load_student(self.run_spec.models, self.data)
+            initial = load_student(self.run_spec.models, self.data, copy=True)  # -w must not touch the caller's
         if seed == self.config.seed:
             check_classes(NetworkView(initial), self.teacher, self.run_spec.models, self.data)
         weights = initial.get_weights()

@@ -185,6 +185,8 @@ def _read_npz(path, label: str):
                     f"{', '.join(NPZ_KEYS)} (the keras.datasets layout)"
                 )
             x_train, y_train, x_test, y_test = (archive[key] for key in NPZ_KEYS)
+    except KtrainError:
+        raise
     except FileNotFoundError:
         raise KtrainError(
             f"dataset file '{label}' not found: give digits, a TFDS name or an existing .npz path"

@@ -64,8 +64,8 @@ def copy_model(model: keras.Model, role: str) -> keras.Model:
         copy = keras.models.clone_model(model)
     except Exception as exc:  # clone_model needs every layer's get_config
         raise KtrainError(
-            f"could not copy the {role} model object '{model.name}' for this strategy or precision "
-            f"({first_line(exc)}): give every custom layer a get_config(), or use one device and float32"
+            f"could not copy the {role} model object '{model.name}' into the strategy's scope "
+            f"({first_line(exc)}): give every custom layer a get_config(), or pass the model as a .keras file"
         ) from exc
     copy.set_weights(model.get_weights())
     return copy

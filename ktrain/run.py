@@ -141,7 +141,8 @@ def _run_single(run: Run, strategy, out: OutFolder | None, listener: Listener | 
         log.info("Student network has been saved as %s.", saved)
     entries = [entry] + ([teacher_entry] if teacher_entry else [])
     results = results_record(run, config, data, strategy, entries, started, [method])
-    return Outcome(finish(results, saved, run.outputs, out, data), {0: returned_student(run, student_model)})
+    returned = returned_student(run, student_model)  # before finish: a failed export check keeps the weights
+    return Outcome(finish(results, saved, run.outputs, out, data), {0: returned})
 
 
 def returned_student(run: Run, trained: keras.Model) -> keras.Model:

@@ -232,7 +232,7 @@ SETTINGS: dict[str, Setting] = {
             "k of the kNN evaluation of a student's features.",
             OutputSpec,
             kind=int,
-            commands=("pkt", "compare"),
+            commands=TEACHING,
         ),
         _setting(
             "export",

@@ -37,6 +37,7 @@ from ktrain.classes import format_classes, parse_classes
 from ktrain.data import DataSplits
 from ktrain.errors import KtrainError
 from ktrain.methods.base import LOGITS
+from ktrain.specs import label
 from ktrain.taps import LOG_FLOOR, NetworkView, trainable_parameters
 
 _WITH_CLASSES = re.compile(r"^(?P<path>.+):(?P<classes>\d+(?:-\d+)?(?:,\d+(?:-\d+)?)*)$")
@@ -218,6 +219,7 @@ def load_ensemble(specs: list[str], data: DataSplits, first: keras.Model | None 
     loaded: list[keras.Model] = []
     for index, spec in enumerate(specs):
         path, text = split_spec(spec)
+        name = label(path)  # a model object is named, not recorded
         if index == 0 and first is not None:
             model = first
         else:
@@ -228,16 +230,16 @@ def load_ensemble(specs: list[str], data: DataSplits, first: keras.Model | None 
                 raise KtrainError(
                     f"'{spec}' has {len(model.outputs)} outputs, whose classes follow from their order: drop ':{text}'"
                 )
-            members += members_of(model, data.num_classes, path, data.x_val)
+            members += members_of(model, data.num_classes, name, data.x_val)
             continue
         classes = parse_classes(text, data.num_classes, spec) if text else tuple(range(data.num_classes))
-        view = NetworkView(model, data.x_val, name=f"teacher '{path}'")
+        view = NetworkView(model, data.x_val, name=f"teacher '{name}'")
         if view.num_classes != len(classes):
             raise KtrainError(
                 f"'{spec}' outputs {view.num_classes} classes but is given {len(classes)} "
                 f"({text or 'all'}): give as many classes as the model outputs"
             )
-        members.append(Member(path, classes, view))
+        members.append(Member(name, classes, view))
     ensemble = SpecialistEnsemble(members, data.num_classes, loaded[0] if len(loaded) == 1 else ModelGroup(loaded))
     ensemble.model.trainable = False
     return ensemble

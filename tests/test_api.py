@@ -258,3 +258,69 @@ def test_version_names_the_distribution():
     version = installed_distribution().version
     assert outcome.output.strip() == f"ktrain-distill {version}"
     assert ktrain.__version__ == version
+
+
+def test_an_ensemble_teacher_object_teaches_and_the_student_is_written_back(arrays):
+    inputs = keras.Input((8, 8, 1))
+    hidden = keras.layers.Dense(16, activation="relu")(keras.layers.Flatten()(inputs))
+    teacher = keras.Model(inputs, [keras.layers.Dense(10)(hidden), keras.layers.Dense(10)(hidden)])
+    student = mlp(8, 14)
+    before = student.get_weights()
+    result = ktrain.distill(teacher, student, arrays, epochs=1)
+    assert result.method == "ensemble-kd"
+    assert result.record["results"][1]["source"] == f"<model object '{teacher.name}'>"
+    assert not all(np.array_equal(a, b) for a, b in zip(student.get_weights(), before))
+
+
+def test_compare_start_weights_go_into_a_copy(tmp_path, arrays):
+    student = mlp(8, 15)
+    mlp(8, 16).save_weights(tmp_path / "start.weights.h5")
+    before = student.get_weights()
+    ktrain.compare(
+        mlp(16, 17),
+        student,
+        arrays,
+        methods=["kd"],
+        baseline=False,
+        epochs=1,
+        start_weights=str(tmp_path / "start.weights.h5"),
+    )
+    assert all(np.array_equal(a, b) for a, b in zip(student.get_weights(), before))
+
+
+def test_tf_data_layouts_are_read_as_given(arrays):
+    from ktrain.memory import from_datasets
+
+    x_train, y_train, x_test, y_test = arrays
+    expected = from_datasets(
+        tf.data.Dataset.from_tensor_slices((x_train, y_train)), tf.data.Dataset.from_tensor_slices((x_test, y_test))
+    )
+    layouts = [
+        (x_train, y_train[:, None]),  # keras.datasets' CIFAR layout: labels of shape (1,)
+        (x_train[..., None], np.eye(10, dtype=np.float32)[y_train]),  # H×W×1 images, one-hot labels
+    ]
+    for images, labels in layouts:
+        dataset = tf.data.Dataset.from_tensor_slices((images, labels))
+        for given in (dataset, dataset.batch(64)):
+            data = from_datasets(given, tf.data.Dataset.from_tensor_slices((x_test, y_test)))
+            np.testing.assert_array_equal(data.y_train, expected.y_train)
+            np.testing.assert_array_equal(data.x_train.reshape(-1), expected.x_train.reshape(-1))
+
+
+@pytest.mark.parametrize(
+    ("call", "fragment"),
+    [
+        (lambda a: ktrain.train(mlp(8, 0), a, validation=(a[0],)), "validation is a tuple of 1 items"),
+        (lambda a: ktrain.train(mlp(8, 0), a, validation=a[0]), "validation is a ndarray"),
+        (
+            lambda a: ktrain.train(mlp(8, 0), (a[0][:12], a[1][:12], a[2], a[3]), val_split=0.01),
+            "split of the arrays is empty",
+        ),
+        (lambda a: ktrain.export(object(), "x.tflite"), "the student is a object"),
+    ],
+)
+def test_more_bad_input_is_one_line(tmp_path, monkeypatch, arrays, call, fragment):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ktrain.KtrainError, match=re.escape(fragment)):
+        call(arrays)
+    assert list(tmp_path.iterdir()) == []
