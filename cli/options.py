@@ -94,9 +94,13 @@ def _method_parameters(command: str) -> tuple[list[inspect.Parameter], dict[str,
         for name, spec in method.Options.specs().items():
             specs.setdefault(name, (spec, {}))[1][method.name] = method.Options.defaults()[name]
     for name, (spec, defaults) in specs.items():
-        kind = {float: float, int: int}.get(spec.kind, str)
+        kind = {float: float, int: int, bool: bool}.get(spec.kind, str)
+        flags = spec.flags
+        if spec.kind is bool:  # --x/--no-x: unset (None) when neither is given, so each method keeps its default
+            long = next(flag for flag in flags if flag.startswith("--"))
+            flags = (f"{long}/--no-{long[2:]}", *(flag for flag in flags if flag != long))
         option = typer.Option(
-            *spec.flags, help=f"{spec.help}{_defaults(defaults)}", rich_help_panel=METHOD_PANEL, show_default=False
+            *flags, help=f"{spec.help}{_defaults(defaults)}", rich_help_panel=METHOD_PANEL, show_default=False
         )
         parameters.append(
             inspect.Parameter(

@@ -20,3 +20,9 @@ def classification_counts(labels: tf.Tensor, logits: tf.Tensor) -> dict[str, tf.
         "crossentropy_sum": tf.reduce_sum(cross_entropy(labels, logits)),
         "count": tf.cast(tf.shape(labels)[0], tf.float32),
     }
+
+
+def safe_sqrt(value: tf.Tensor) -> tf.Tensor:
+    """sqrt with a finite (zero) gradient at 0, where tf.sqrt's gradient is infinite."""
+    positive = value > 0
+    return tf.where(positive, tf.sqrt(tf.where(positive, value, 1.0)), 0.0)

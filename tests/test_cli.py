@@ -155,7 +155,13 @@ def test_seed_short_flags_reach_the_config(tmp_path):
         "early_stopping_patience": 3,
         "use_final_model": True,
     }
-    assert results["method"] == {"name": "kd", "options": {"temperature": 3.0, "kd_lambda": 0.2}}
+    assert results["method"]["name"] == "kd"
+    assert results["method"]["options"] == {
+        "temperature": 3.0,
+        "kd_lambda": 0.2,
+        "kd_weight": 1.0,
+        "logit_standardization": False,
+    }
 
 
 def assert_one_line_error(result, *fragments, out=None):

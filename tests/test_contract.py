@@ -52,8 +52,8 @@ def tiny_teacher(ensemble: bool):
     return keras.Model(inputs, heads)
 
 
-def one_step(name, strategy_name, weights, data, cached=False):
-    spec = MethodSpec.of(name)
+def one_step(name, strategy_name, weights, data, cached=False, options=None):
+    spec = MethodSpec.of(name, options)
     strategy = build_strategy(strategy_name)
     ensemble = spec.cls.uses_ensemble
     with strategy.scope():
@@ -98,15 +98,24 @@ def initial():
 
 
 def test_the_contract_covers_every_registered_method():
-    assert {"kd", "pkt", "pkt+kd", "selective-kd", "ensemble-kd", "supervised"} <= set(method_names())
+    assert {"kd", "dkd", "dist", "pkt", "pkt+kd", "selective-kd", "ensemble-kd", "supervised"} <= set(method_names())
 
 
-@pytest.mark.parametrize("name", method_names())
-def test_method_contract(name, initial):
+VARIANTS = [
+    ("kd", {"logit_standardization": True}),
+    ("dkd", {"logit_standardization": True, "dkd_warmup": 0}),
+    ("dist", {"temperature": 4.0, "dist_gamma": 2.0}),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "options"), [(name, None) for name in method_names()] + VARIANTS, ids=lambda value: str(value)
+)
+def test_method_contract(name, options, initial):
     data = tiny_data()
     uses = MethodSpec.of(name).cls
     weights = initial[uses.uses_ensemble]
-    one, student_one, teacher_after = one_step(name, "one", weights, data)
+    one, student_one, teacher_after = one_step(name, "one", weights, data, options=options)
     parts = [
         key
         for key in one
@@ -120,9 +129,9 @@ def test_method_contract(name, initial):
     assert any(not np.allclose(a, b) for a, b in zip(student_one, weights["student"]))
     for before, after in zip(weights["teacher"], teacher_after):
         np.testing.assert_array_equal(before, after)
-    others = [one_step(name, "mirrored", weights, data)]
+    others = [one_step(name, "mirrored", weights, data, options=options)]
     if uses.uses_teacher:
-        others.append(one_step(name, "one", weights, data, cached=True))
+        others.append(one_step(name, "one", weights, data, cached=True, options=options))
     for history, student, _ in others:
         for key in parts + ["val_loss"]:
             assert history[key][0] == pytest.approx(one[key][0], rel=1e-4, abs=1e-6), key

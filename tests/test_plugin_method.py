@@ -140,7 +140,7 @@ def test_toy_method_runs_in_compare_beside_kd(tmp_path):
     options = {entry["name"]: entry["options"] for entry in results["methods"]}
     # -t applies to the method that has it; --hint-weight to the toy; neither leaks into the other.
     assert options == {
-        "kd": {"temperature": 3.0, "kd_lambda": 0.1},
+        "kd": {"temperature": 3.0, "kd_lambda": 0.1, "kd_weight": 1.0, "logit_standardization": False},
         "toy-hint": {"hint_weight": 0.25, "hint_layer": "hidden"},
     }
     assert [entry["method"] for entry in results["results"][:2]] == ["kd", "toy-hint"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from ktrain.errors import KtrainError
 from ktrain.methods.base import Method, register
-from ktrain.methods.kd import KDOptions, kd_per_example, with_supervised
+from ktrain.methods.kd import KDOptions, kd_per_example, maybe_standardized, with_supervised
 from ktrain.specialists import ensemble_log_probs
 
 
@@ -28,6 +28,9 @@ class EnsembleKD(Method):
     def losses(self, batch):
         if not hasattr(self, "layout"):
             raise KtrainError("ensemble KD was built without its teacher's layout")
+        options = self.options
         teacher = ensemble_log_probs(batch.teacher_logits, self.layout, self.num_classes)
-        soft = kd_per_example(batch.student_logits, teacher, self.options.temperature)
-        return with_supervised({"kd": soft}, batch, self.options.kd_lambda)
+        # Log-probabilities are logits up to a per-sample shift, which standardization removes.
+        student, teacher = maybe_standardized(batch.student_logits, teacher, options.logit_standardization)
+        soft = options.kd_weight * kd_per_example(student, teacher, options.temperature)
+        return with_supervised({"kd": soft}, batch, options.kd_lambda)

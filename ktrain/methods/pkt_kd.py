@@ -10,10 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ktrain.methods.base import Method, Option, Options, Switch, Tap, register
-from ktrain.methods.kd import KD_LAMBDA, TEMPERATURE, kd_per_example, with_supervised
+from ktrain.methods.kd import KD_LAMBDA, KD_WEIGHT, TEMPERATURE, kd_per_example, with_supervised
 from ktrain.methods.pkt import STUDENT_LAYER, TEACHER_LAYER, feature_taps, pkt_loss
 
-KD_WEIGHT = Option("kd_weight", ("-kdw", "--kd-importance-weight"), "Weight of the KD part of PKT plus KD.")
 PKT_WEIGHT = Option("pkt_weight", ("-pktw", "--pkt-importance-weight"), "Weight of the PKT part of PKT plus KD.")
 
 
