@@ -98,7 +98,9 @@ def initial():
 
 
 def test_the_contract_covers_every_registered_method():
-    assert {"kd", "dkd", "dist", "pkt", "pkt+kd", "selective-kd", "ensemble-kd", "supervised"} <= set(method_names())
+    assert {"kd", "dkd", "dist", "sp", "rkd", "pkt", "pkt+kd", "selective-kd", "ensemble-kd", "supervised"} <= set(
+        method_names()
+    )
 
 
 VARIANTS = [
