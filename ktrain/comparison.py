@@ -36,7 +36,7 @@ from ktrain.seeding import seed_everything
 from ktrain.specialists import split_spec
 from ktrain.specs import DataSpec, ModelsSpec, OutputSpec, Plan, Run, is_object, label
 from ktrain.strategy import jit_enabled, needs_copies
-from ktrain.taps import NetworkView
+from ktrain.taps import NetworkView, trainable_parameters
 from ktrain.targets import prepare as prepare_targets
 
 log = logging.getLogger("ktrain")
@@ -150,6 +150,7 @@ class Comparison:
         log.info("Starting KT method(s)...")
         for seed in range(config.seed, config.seed + run.plan.seeds):
             self.run_seed(seed, runs, resume_log)
+        self.report_unresolved()
         methods = [spec.build() for spec in specs]
         results = results_record(
             run, config, self.data, self.strategy, self.entries + [teacher_entry], started, methods
@@ -169,10 +170,23 @@ class Comparison:
             ):
                 teacher_model = models.copy_model(teacher_model, "teacher")  # the caller's is never trained
         training = self.train_teacher(teacher_model) if run.plan.teacher_epochs else {}
+        self.failures: list = []
         with self.strategy.scope():
+            # The student's architecture (not trained) lets methods choose layers (AT's pairs); a method
+            # the models cannot serve is reported and the others run.
+            architecture = load_student(run.models, data, copy=True)
             teacher, specs = load_teacher(
-                run.models, data, run.methods, explicit=run.explicit_methods, model=teacher_model
+                run.models,
+                data,
+                run.methods,
+                explicit=run.explicit_methods,
+                model=teacher_model,
+                student=architecture,
+                failures=self.failures,
             )
+        self.student_params = trainable_parameters(architecture)
+        for spec, message in self.failures:
+            log.warning("%s cannot run with these models: %s", spec.cls.display_name, message)
         entry = teacher_record(teacher, data, self.config, label(run.models.teacher), run.outputs.neighbors)
         entry.update(training)
         return teacher, specs, entry
@@ -218,6 +232,14 @@ class Comparison:
         if run.outputs.write_results and self.out is not None:
             models.save_model_atomic(model, self.out.file("teacher.keras"))
         return fields
+
+    def report_unresolved(self) -> None:
+        """An entry (a "failed" row under the table) for each method the models could not serve."""
+        for spec, message in self.failures:
+            name = spec.cls.display_name
+            entry = {"name": name, "role": "student", "method": spec.name, "seed": self.config.seed}
+            self.entries.append(entry | {"params": self.student_params, "failed": message})
+            self.students.append(None)
 
     # -- methods and seeds ---------------------------------------------------------------------
     def run_seed(self, seed: int, runs: list[MethodSpec], resume_log: ResumeLog) -> None:

@@ -66,12 +66,16 @@ def load_teacher(
     explicit: bool = True,
     model: keras.Model | None = None,
     copy: bool = False,
+    student: keras.Model | None = None,
+    failures: list | None = None,
 ) -> tuple[NetworkView | SpecialistEnsemble, tuple[MethodSpec, ...]]:
-    """The frozen teacher, and the methods that run with it (ensemble variants for an ensemble).
+    """The frozen teacher, and the methods that run with it (ensemble variants for an ensemble),
+    resolved against the ``student`` model and the teacher (``Method.resolve``: AT's layer pairs).
 
     ``model``, if given, is the teacher already loaded (or just trained). A model object is frozen
     in place (the caller restores its flags: :func:`ktrain.models.unchanged_trainable`) or, with
-    ``copy``, copied in the current scope first."""
+    ``copy``, copied in the current scope first. With ``failures`` (a list), a method that cannot be
+    resolved is dropped and ``(spec, message)`` appended there; without it, the KtrainError rises."""
     path = split_spec(spec.teacher)[0]
     if model is None:
         model = models.load_for(path, role="teacher", data=data)
@@ -82,10 +86,28 @@ def load_teacher(
         teacher = load_ensemble([spec.teacher, *spec.specialists], data, first=model)
         log.info("Teacher ensemble: %s", teacher.source)
     else:
+        methods = resolve_methods(methods, student, model, failures)
         taps = [tap for method in methods for tap in method.build().teacher_taps().values()]
         teacher = NetworkView(model, data.x_val, name=f"teacher '{label(spec.teacher)}'", taps=taps)
         model.trainable = False
     return teacher, methods
+
+
+def resolve_methods(methods: tuple[MethodSpec, ...], student, teacher, failures: list | None) -> tuple[MethodSpec, ...]:
+    """Each method resolved against the models (see :func:`load_teacher` for ``failures``)."""
+    if student is None:
+        return methods
+    resolved = []
+    for spec in methods:
+        try:
+            resolved.append(spec.resolved(student, teacher))
+        except KtrainError as exc:
+            if failures is None:
+                raise
+            failures.append((spec, str(exc)))
+    if not resolved and methods:
+        raise KtrainError(failures[0][1] if failures else "no method could run with these models")
+    return tuple(resolved)
 
 
 def student_view(model: keras.Model, data: DataSplits, spec: ModelsSpec, method) -> NetworkView:

@@ -92,11 +92,13 @@ def _run_single(run: Run, strategy, out: OutFolder | None, listener: Listener | 
     specs, teacher = run.methods, None
     copies = needs_copies(strategy, config.precision)
     with strategy.scope():
-        if specs[0].cls.uses_teacher:
-            teacher, specs = load_teacher(run.models, data, specs, explicit=run.explicit_methods, copy=copies)
         # The optimizer's slots must share the strategy's scope with the student's variables, so a
         # caller's student object is always trained as a copy, then written back.
         student_model = load_student(run.models, data, copy=True)
+        if specs[0].cls.uses_teacher:
+            teacher, specs = load_teacher(
+                run.models, data, specs, explicit=run.explicit_methods, copy=copies, student=student_model
+            )
     if run.command == "train" and len(student_model.outputs) > 1:
         return _train_ensemble(run, strategy, out, listener, data, student_model, started)
     method = specs[0].build()

@@ -143,6 +143,17 @@ def digits_student(input_shape, num_classes):
     return keras.Model(inputs, outputs, name="digits_student")
 
 
+def digits_cnn_student(input_shape, num_classes):
+    """A two-conv CNN of 3,818 parameters, with feature maps at two resolutions (for AT and FitNets)."""
+    inputs = keras.Input(input_shape, name="image")
+    x = layers.Conv2D(8, 3, padding="same", activation="relu", name="conv1")(inputs)
+    x = layers.MaxPooling2D(name="pool1")(x)
+    x = layers.Conv2D(16, 3, padding="same", activation="relu", name="conv2")(x)
+    x = layers.Flatten(name="flatten")(x)
+    outputs = layers.Dense(num_classes, name="logits")(x)
+    return keras.Model(inputs, outputs, name="digits_cnn_student")
+
+
 ARCHITECTURES: dict[str, Callable[[tuple[int, ...], int], keras.Model]] = {
     "cifar10_student_strong": cifar10_student_strong,
     "cifar10_student_weak": cifar10_student_weak,
@@ -152,6 +163,7 @@ ARCHITECTURES: dict[str, Callable[[tuple[int, ...], int], keras.Model]] = {
     "pyramid_ensemble": pyramid_ensemble,
     "digits_teacher": digits_teacher,
     "digits_student": digits_student,
+    "digits_cnn_student": digits_cnn_student,
 }
 
 

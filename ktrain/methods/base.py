@@ -199,6 +199,13 @@ class Method(abc.ABC):
             raise TypeError(f"{self.name} takes {type(self).Options.__name__}, not {type(self.options).__name__}")
 
     # -- what it needs ---------------------------------------------------------------------------
+    @classmethod
+    def resolve(cls, options: Options, student, teacher) -> Options:
+        """``options`` with whatever is chosen from the models filled in (AT's layer pairs, say), so
+        taps, state and results.json see concrete values. Called once the models are loaded, before
+        any view is built; ``teacher`` is None for a method without one. Default: unchanged."""
+        return options
+
     def student_taps(self) -> dict[str, Tap]:
         return {"logits": LOGITS}
 

@@ -24,10 +24,9 @@ DEFAULTS: dict[str, tuple[str, ...]] = {
 # Commands that take one method (a switch replaces it) and commands that take several (a switch adds one).
 SINGLE = ("train", "distill", "pkt")
 BASELINE = "supervised"
-# The offline demo: the seed's three methods. PKT plus KD needs a larger PKT weight than the seed's 1,
-# at which its PKT part (about 1e-3 on the reference scale) is negligible (RepDistiller uses 30000).
+# The offline demo: the seed's three methods, at their defaults.
 DEMOS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
-    "seed": (("kd", "pkt", "pkt+kd"), {"pkt_weight": 3000.0}),
+    "seed": (("kd", "pkt", "pkt+kd"), {}),
     "selective": (("kd", "selective-kd"), {}),
 }
 
@@ -53,6 +52,10 @@ class MethodSpec:
     def build(self) -> Method:
         """A fresh method object (with no state yet): one per training run."""
         return self.cls(self.options)
+
+    def resolved(self, student, teacher) -> MethodSpec:
+        """This spec with the choices its method makes from the models (``Method.resolve``)."""
+        return MethodSpec(self.cls, self.cls.resolve(self.options, student, teacher), self.given)
 
     def for_ensemble(self) -> MethodSpec:
         """The spec that runs with an ensemble teacher, or a KtrainError when the method needs one model."""
