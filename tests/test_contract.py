@@ -107,6 +107,7 @@ def test_the_contract_covers_every_registered_method():
         "sp",
         "rkd",
         "at",
+        "fitnet",
         "pkt",
         "pkt+kd",
         "selective-kd",
@@ -118,7 +119,6 @@ def test_the_contract_covers_every_registered_method():
 VARIANTS = [
     ("kd", {"logit_standardization": True}),
     ("dkd", {"logit_standardization": True, "dkd_warmup": 0}),
-    ("dist", {"temperature": 4.0, "dist_gamma": 2.0}),
 ]
 
 
