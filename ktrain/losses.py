@@ -22,6 +22,15 @@ def classification_counts(labels: tf.Tensor, logits: tf.Tensor) -> dict[str, tf.
     }
 
 
+def unit_rows(vectors: tf.Tensor, axis: int = -1, tolerance: float = 1e-6) -> tf.Tensor:
+    """``vectors`` divided by their L2 norm along ``axis``; a vector shorter than ``tolerance`` (two
+    coincident samples, a zero row) becomes 0 with a zero gradient, where dividing by a floored norm
+    would give gradients of order 1/floor."""
+    norms = safe_sqrt(tf.reduce_sum(tf.square(vectors), axis=axis, keepdims=True))
+    long_enough = norms > tolerance
+    return tf.where(long_enough, vectors / tf.where(long_enough, norms, 1.0), 0.0)
+
+
 def safe_sqrt(value: tf.Tensor) -> tf.Tensor:
     """sqrt with a finite (zero) gradient at 0, where tf.sqrt's gradient is infinite."""
     positive = value > 0

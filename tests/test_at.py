@@ -47,6 +47,19 @@ def test_at_matches_numpy_and_sums_pairs():
     assert float(at_loss(student, teacher)) == pytest.approx(expected, rel=1e-4)
 
 
+def test_maps_of_other_shapes_are_reduced_per_dimension_and_p_below_one_is_refused():
+    rng = np.random.default_rng(1)
+    student = rng.standard_normal((2, 8, 2, 3)).astype(np.float32)
+    teacher = rng.standard_normal((2, 4, 4, 3)).astype(np.float32)
+    # Each dimension is only reduced: both maps become 4×2 (the teacher's width is averaged 4 → 2).
+    pooled_student = student.reshape(2, 4, 2, 2, 3).mean(axis=2)
+    pooled_teacher = teacher.reshape(2, 4, 2, 2, 3).mean(axis=3)
+    expected = np.mean((attention_reference(pooled_student, 2) - attention_reference(pooled_teacher, 2)) ** 2)
+    assert float(at_loss(student, teacher)) == pytest.approx(expected, rel=1e-5)
+    with pytest.raises(KtrainError, match="--at-p is 0.5: give 1 or more"):
+        MethodSpec.of("at", {"at_p": 0.5})
+
+
 def test_at_gradient_is_finite_on_dead_feature_maps():
     student = tf.Variable(np.zeros((2, 4, 4, 3), np.float32))  # all-zero maps: zero attention norm
     with tf.GradientTape() as tape:

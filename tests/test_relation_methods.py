@@ -78,7 +78,9 @@ def test_gradients_stay_finite_on_coincident_and_zero_samples():
     with tf.GradientTape() as tape:
         total = sp_loss(student, teacher) + rkd_loss(student, teacher)
     assert np.isfinite(float(total))
-    assert np.all(np.isfinite(tape.gradient(total, student).numpy()))
+    gradient = tape.gradient(total, student).numpy()
+    # Finite and of the size of any other step: a norm floored at 1e-12 gave gradients of 1e8 and more.
+    assert np.all(np.isfinite(gradient)) and np.abs(gradient).max() < 1e3
 
 
 def test_relations_vanish_when_the_student_copies_the_teacher():

@@ -58,13 +58,15 @@ def attention_map(maps: tf.Tensor, p: float = 2.0) -> tf.Tensor:
 
 
 def match_sizes(student: tf.Tensor, teacher: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-    """The two feature maps at the smaller one's height and width (area averaging)."""
+    """The two feature maps at the smaller height and the smaller width (area averaging; each
+    dimension is only ever reduced)."""
     size_s, size_t = tuple(student.shape[1:3]), tuple(teacher.shape[1:3])
-    if size_s == size_t:
-        return student, teacher
-    if size_s[0] * size_s[1] > size_t[0] * size_t[1]:
-        return tf.image.resize(tf.cast(student, tf.float32), size_t, method="area"), teacher
-    return student, tf.image.resize(tf.cast(teacher, tf.float32), size_s, method="area")
+    size = (min(size_s[0], size_t[0]), min(size_s[1], size_t[1]))
+
+    def fit(maps, current):
+        return maps if current == size else tf.image.resize(tf.cast(maps, tf.float32), size, method="area")
+
+    return fit(student, size_s), fit(teacher, size_t)
 
 
 def at_per_example(student_maps, teacher_maps, p: float = 2.0) -> tf.Tensor:
@@ -126,6 +128,13 @@ class ATOptions(Options):
     kd_lambda: float = KD_LAMBDA(1.0)
     student_layers: str | None = STUDENT_LAYERS(None)
     teacher_layers: str | None = TEACHER_LAYERS(None)
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.at_p < 1:
+            raise KtrainError(
+                f"--at-p is {self.at_p}: give 1 or more (below 1, |f|^p has an infinite gradient at zero activations)"
+            )
 
 
 @register

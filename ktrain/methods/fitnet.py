@@ -36,7 +36,7 @@ FITNET_WEIGHT = Option("fitnet_weight", ("--fitnet-weight",), "Weight of the Fit
 HINT_EPOCHS = Option(
     "fitnet_hint_epochs",
     ("--fitnet-hint-epochs",),
-    "The paper's two stages: train the hint alone for N epochs, then the labels alone (0: joint loss).",
+    "Two stages: the hint alone for N epochs, then the cross-entropy alone (the paper used KD); 0: joint.",
     kind=int,
 )
 HINT_LAYER = Option(

@@ -13,8 +13,9 @@ For the features of a batch, flattened per sample (teacher and student widths ma
 Both relate samples, so under replicas they are computed over the global batch from all-gathered
 features. Memory: the angle term holds the B×B×d differences and the B×B×B cosines of each
 network (for B = 64 and d = 512, 8 MiB and 1 MiB in float32), so it grows with the cube of the
-global batch. Squared distances are floored at 1e-12 before the square root and unit vectors use a
-square root with a finite gradient at zero, so coincident samples keep gradients finite. Weights
+global batch. Squared distances are floored at 1e-12 before the square root, and a difference
+vector shorter than 1e-6 (coincident samples) has unit vector 0 with a zero gradient, so coincident
+samples keep gradients finite and small (dividing by a floored norm gave gradients of 1e8). Weights
 are the authors' (and RepDistiller's): distance 25, angle 50, CE 1.
 """
 
@@ -24,7 +25,7 @@ from dataclasses import dataclass
 
 import tensorflow as tf
 
-from ktrain.losses import safe_sqrt
+from ktrain.losses import unit_rows
 from ktrain.methods.base import Method, Option, Options, Tap, register
 from ktrain.methods.kd import KD_LAMBDA, with_supervised
 from ktrain.methods.pkt import STUDENT_LAYER, TEACHER_LAYER, feature_taps
@@ -60,8 +61,7 @@ def angles(features: tf.Tensor) -> tf.Tensor:
     """cos of the angle at j between i and k, for every triple: B×B×B (flattened)."""
     rows = flat(features)
     differences = rows[None, :, :] - rows[:, None, :]  # [j, i] = e_i − e_j
-    norms = safe_sqrt(tf.reduce_sum(tf.square(differences), axis=2, keepdims=True))
-    units = differences / tf.maximum(norms, DISTANCE_FLOOR)
+    units = unit_rows(differences, axis=2)  # the difference of a sample with itself stays 0
     return tf.reshape(tf.matmul(units, units, transpose_b=True), [-1])
 
 

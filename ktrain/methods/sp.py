@@ -2,7 +2,7 @@
 
 For the features F of a batch, flattened per sample to B×d (teacher and student widths may differ):
 
-    G = F Fᵀ (B×B),  Ĝ = G with each row L2-normalised (norm floored at 1e-12),
+    G = F Fᵀ (B×B),  Ĝ = G with each row L2-normalised (a row shorter than 1e-6 stays 0),
     SP = ‖Ĝ_t − Ĝ_s‖²_F / B²
 
 The student learns which samples the teacher finds alike. The loss relates every pair of the
@@ -16,12 +16,10 @@ from dataclasses import dataclass
 
 import tensorflow as tf
 
-from ktrain.losses import safe_sqrt
+from ktrain.losses import unit_rows
 from ktrain.methods.base import Method, Option, Options, Tap, register
 from ktrain.methods.kd import KD_LAMBDA, with_supervised
 from ktrain.methods.pkt import STUDENT_LAYER, TEACHER_LAYER, feature_taps
-
-NORM_FLOOR = 1e-12
 
 SP_WEIGHT = Option("sp_weight", ("--sp-weight",), "Weight of the similarity-preserving term.")
 
@@ -36,8 +34,7 @@ def normalized_similarity(features: tf.Tensor) -> tf.Tensor:
     """The batch's Gram matrix F Fᵀ with each row L2-normalised (norm floored at 1e-12)."""
     rows = flat(features)
     gram = tf.matmul(rows, rows, transpose_b=True)
-    norms = safe_sqrt(tf.reduce_sum(tf.square(gram), axis=1, keepdims=True))
-    return gram / tf.maximum(norms, NORM_FLOOR)
+    return unit_rows(gram, axis=1)  # a zero row (a zero sample) stays 0, with a zero gradient
 
 
 def sp_loss(student_features: tf.Tensor, teacher_features: tf.Tensor) -> tf.Tensor:
