@@ -19,13 +19,13 @@ from ktrain.methods import Method, Option, Options, Tap, register, unregister
 from ktrain.methods.kd import kd_per_example
 
 HINT_WEIGHT = Option("hint_weight", ("--hint-weight",), "Weight of the toy's regression term.")
-HINT_LAYER = Option("hint_layer", ("--hint-layer",), "Student layer the toy regresses from.", kind=str, check="any")
+HINT_LAYER = Option("toy_layer", ("--toy-layer",), "Student layer the toy regresses from.", kind=str, check="any")
 
 
 @dataclass(frozen=True)
 class ToyOptions(Options):
     hint_weight: float = HINT_WEIGHT(0.5)
-    hint_layer: str = HINT_LAYER("hidden")
+    toy_layer: str = HINT_LAYER("hidden")
 
 
 class ToyHint(Method):
@@ -37,7 +37,7 @@ class ToyHint(Method):
     Options = ToyOptions
 
     def student_taps(self):
-        return {"logits": Tap("logits"), "hint": Tap("layer", self.options.hint_layer)}
+        return {"logits": Tap("logits"), "hint": Tap("layer", self.options.toy_layer)}
 
     def build_state(self, student_shapes, teacher_shapes):
         width, classes = student_shapes["hint"][-1], teacher_shapes["logits"][-1]
@@ -87,7 +87,7 @@ def test_toy_method_runs_through_distill_and_records_its_options(tmp_path):
     results = distill(tmp_path, "-e", 2)
     entry = student_entry(results)
     assert entry["method"] == "toy-hint"
-    assert entry["method_options"] == {"hint_weight": 0.25, "hint_layer": "hidden"}
+    assert entry["method_options"] == {"hint_weight": 0.25, "toy_layer": "hidden"}
     history = entry["history"]
     assert {"kd", "hint", "ce"} <= set(history) and np.all(np.isfinite(history["loss"]))
 
@@ -141,6 +141,6 @@ def test_toy_method_runs_in_compare_beside_kd(tmp_path):
     # -t applies to the method that has it; --hint-weight to the toy; neither leaks into the other.
     assert options == {
         "kd": {"temperature": 3.0, "kd_lambda": 0.1, "kd_weight": 1.0, "logit_standardization": False},
-        "toy-hint": {"hint_weight": 0.25, "hint_layer": "hidden"},
+        "toy-hint": {"hint_weight": 0.25, "toy_layer": "hidden"},
     }
     assert [entry["method"] for entry in results["results"][:2]] == ["kd", "toy-hint"]
