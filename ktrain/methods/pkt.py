@@ -84,6 +84,18 @@ def feature_taps(layer: str | None) -> dict[str, Tap]:
     return {"logits": Tap("logits"), "features": Tap.features(layer, gather=True)}
 
 
+class RelatesFeatures:
+    """The taps of a method that relates samples' features over the global batch (PKT, SP, RKD):
+    the student's logits and features, the teacher's features (``--student-layer`` /
+    ``--teacher-layer``, default the classifier's input). Mix in before :class:`Method`."""
+
+    def student_taps(self):
+        return feature_taps(self.options.student_layer)
+
+    def teacher_taps(self):
+        return {"features": Tap.features(self.options.teacher_layer, gather=True)}
+
+
 @dataclass(frozen=True)
 class PKTOptions(Options):
     pkt_lambda: float = PKT_LAMBDA(1e-4)
@@ -92,7 +104,7 @@ class PKTOptions(Options):
 
 
 @register
-class ProbabilisticKnowledgeTransfer(Method):
+class ProbabilisticKnowledgeTransfer(RelatesFeatures, Method):
     name = "pkt"
     display_name = "Probabilistic Knowledge Transfer"
     Options = PKTOptions
@@ -101,12 +113,6 @@ class ProbabilisticKnowledgeTransfer(Method):
     monitor = "val_loss"
     # The loss lives on a 1e-3 scale, where the seed's absolute deltas would read every epoch as a plateau.
     monitor_min_delta = 0.0
-
-    def student_taps(self):
-        return feature_taps(self.options.student_layer)
-
-    def teacher_taps(self):
-        return {"features": Tap.features(self.options.teacher_layer, gather=True)}
 
     def losses(self, batch):
         student = batch.global_student["features"]

@@ -26,9 +26,9 @@ from dataclasses import dataclass
 import tensorflow as tf
 
 from ktrain.losses import unit_rows
-from ktrain.methods.base import Method, Option, Options, Tap, register
+from ktrain.methods.base import Method, Option, Options, register
 from ktrain.methods.kd import KD_LAMBDA, with_supervised
-from ktrain.methods.pkt import STUDENT_LAYER, TEACHER_LAYER, feature_taps
+from ktrain.methods.pkt import STUDENT_LAYER, TEACHER_LAYER, RelatesFeatures
 from ktrain.methods.sp import flat
 
 DISTANCE_FLOOR = 1e-12
@@ -90,16 +90,10 @@ class RKDOptions(Options):
 
 
 @register
-class RelationalKD(Method):
+class RelationalKD(RelatesFeatures, Method):
     name = "rkd"
     display_name = "Relational KD"
     Options = RKDOptions
-
-    def student_taps(self):
-        return feature_taps(self.options.student_layer)
-
-    def teacher_taps(self):
-        return {"features": Tap.features(self.options.teacher_layer, gather=True)}
 
     def losses(self, batch):
         options = self.options

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 import tensorflow as tf
 
 from ktrain.losses import unit_rows
-from ktrain.methods.base import Method, Option, Options, Tap, register
+from ktrain.methods.base import Method, Option, Options, register
 from ktrain.methods.kd import KD_LAMBDA, with_supervised
-from ktrain.methods.pkt import STUDENT_LAYER, TEACHER_LAYER, feature_taps
+from ktrain.methods.pkt import STUDENT_LAYER, TEACHER_LAYER, RelatesFeatures
 
 SP_WEIGHT = Option("sp_weight", ("--sp-weight",), "Weight of the similarity-preserving term.")
 
@@ -53,16 +53,10 @@ class SPOptions(Options):
 
 
 @register
-class SimilarityPreserving(Method):
+class SimilarityPreserving(RelatesFeatures, Method):
     name = "sp"
     display_name = "Similarity-Preserving KD"
     Options = SPOptions
-
-    def student_taps(self):
-        return feature_taps(self.options.student_layer)
-
-    def teacher_taps(self):
-        return {"features": Tap.features(self.options.teacher_layer, gather=True)}
 
     def losses(self, batch):
         options = self.options
