@@ -361,8 +361,6 @@ def test_compare_sl_with_the_zoo_pyramid_on_digits(tmp_path):
             "-sl",
             "-e",
             "2",
-            "--seeds",
-            "2",
             "-v",
             "0",
             "-out",
@@ -370,13 +368,11 @@ def test_compare_sl_with_the_zoo_pyramid_on_digits(tmp_path):
         ],
     )
     assert result.exit_code == 0, result.output
-    for name in ("Ensemble KD", "Selective KD", "Scratch student", "Teacher", "±"):
+    for name in ("Ensemble KD", "Selective KD", "Scratch student", "Teacher"):
         assert name in result.output
     results = json.loads((out / "results.json").read_text())
     runs = [(entry["name"], entry.get("seed")) for entry in results["results"]]
-    assert runs == [(name, seed) for seed in (0, 1) for name in ("Ensemble KD", "Selective KD", "Scratch student")] + [
-        ("Teacher", None)
-    ]
+    assert runs == [(name, 0) for name in ("Ensemble KD", "Selective KD", "Scratch student")] + [("Teacher", None)]
     teacher = results["results"][-1]
     assert [member["classes"] for member in teacher["members"]] == [list(s) for s in PYRAMID]
     selective = results["results"][1]
