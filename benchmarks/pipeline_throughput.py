@@ -28,8 +28,8 @@ def main(batch_size: int = 64, count: int = 50_000):
         pass
     started = time.perf_counter()
     seen = 0
-    for batch, _, _ in train_pipeline(images, labels, batch_size, seed=0, epoch=1):
-        seen += int(batch.shape[0])
+    for batch in train_pipeline(images, labels, batch_size, seed=0, epoch=1):
+        seen += int(batch["images"].shape[0])
     pipeline = seen / (time.perf_counter() - started)
     step = measure("cifar10", "student_alone", batch_size, False, 3, 20, "one")["images_per_second"]
     print(

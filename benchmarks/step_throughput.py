@@ -103,7 +103,9 @@ def ktrain_step(strategy, teacher, student, method_key, batch_size, jit, warmup,
     dataset = (
         tf.data.Dataset.from_tensor_slices((images, labels, indices)).repeat().batch(batch_size, drop_remainder=True)
     )
-    dataset = dataset.map(lambda x, y, i: (tf.cast(x, tf.float32) / 255.0, y, i)).prefetch(tf.data.AUTOTUNE)
+    dataset = dataset.map(
+        lambda x, y, i: {"images": tf.cast(x, tf.float32) / 255.0, "labels": y, "indices": i, "views": tf.zeros_like(i)}
+    ).prefetch(tf.data.AUTOTUNE)
     iterator = iter(strategy.experimental_distribute_dataset(dataset))
     float(trainer.steps.train_loop(iterator, tf.constant(warmup))["loss"])  # trace, compile, warm caches
     started = time.perf_counter()

@@ -396,6 +396,19 @@ def cache(
         int, typer.Option("-ebs", "--evaluation-batch-size", help="Teacher batch size.")
     ] = api.default(api.cache, "batch_size"),
     specialist: Specialists = None,
+    augment: Annotated[
+        str | None, typer.Option("--augment", help="As the training run will use (with --views).")
+    ] = None,
+    views: Annotated[
+        int | None, typer.Option("--views", help="Cache the logits of K views of every training sample.")
+    ] = None,
+    view_seed: Annotated[int, typer.Option("--view-seed", help="As the training run will use.")] = api.default(
+        api.cache, "view_seed"
+    ),
+    cache_topk: Annotated[
+        int | None, typer.Option("--cache-topk", help="Keep each view's N largest logits only.")
+    ] = None,
+    verbosity: Annotated[int, typer.Option("-v", "--verbosity", help="0: quiet, 1: progress bar.")] = 1,
 ):
     """Precompute TEACHER's soft targets on DATASET's train and validation splits into --cache-dir."""
     _quiet_tensorflow_import()
@@ -410,6 +423,11 @@ def cache(
         val_split=val_split,
         seed=seed,
         batch_size=eval_batch_size,
+        augment=augment,
+        views=views,
+        view_seed=view_seed,
+        cache_topk=cache_topk,
+        listener=RichProgress(console, verbosity),
     )
     console.print(
         f"soft targets in {summary['path']} ({summary['megabytes']:.1f} MiB): "

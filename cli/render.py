@@ -53,6 +53,28 @@ class RichProgress(Listener):
             self.progress.stop()
             self.progress = None
 
+    def on_task_begin(self, title, total):
+        if self.verbosity <= 0:
+            return
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("batches"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=self.console,
+        )
+        self.progress.start()
+        self.task = self.progress.add_task(title, total=total)
+
+    def on_task_advance(self, done):
+        if self.progress is not None:
+            self.progress.update(self.task, completed=done)
+
+    def on_task_end(self):
+        self.on_train_end()
+
 
 def _metrics(logs: dict) -> str:
     return "  ".join(f"{label} {logs[key]:.4g}" for key, label in LIVE_KEYS if key in logs)

@@ -246,10 +246,18 @@ def cache(
     val_split: float = DataSpec.val_split,
     seed: int = TrainConfig.seed,
     batch_size: int = TrainConfig.eval_batch_size,
+    augment=None,
+    views: int | None = DataSpec.views,
+    view_seed: int = DataSpec.view_seed,
+    cache_topk: int | None = TrainConfig.cache_topk,
+    listener=None,
 ) -> dict:
     """Precompute ``teacher``'s soft targets (and with ``features`` its features at ``teacher_layer``)
     on a named dataset's train and validation splits into ``cache_dir``, for later runs with the
-    same ``val_split`` and ``seed`` (``ktrain cache``); returns a summary."""
+    same ``val_split`` and ``seed`` (``ktrain cache``); returns a summary. With ``augment`` and
+    ``views`` K it holds the logits of K views of every training sample (``view_seed`` as the runs
+    will use), and with ``cache_topk`` N only each view's N largest logits."""
+    from ktrain.augment import Views, parse_augment
     from ktrain.targets import build_cache
 
     return build_cache(
@@ -262,6 +270,9 @@ def cache(
         val_split=val_split,
         seed=seed,
         batch_size=batch_size,
+        views=Views(parse_augment(augment), views, view_seed),
+        topk=cache_topk,
+        listener=listener,
     )
 
 

@@ -142,9 +142,7 @@ class Comparison:
         self.data = run.data.load(config.seed)
         self.teacher, specs, teacher_entry = self.prepare_teacher()
         # One set of cached targets serves every method and seed.
-        self.targets = prepare_targets(
-            config.targets, run.data.augment, self.teacher, self.data, config.eval_batch_size, config.cache_dir
-        )
+        self.targets = prepare_targets(config, run.data.sample_views, self.teacher, self.data, self.listener)
         runs = list(specs) + ([baseline()] if run.plan.baseline else [])
         resume_log = ResumeLog(checkpoints(self.out), run.outputs.resume, run.outputs.write_results)
         log.info("Starting KT method(s)...")
@@ -294,7 +292,7 @@ class Comparison:
             title=title,
             epoch_metrics=self.validation_knn(view) if view.feature_key else None,
             targets=targets,
-            augment=run.data.augment,
+            views=run.data.sample_views,
         )
         folder = checkpoints(self.out)
         folder = folder / f"{method.name}_seed{seed}" if folder is not None and run.outputs.write_results else None

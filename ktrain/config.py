@@ -84,6 +84,8 @@ class TrainConfig:
     # Teacher soft targets: computed each step (online) or once (cache, in memory or in cache_dir).
     targets: str = "auto"
     cache_dir: str | None = None
+    # Cache only each view's N largest teacher logits (large class counts); None keeps them all.
+    cache_topk: int | None = None
 
     def validate(self) -> TrainConfig:
         _positive("epochs (-e)", self.epochs)
@@ -97,6 +99,11 @@ class TrainConfig:
             raise KtrainError(f"--strategy is '{self.strategy}': use one of {', '.join(STRATEGIES)}")
         if self.targets not in TARGET_MODES:
             raise KtrainError(f"--targets is '{self.targets}': use {', '.join(TARGET_MODES)}")
+        if self.cache_topk is not None:
+            if self.cache_topk <= 0:
+                raise KtrainError(f"--cache-topk is {self.cache_topk}: give a number of classes, 1 or more")
+            if self.targets == "online":
+                raise KtrainError("--cache-topk with --targets online: top-N applies to cached targets, drop one")
         if self.precision not in PRECISIONS:
             raise KtrainError(f"--precision is '{self.precision}': use one of {', '.join(PRECISIONS)}")
         clipping = self.optimizer.clip_norm is not None or self.optimizer.clip_value is not None

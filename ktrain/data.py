@@ -19,7 +19,6 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from ktrain.augment import check_augment
 from ktrain.classes import format_classes
 from ktrain.errors import KtrainError, first_line
 
@@ -111,28 +110,12 @@ def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np
     return kept, held_out
 
 
-CROP_PADDING = 4
+def train_pipeline(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, epoch: int, views=None) -> tf.data.Dataset:
+    """Shuffled full batches (dicts: images, labels, indices, views) of one epoch; see
+    :class:`ktrain.views.TrainingSamples`, which a run builds once and reuses every epoch."""
+    from ktrain.views import TrainingSamples
 
-
-def train_pipeline(
-    x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, epoch: int, augment: tuple[str, ...] = ()
-) -> tf.data.Dataset:
-    """Shuffled full batches of ``(images, labels, sample indices)`` for one epoch.
-
-    The order (and any augmentation) depends only on ``seed`` and ``epoch``. The last partial batch
-    is dropped so every step has the same global batch: steps keep one shape (no retracing, no XLA
-    recompiles) and one device and N replicas see identical batches. The indices let cached teacher
-    targets be looked up per sample, whatever the shuffle. Images stay uint8 until the batch is
-    scaled, just before it goes to the device.
-    """
-    check_augment(augment)
-    indices = np.arange(len(y), dtype=np.int32)
-    dataset = tf.data.Dataset.from_tensor_slices((x, y, indices))
-    dataset = dataset.shuffle(len(y), seed=seed * 100_003 + epoch, reshuffle_each_iteration=False)
-    if augment:
-        dataset = dataset.map(_augmenter(augment, seed * 100_003 + epoch), num_parallel_calls=tf.data.AUTOTUNE)
-    dataset = dataset.batch(batch_size, drop_remainder=True)
-    return dataset.map(_scale, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    return TrainingSamples(x, y, views).epoch(batch_size, seed, epoch)
 
 
 def eval_pipeline(x: np.ndarray, y: np.ndarray, batch_size: int) -> tf.data.Dataset:
@@ -140,22 +123,6 @@ def eval_pipeline(x: np.ndarray, y: np.ndarray, batch_size: int) -> tf.data.Data
     indices = np.arange(len(y), dtype=np.int32)
     dataset = tf.data.Dataset.from_tensor_slices((x, y, indices)).batch(batch_size)
     return dataset.map(_scale, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
-
-
-def _augmenter(augment: tuple[str, ...], seed: int):
-    """Stateless per-sample augmentation keyed by (seed, sample index): reproducible, order-free."""
-
-    def apply(image, label, index):
-        key = tf.stack([tf.constant(seed, tf.int32), index])
-        if "flip" in augment:
-            image = tf.image.stateless_random_flip_left_right(image, seed=key)
-        if "crop" in augment:
-            height, width = image.shape[0], image.shape[1]
-            padded = tf.image.resize_with_crop_or_pad(image, height + 2 * CROP_PADDING, width + 2 * CROP_PADDING)
-            image = tf.image.stateless_random_crop(padded, tf.shape(image), seed=key + 1)
-        return image, label, index
-
-    return apply
 
 
 def _scale(images: tf.Tensor, labels: tf.Tensor, indices: tf.Tensor):

@@ -18,10 +18,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import tensorflow as tf
 
+from ktrain.augment import Views
 from ktrain.checkpoint import RunCheckpoint
 from ktrain.config import TrainConfig
 from ktrain.control import BestTracker, EarlyStopping, Plateau, mode_for
-from ktrain.data import DataSplits, eval_pipeline, train_pipeline
+from ktrain.data import DataSplits, eval_pipeline
 from ktrain.errors import KtrainError
 from ktrain.listener import Listener
 from ktrain.methods.base import Method
@@ -30,7 +31,8 @@ from ktrain.precision import wrap_optimizer
 from ktrain.step import Steps
 from ktrain.strategy import jit_enabled
 from ktrain.taps import NetworkView
-from ktrain.targets import SoftTargets
+from ktrain.targets import SoftTargets, Table, tables
+from ktrain.views import TrainingSamples
 
 log = logging.getLogger("ktrain")
 
@@ -100,12 +102,13 @@ class Trainer:
         title: str | None = None,
         epoch_metrics: Callable[[], dict[str, float]] | None = None,
         targets: SoftTargets | None = None,
-        augment: tuple[str, ...] = (),
+        views: Views | None = None,
     ):
         """``epoch_metrics``, if given, is called after each validation pass and its values join the
         epoch's logs (the kNN accuracy of feature methods on validation). ``targets``, if given, are
         cached teacher taps used for the train and validation splits instead of running the teacher
-        (which still scores the test split)."""
+        (which still scores the test split). ``views``: how training samples are augmented (and, with
+        a view count, which views a K-view cache holds)."""
         if method.uses_teacher and teacher is None:
             raise KtrainError(f"method '{method.name}' needs a teacher model")
         if teacher is not None:
@@ -118,9 +121,13 @@ class Trainer:
         self.listener = listener or Listener()
         self.title = title or method.display_name
         self.epoch_metrics = epoch_metrics
-        self.augment = tuple(augment)
-        if targets is not None and self.augment:
-            raise KtrainError("cached teacher targets cannot be used with --augment: run the teacher online")
+        self.views = views or Views()
+        if targets is not None and self.views.augment and targets.views != self.views.count:
+            raise KtrainError(
+                f"the cached soft targets hold {targets.views or 'no'} views per sample, the run shows "
+                f"{self.views.count or 'fresh'} views: rebuild the cache for --views, or use --targets online"
+            )
+        self.samples: TrainingSamples | None = None
         self.jit = jit_enabled(config.jit, strategy)
         with strategy.scope():
             method.build_state(*self._tap_shapes())
@@ -151,22 +158,15 @@ class Trainer:
             teacher = {name: self.teacher.shapes[tap.key] for name, tap in self.method.teacher_taps().items()}
         return student, teacher
 
-    def _tables(self, targets: SoftTargets) -> dict[str, dict[str, tf.Variable]]:
+    def _tables(self, targets: SoftTargets) -> dict[str, dict[str, Table]]:
         needed = {tap.key for tap in self.method.teacher_taps().values()}
-        missing = sorted(needed - set(targets.keys()))
+        missing = sorted(needed - targets.keys())
         if missing:
             raise KtrainError(
                 f"the cached soft targets lack the teacher tap(s) {', '.join(missing)}: "
                 "rebuild the cache for this method, or use --targets online"
             )
-        return {
-            split: {
-                key: tf.Variable(array, trainable=False, name=f"cached_{split}_{key.replace(':', '_')}")
-                for key, array in taps.items()
-                if key in needed
-            }
-            for split, taps in targets.arrays.items()
-        }
+        return tables(targets, needed, self.teacher.output_width)
 
     # -- training ------------------------------------------------------------------------------
     def fit(self, data: DataSplits, checkpoint_dir: str | None = None, resume: bool = False) -> FitResult:
@@ -292,9 +292,9 @@ class Trainer:
     ) -> tuple[dict[str, float], int]:
         """Steps of one epoch from ``start["steps_done"]``; returns the summed statistics and the
         steps done (fewer than an epoch only after Ctrl-C)."""
-        dataset = train_pipeline(
-            data.x_train, data.y_train, self.config.batch_size, self.config.seed, epoch, self.augment
-        )
+        if self.samples is None or self.samples.source is not data.x_train:  # once per run: a copy of the split
+            self.samples = TrainingSamples(data.x_train, data.y_train, self.views)
+        dataset = self.samples.epoch(self.config.batch_size, self.config.seed, epoch)
         done = start["steps_done"]
         totals: dict[str, float] = dict(start["totals"])
         if done:

@@ -12,6 +12,13 @@ class Listener:
 
     def on_train_end(self) -> None: ...
 
+    def on_task_begin(self, title: str, total: int) -> None:
+        """A phase other than training starts (the teacher's soft targets, say): ``total`` steps."""
+
+    def on_task_advance(self, done: int) -> None: ...
+
+    def on_task_end(self) -> None: ...
+
 
 class Listeners(Listener):
     """Forwards every hook to several listeners (the Rich display and TensorBoard, say)."""
@@ -34,3 +41,15 @@ class Listeners(Listener):
     def on_train_end(self):
         for listener in self.listeners:
             listener.on_train_end()
+
+    def on_task_begin(self, title, total):
+        for listener in self.listeners:
+            listener.on_task_begin(title, total)
+
+    def on_task_advance(self, done):
+        for listener in self.listeners:
+            listener.on_task_advance(done)
+
+    def on_task_end(self):
+        for listener in self.listeners:
+            listener.on_task_end()

@@ -11,6 +11,18 @@ def cross_entropy(labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
     return tf.nn.sparse_softmax_cross_entropy_with_logits(labels=tf.cast(labels, tf.int32), logits=logits)
 
 
+def mixed_cross_entropy(labels: tf.Tensor, partners: tf.Tensor, weights: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
+    """Per-example ``w · CE(labels) + (1 − w) · CE(partners)``: the cross-entropy against a mixed
+    sample's label ``w · onehot(labels) + (1 − w) · onehot(partners)`` (mixup, cutmix)."""
+    weights = tf.cast(weights, tf.float32)
+    return weights * cross_entropy(labels, logits) + (1.0 - weights) * cross_entropy(partners, logits)
+
+
+def dominant_labels(labels: tf.Tensor, partners: tf.Tensor, weights: tf.Tensor) -> tf.Tensor:
+    """The label with the larger share of each mixed sample (what its accuracy counts)."""
+    return tf.where(tf.cast(weights, tf.float32) >= 0.5, tf.cast(labels, tf.int32), tf.cast(partners, tf.int32))
+
+
 def classification_counts(labels: tf.Tensor, logits: tf.Tensor) -> dict[str, tf.Tensor]:
     """Sums that make accuracy and cross-entropy over any number of batches: correct, CE sum, count."""
     labels = tf.cast(labels, tf.int32)

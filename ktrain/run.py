@@ -116,7 +116,7 @@ def _run_single(run: Run, strategy, out: OutFolder | None, listener: Listener | 
         log.info("Untrained student: kNN accuracy %.4f, mAP %.4f", untrained["knn_accuracy_cosine"], untrained["map"])
     targets = None
     if teacher is not None:
-        targets = prepare_targets(config.targets, run.data.augment, teacher, data, batch_size, config.cache_dir)
+        targets = prepare_targets(config, run.data.sample_views, teacher, data, listener)
     log.info("Performing %s...", method.display_name)
     trainer = Trainer(
         student=student,
@@ -126,7 +126,7 @@ def _run_single(run: Run, strategy, out: OutFolder | None, listener: Listener | 
         strategy=strategy,
         listener=listener,
         targets=targets,
-        augment=run.data.augment,
+        views=run.data.sample_views,
     )
     folder = checkpoints(out)
     fit = trainer.fit(data, checkpoint_dir=None if folder is None else str(folder), resume=run.outputs.resume)

@@ -169,7 +169,7 @@ SETTINGS: dict[str, Setting] = {
         _setting(
             "targets",
             ("--targets",),
-            "Teacher soft targets: auto (cache when no augmentation and they fit 1 GiB), online or cache.",
+            "Teacher soft targets: auto (cache when they fit 1 GiB, views fixed by --views), online or cache.",
             TrainConfig,
             kind=str,
             commands=TEACHING,
@@ -183,16 +183,40 @@ SETTINGS: dict[str, Setting] = {
             optional=True,
             commands=TEACHING,
         ),
+        _setting(
+            "cache_topk",
+            ("--cache-topk",),
+            "Cache only each view's N largest teacher logits (for many classes; KD only).",
+            TrainConfig,
+            kind=int,
+            optional=True,
+            commands=TEACHING,
+        ),
         Setting(
             Option(
                 "augment",
                 ("--augment",),
-                "Training augmentation, comma-separated: flip, crop (default none, as the seed).",
+                "Training augmentation, comma-separated: flip, crop[:PAD], mixup[:ALPHA] or cutmix[:ALPHA].",
                 kind=str,
                 check="any",
             ),
             DataSpec,
             parse=parse_augment,
+        ),
+        _setting(
+            "views",
+            ("--views",),
+            "Show each sample one of K fixed views, so their teacher targets can be cached.",
+            DataSpec,
+            kind=int,
+            optional=True,
+        ),
+        _setting(
+            "view_seed",
+            ("--view-seed",),
+            "Seed of the views, independent of -seed (one view cache serves every run seed).",
+            DataSpec,
+            kind=int,
         ),
         _setting(
             "jit", ("--jit",), "XLA: auto (on for GPUs, off for CPUs, as measured), on or off.", TrainConfig, kind=str

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ktrain.augment import check_augment
+from ktrain.augment import VIEW_SEED, Augment, Views, parse_augment
 from ktrain.config import TrainConfig
 from ktrain.errors import KtrainError
 
@@ -110,14 +110,23 @@ class DataSpec:
     dataset: Any
     data_dir: str | None = None
     val_split: float = 0.3
-    augment: tuple[str, ...] = ()
+    augment: Augment = Augment()
     classes: str | None = None
+    views: int | None = None  # --views K: K replayable views per training sample
+    view_seed: int = VIEW_SEED
 
     def validate(self) -> DataSpec:
         if not 0.0 < self.val_split < 1.0:
             raise KtrainError(f"--val-split is {self.val_split}: give a fraction between 0 and 1 (the seed used 0.3)")
-        check_augment(self.augment)
+        if not isinstance(self.augment, Augment):
+            object.__setattr__(self, "augment", parse_augment(self.augment))
+        self.sample_views.validate()
         return self
+
+    @property
+    def sample_views(self) -> Views:
+        """How training samples are shown: the augmentation, the view count and the view seed."""
+        return Views(parse_augment(self.augment), self.views, self.view_seed)
 
     def load(self, seed: int):
         """The splits (the validation carve-out depends on ``seed``), restricted to ``classes`` if given."""
@@ -134,6 +143,12 @@ class DataSpec:
             data = data.restrict(parse_classes(self.classes, data.num_classes, f"--classes {self.classes}"))
             logging.getLogger("ktrain").info(
                 "Training on classes %s only (%d training images)", self.classes, len(data.y_train)
+            )
+        mixing = self.sample_views.augment.mixing_name
+        if mixing and len(set(data.y_train.tolist())) < 2:
+            raise KtrainError(
+                f"--augment {mixing} on {data.name}, whose training split has one class: mixing needs two "
+                f"classes or more, drop {mixing}"
             )
         return data
 
@@ -217,6 +232,14 @@ class Run:
         self.models.validate(needs_teacher=any(spec.cls.uses_teacher for spec in self.methods))
         self.data.validate()
         self.engine.validate()
+        views = self.data.sample_views
+        if self.engine.cache_topk is not None and views.augment and views.count is None:
+            raise KtrainError(
+                f"--cache-topk with --augment {views.augment} but no --views: fresh views run the teacher "
+                "online, so give --views K to cache K views, or drop --cache-topk"
+            )
+        for spec in self.methods:
+            spec.check_samples(views.augment.mixing_name, self.engine.cache_topk)
         self.outputs.validate()
         self.plan.validate()
         return self

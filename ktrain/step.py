@@ -16,7 +16,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from ktrain.config import OptimizerConfig
-from ktrain.losses import classification_counts
+from ktrain.losses import classification_counts, dominant_labels
 from ktrain.methods.base import Batch, Context, Method
 from ktrain.optim import clip_gradients
 from ktrain.taps import NetworkView
@@ -66,16 +66,17 @@ class Steps:
         self.eval_step = tf.function(self._eval_step, reduce_retracing=True)  # last batches vary in size
 
     # -- per replica -------------------------------------------------------------------------
-    def _teacher_outputs(self, images, indices, split) -> dict[str, tf.Tensor]:
-        """The teacher's taps by key: from the cache when it holds this split, else one forward pass."""
+    def _teacher_outputs(self, images, indices, split, views=None) -> dict[str, tf.Tensor]:
+        """The teacher's taps by key: from the cache when it holds this split (by sample, and by view
+        for a K-view cache), else one forward pass on exactly the images the student sees."""
         if not self.teacher_taps:
             return {}
         if split in self.tables:
             table = self.tables[split]
-            return {tap.key: tf.gather(table[tap.key], indices) for tap in self.teacher_taps.values()}
+            return {tap.key: table[tap.key].gather(indices, views) for tap in self.teacher_taps.values()}
         return {key: tf.stop_gradient(value) for key, value in self.teacher.tap(images, training=False).items()}
 
-    def _batch(self, labels, student_outputs, teacher_outputs) -> Batch:
+    def _batch(self, labels, student_outputs, teacher_outputs, partners=None, weights=None) -> Batch:
         student = {name: student_outputs[tap.key] for name, tap in self.student_taps.items()}
         teacher = {name: teacher_outputs[tap.key] for name, tap in self.teacher_taps.items()}
         global_student, global_teacher, global_labels = dict(student), dict(teacher), labels
@@ -100,13 +101,18 @@ class Steps:
             global_student,
             global_teacher,
             global_labels,
+            partners,
+            weights,
         )
 
-    def _replica_gradients(self, images, labels, indices):
-        teacher_outputs = self._teacher_outputs(images, indices, "train")
+    def _replica_gradients(self, sample: dict):
+        """Gradients and statistics of one replica's share of a batch (a dict of ktrain.views)."""
+        images, labels = sample["images"], sample["labels"]
+        teacher_outputs = self._teacher_outputs(images, sample["indices"], "train", sample["views"])
+        partners, weights = sample.get("partners"), sample.get("weights")
         with tf.GradientTape() as tape:
             student_outputs = self.student.tap(images, training=True)
-            batch = self._batch(labels, student_outputs, teacher_outputs)
+            batch = self._batch(labels, student_outputs, teacher_outputs, partners, weights)
             reduced = self._reduce_parts(self.method.losses(batch))
             penalties = self.student.model.losses
             if penalties:
@@ -115,7 +121,8 @@ class Steps:
             # Identity unless the optimizer scales the loss (mixed_float16); it unscales in apply.
             scaled = self.optimizer.scale_loss(total)
         gradients = tape.gradient(scaled, self.variables)
-        stats = dict(reduced, loss=total, **classification_counts(labels, batch.student_logits))
+        counted = labels if partners is None else dominant_labels(labels, partners, weights)
+        stats = dict(reduced, loss=total, **classification_counts(counted, batch.student_logits))
         return gradients, stats
 
     def _reduce_parts(self, parts: dict) -> dict:
@@ -128,8 +135,8 @@ class Steps:
             for name, value in parts.items()
         }
 
-    def _replica_train_step(self, images, labels, indices):
-        gradients, stats = self._gradients(images, labels, indices)
+    def _replica_train_step(self, sample: dict):
+        gradients, stats = self._gradients(sample)
         if self.optimizer_config.clip_norm is not None or self.optimizer_config.clip_value is not None:
             # Clip the *global* gradient: sum over replicas first, then clip, then hand each replica
             # an equal share so the optimizer's own all-reduce restores the clipped sum.
@@ -164,12 +171,12 @@ class Steps:
     def _train_loop(self, iterator, num_steps):
         """Run up to ``num_steps`` (≥ 1) train steps; returns each statistic summed over the steps run
         and ``steps``, their number. Stops after a step whose loss is not finite."""
-        totals = self._reduce(self.strategy.run(self._replica_train_step, args=next(iterator)))
+        totals = self._reduce(self.strategy.run(self._replica_train_step, args=(next(iterator),)))
         totals["steps"] = tf.constant(1.0)
         for _ in tf.range(num_steps - 1):
             if not tf.math.is_finite(totals["loss"]):
                 break
-            stats = self._reduce(self.strategy.run(self._replica_train_step, args=next(iterator)))
+            stats = self._reduce(self.strategy.run(self._replica_train_step, args=(next(iterator),)))
             stats["steps"] = tf.constant(1.0)
             totals = {name: totals[name] + stats[name] for name in totals}
         return totals

@@ -32,7 +32,7 @@ def test_pipelines_scale_inside_and_shuffle_by_seed_and_epoch(digits):
 
     def labels(seed, epoch):
         return np.concatenate(
-            [y.numpy() for _, y, _ in train_pipeline(digits.x_train, digits.y_train, 64, seed, epoch)]
+            [batch["labels"].numpy() for batch in train_pipeline(digits.x_train, digits.y_train, 64, seed, epoch)]
         )
 
     assert np.array_equal(labels(0, 1), labels(0, 1))

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from ktrain import zoo
+from ktrain.augment import Views, parse_augment
 from ktrain.config import OptimizerConfig, ScheduleConfig, TrainConfig
 from ktrain.data import train_pipeline
 from ktrain.engine import Trainer
@@ -15,7 +16,7 @@ from ktrain.methods import Tap, get_method
 from ktrain.seeding import seed_everything
 from ktrain.strategy import build_strategy
 from ktrain.taps import NetworkView, method_view
-from ktrain.targets import compute, load_or_build, use_cache
+from ktrain.targets import cache_bytes, compute, load_or_build, use_cache
 
 
 @pytest.fixture
@@ -26,7 +27,8 @@ def teacher(small_digits):
 
 def test_cached_targets_follow_their_images_through_the_shuffle(teacher, small_digits):
     targets = compute(teacher, small_digits, batch_size=50)
-    for images, _, indices in train_pipeline(small_digits.x_train, small_digits.y_train, 64, seed=3, epoch=2):
+    for batch in train_pipeline(small_digits.x_train, small_digits.y_train, 64, seed=3, epoch=2):
+        images, indices = batch["images"], batch["indices"]
         assert not np.array_equal(indices.numpy(), np.sort(indices.numpy()))  # really shuffled
         outputs = teacher.predict(images)
         for key in ("logits", "penultimate"):
@@ -104,23 +106,20 @@ def test_new_teacher_weights_make_a_new_cache(teacher, small_digits, tmp_path):
     assert len(list(tmp_path.glob("*.npz"))) == 2
 
 
-def test_augmentation_rules(small_digits):
-    assert use_cache("auto", (), small_digits, 10)
-    assert not use_cache("auto", ("flip",), small_digits, 10)
-    assert not use_cache("online", (), small_digits, 10)
-    assert not use_cache("auto", (), small_digits, 10_010, budget=1000)
-    with pytest.raises(KtrainError, match="--targets cache with --augment flip"):
-        use_cache("cache", ("flip",), small_digits, 10)
-
-
-def test_augmentation_is_reproducible_and_changes_images(small_digits):
-    def first_batch(augment):
-        return next(iter(train_pipeline(small_digits.x_train, small_digits.y_train, 32, 0, 1, augment)))[0].numpy()
-
-    assert np.array_equal(first_batch(("flip", "crop")), first_batch(("flip", "crop")))
-    assert not np.array_equal(first_batch(("flip", "crop")), first_batch(()))
-    with pytest.raises(KtrainError, match="unknown augmentation 'rotate'"):
-        train_pipeline(small_digits.x_train, small_digits.y_train, 32, 0, 1, ("rotate",))
+def test_when_targets_are_cached(teacher, small_digits):
+    logits_only = NetworkView(teacher.model)
+    flip, four_views = Views(parse_augment("flip")), Views(parse_augment("flip"), 4)
+    assert use_cache("auto", Views(), small_digits, teacher)
+    assert not use_cache("online", Views(), small_digits, teacher)
+    assert not use_cache("auto", Views(), small_digits, teacher, budget=1000)  # over the memory cap
+    assert not use_cache("auto", flip, small_digits, logits_only)  # a fresh view every epoch
+    assert use_cache("auto", four_views, small_digits, logits_only)
+    assert not use_cache("cache", four_views, small_digits, teacher)  # features under augmentation: online
+    with pytest.raises(KtrainError, match="--targets cache with --augment flip: a cache needs a fixed set of views"):
+        use_cache("cache", flip, small_digits, logits_only)
+    size = len(small_digits.y_train) * 4 * 10 * 4 + len(small_digits.y_val) * 10 * 4
+    assert cache_bytes(logits_only, small_digits, 4, None) == size
+    assert cache_bytes(logits_only, small_digits, 4, 3) == size - len(small_digits.y_train) * 4 * 3 * 4
 
 
 def test_cli_cache_then_distill_reads_it(tmp_path):
@@ -171,3 +170,4 @@ def test_cli_cache_then_distill_reads_it(tmp_path):
         ],
     )
     assert result.exit_code == 2 and "--targets cache with --augment flip" in result.stderr
+    assert "add --views K" in result.stderr

@@ -141,6 +141,7 @@ class ATOptions(Options):
 class AttentionTransfer(Method):
     name = "at"
     display_name = "Attention Transfer"
+    mixed_samples = True
     Options = ATOptions
 
     @classmethod

@@ -35,6 +35,7 @@ from typing import Any, ClassVar
 import tensorflow as tf
 
 from ktrain.errors import KtrainError
+from ktrain.losses import cross_entropy, mixed_cross_entropy
 from ktrain.options import _OPTION, Option
 
 __all__ = ["Option"]  # re-exported: a method declares its options with it
@@ -126,6 +127,10 @@ class Batch:
     global_student: Mapping[str, tf.Tensor]
     global_teacher: Mapping[str, tf.Tensor]
     global_labels: tf.Tensor
+    # Mixed samples (mixup, cutmix): each sample's partner label and the share of ``labels`` in
+    # its label; None when the run does not mix.
+    partners: tf.Tensor | None = None
+    weights: tf.Tensor | None = None
 
     @classmethod
     def local(
@@ -144,6 +149,12 @@ class Batch:
         teacher = dict(teacher or {}) | ({"logits": teacher_logits} if teacher_logits is not None else {})
         context = Context(tf.constant(float(epoch)), epochs)
         return cls(labels, student, teacher, context, student, teacher, labels)
+
+    def label_loss(self, logits: tf.Tensor) -> tf.Tensor:
+        """Per-example cross-entropy on the labels: ``w · CE(y) + (1 − w) · CE(y')`` for a mixed sample."""
+        if self.partners is None:
+            return cross_entropy(self.labels, logits)
+        return mixed_cross_entropy(self.labels, self.partners, self.weights, logits)
 
     @property
     def student_logits(self) -> tf.Tensor:
@@ -186,6 +197,13 @@ class Method(abc.ABC):
     monitor: ClassVar[str] = "val_accuracy"
     # Smallest change of the monitor that counts as an improvement; None keeps the seed's.
     monitor_min_delta: ClassVar[float | None] = None
+    # Whether the loss learns from mixed samples (mixup, cutmix): its labels enter only through
+    # Batch.label_loss. A loss that needs one hard label per sample (a target-class mask, a gate)
+    # keeps False, and a run that mixes refuses it in one line.
+    mixed_samples: ClassVar[bool] = False
+    # Whether the loss can learn from cached top-N teacher logits (--cache-topk), whose other
+    # classes share the remaining probability evenly; losses that read every logit keep False.
+    topk_targets: ClassVar[bool] = False
 
     def __init__(self, options: Options | None = None, **values: Any):
         """Build from an Options object, or from keyword values (``KnowledgeDistillation(temperature=4)``);
@@ -205,6 +223,12 @@ class Method(abc.ABC):
         taps, state and results.json see concrete values. Called once the models are loaded, before
         any view is built; ``teacher`` is None for a method without one. Default: unchanged."""
         return options
+
+    @classmethod
+    def mixing_refusal(cls, options: Options) -> str | None:
+        """Why these options cannot learn from mixed samples, or None when they can (default: from
+        :attr:`mixed_samples`)."""
+        return None if cls.mixed_samples else "its loss needs one hard label per sample"
 
     def student_taps(self) -> dict[str, Tap]:
         return {"logits": LOGITS}

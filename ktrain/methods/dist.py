@@ -66,6 +66,7 @@ GLOBAL_LOGITS = Tap("logits", gather=True)
 class DIST(Method):
     name = "dist"
     display_name = "DIST"
+    mixed_samples = True
     Options = DISTOptions
 
     def student_taps(self):

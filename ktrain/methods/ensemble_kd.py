@@ -18,6 +18,7 @@ from ktrain.specialists import ensemble_log_probs
 class EnsembleKD(Method):
     name = "ensemble-kd"
     display_name = "Ensemble KD"
+    mixed_samples = True
     aliases = ("ensemble",)
     Options = KDOptions
     uses_ensemble = True

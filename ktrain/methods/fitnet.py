@@ -27,7 +27,6 @@ from dataclasses import dataclass
 import tensorflow as tf
 
 from ktrain.errors import KtrainError
-from ktrain.losses import cross_entropy
 from ktrain.methods.at import feature_maps
 from ktrain.methods.base import LOGITS, Method, Option, Options, Tap, register
 from ktrain.methods.kd import KD_LAMBDA
@@ -104,6 +103,7 @@ class FitNetOptions(Options):
 class FitNets(Method):
     name = "fitnet"
     display_name = "FitNets"
+    mixed_samples = True
     aliases = ("fitnets",)
     Options = FitNetOptions
 
@@ -151,7 +151,7 @@ class FitNets(Method):
         hint = options.fitnet_weight * fitnet_per_example(
             batch.student["hint"], batch.teacher["guided"], self.kernel, self.bias
         )
-        ce = options.kd_lambda * cross_entropy(batch.labels, batch.student_logits)
+        ce = options.kd_lambda * batch.label_loss(batch.student_logits)
         if options.fitnet_hint_epochs:
             hint_stage = tf.cast(batch.context.epoch <= float(options.fitnet_hint_epochs), tf.float32)
             return {"fitnet": hint_stage * hint, "ce": (1.0 - hint_stage) * ce}

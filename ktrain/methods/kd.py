@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import tensorflow as tf
 
-from ktrain.losses import cross_entropy, safe_sqrt
+from ktrain.losses import safe_sqrt
 from ktrain.methods.base import Method, Option, Options, register
 
 TEMPERATURE = Option(
@@ -69,9 +69,9 @@ def kd_loss(student_logits: tf.Tensor, teacher_logits: tf.Tensor, temperature: f
 
 
 def with_supervised(parts: dict[str, tf.Tensor], batch, kd_lambda: float) -> dict[str, tf.Tensor]:
-    """``parts`` plus ``ce`` = λ · CE on the hard labels (left out when λ is 0)."""
+    """``parts`` plus ``ce`` = λ · CE on the labels (mixed labels for mixed samples; left out when λ is 0)."""
     if kd_lambda:
-        parts["ce"] = kd_lambda * cross_entropy(batch.labels, batch.student_logits)
+        parts["ce"] = kd_lambda * batch.label_loss(batch.student_logits)
     return parts
 
 
@@ -87,6 +87,8 @@ class KDOptions(Options):
 class KnowledgeDistillation(Method):
     name = "kd"
     display_name = "Knowledge Distillation"
+    mixed_samples = True
+    topk_targets = True
     aliases = ("distillation",)
     Options = KDOptions
     ensemble_variant = "ensemble-kd"

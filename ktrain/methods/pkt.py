@@ -114,6 +114,12 @@ class ProbabilisticKnowledgeTransfer(RelatesFeatures, Method):
     # The loss lives on a 1e-3 scale, where the seed's absolute deltas would read every epoch as a plateau.
     monitor_min_delta = 0.0
 
+    @classmethod
+    def mixing_refusal(cls, options):
+        if options.pkt_lambda:
+            return "its supervised term relates samples by their hard labels (-pktl 0 turns it off)"
+        return None
+
     def losses(self, batch):
         student = batch.global_student["features"]
         parts = {"pkt": pkt_loss(student, batch.global_teacher["features"])}

@@ -32,6 +32,7 @@ class PKTKDOptions(Options):
 class PktPlusKd(Method):
     name = "pkt+kd"
     display_name = "PKT plus Distillation"
+    mixed_samples = True
     aliases = ("pkt+distillation",)
     Options = PKTKDOptions
     switch = Switch(("--kd",), "PKT plus KD (the seed's pkt+distillation): -kdw · KD + -pktw · PKT.", ("pkt",))

@@ -93,6 +93,7 @@ class RKDOptions(Options):
 class RelationalKD(RelatesFeatures, Method):
     name = "rkd"
     display_name = "Relational KD"
+    mixed_samples = True
     Options = RKDOptions
 
     def losses(self, batch):

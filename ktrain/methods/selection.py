@@ -69,6 +69,21 @@ class MethodSpec:
             )
         return MethodSpec.of(self.cls.ensemble_variant, self.given)
 
+    def check_samples(self, mixing: str | None, topk: int | None) -> None:
+        """Refuse, in one line, a mixing augmentation or top-N targets the method cannot learn from."""
+        refusal = self.cls.mixing_refusal(self.options) if mixing else None
+        if refusal:
+            raise KtrainError(
+                f"method '{self.name}' cannot learn from {mixing} samples: {refusal}; "
+                f"drop {mixing} from --augment or choose another method"
+            )
+        if topk is not None and self.cls.uses_teacher and not self.cls.topk_targets:
+            usable = ", ".join(cls.name for cls in registered() if cls.topk_targets)
+            raise KtrainError(
+                f"--cache-topk {topk} with method '{self.name}': it needs every teacher logit; "
+                f"top-N targets serve {usable}, drop --cache-topk"
+            )
+
     def record(self) -> dict[str, Any]:
         return {"name": self.name, "options": self.options.to_dict()}
 

@@ -56,6 +56,7 @@ class SPOptions(Options):
 class SimilarityPreserving(RelatesFeatures, Method):
     name = "sp"
     display_name = "Similarity-Preserving KD"
+    mixed_samples = True
     Options = SPOptions
 
     def losses(self, batch):

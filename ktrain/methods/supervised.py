@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from ktrain.losses import cross_entropy
 from ktrain.methods.base import Method, register
 
 
@@ -10,8 +9,9 @@ from ktrain.methods.base import Method, register
 class Supervised(Method):
     name = "supervised"
     display_name = "Supervised"
+    mixed_samples = True
     aliases = ("scratch",)
     uses_teacher = False
 
     def losses(self, batch):
-        return {"ce": cross_entropy(batch.labels, batch.student_logits)}
+        return {"ce": batch.label_loss(batch.student_logits)}
