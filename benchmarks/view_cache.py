@@ -9,7 +9,8 @@ by a host read. Compared within one run, at the same batch size and augmentation
 * ``kd_online``: KD with the teacher run on every augmented batch;
 * ``kd_views``: KD from the teacher's logits for K views of every sample (``--views K``).
 
-The build time of a K-view cache is measured on ``--build-images`` images for each K and scaled
+``pipeline`` times the pipeline alone (no step) without augmentation, with ``--augment`` and with
+mixup added. The build time of a K-view cache is measured on ``--build-images`` images for each K and scaled
 linearly to 50,000 (one teacher pass per view and image); its size is exact. Peak resident memory
 is measured in a fresh process that trains KD on 50,000 images from a K = 16 cache of the right
 shape (random values: memory does not depend on them).
@@ -144,13 +145,31 @@ def memory(views: Views, batch_size: int, steps: int) -> dict:
     }
 
 
+def pipeline(augment: str, images: int, batch_size: int) -> dict:
+    """Images/s of the training pipeline alone (rendering views, batching), without a step."""
+    data = synthetic(images)
+    samples = TrainingSamples(data.x_train, data.y_train, Views(parse_augment(augment), 4 if augment else None))
+    for _ in samples.epoch(batch_size, seed=0, epoch=0):  # warm-up
+        pass
+    started, seen = time.perf_counter(), 0
+    for batch in samples.epoch(batch_size, seed=0, epoch=1):
+        seen += int(batch["images"].shape[0])
+    rate = seen / (time.perf_counter() - started)
+    return {
+        "benchmark": "view_cache",
+        "part": "pipeline",
+        "augment": augment or "none",
+        "images_per_second": round(rate),
+    }
+
+
 def trainer_samples(data, views, batch_size):
     return TrainingSamples(data.x_train, data.y_train, views).epoch(batch_size, seed=0, epoch=1)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--parts", nargs="+", choices=["throughput", "build", "memory"], default=None)
+    parser.add_argument("--parts", nargs="+", choices=["throughput", "pipeline", "build", "memory"], default=None)
     parser.add_argument("--augment", default="flip,crop")
     parser.add_argument("--views", type=int, default=4, help="K of the throughput runs")
     parser.add_argument("--build-views", nargs="+", type=int, default=[4, 16])
@@ -161,7 +180,7 @@ def main():
     parser.add_argument("--steps", type=int, default=40)
     args = parser.parse_args()
     augment = parse_augment(args.augment)
-    parts = args.parts or ["throughput", "build", "memory"]
+    parts = args.parts or ["throughput", "pipeline", "build", "memory"]
     if parts == ["memory"]:
         print(json.dumps(memory(Views(augment, 16), args.batch_size, args.steps)), flush=True)
         return
@@ -178,6 +197,9 @@ def main():
             "kd_views_vs_kd_online": round(speed["kd_views"] / speed["kd_online"], 3),
         }
         print(json.dumps({"benchmark": "view_cache", "part": "ratios", **ratios}), flush=True)
+    if "pipeline" in parts:
+        for augment in ("", args.augment, f"{args.augment},mixup"):
+            print(json.dumps(pipeline(augment, 8192, args.batch_size)), flush=True)
     if "build" in parts:
         for count in args.build_views:
             print(json.dumps(build(Views(augment, count), args.build_images)), flush=True)

@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import shutil
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import keras
 
@@ -26,6 +28,7 @@ from ktrain.classes import format_classes
 from ktrain.config import TrainConfig
 from ktrain.data import DataSplits
 from ktrain.engine import Trainer
+from ktrain.errors import KtrainError
 from ktrain.evaluation import evaluate_classifier, representation_report
 from ktrain.io import json_ready, write_json_atomic
 from ktrain.listener import Listener
@@ -59,17 +62,34 @@ def run_context(run: Run, *, log_file: bool = True):
     A teacher model object gets its ``trainable`` flags back when the run ends."""
     run.validate()
     strategy = build_strategy(run.engine.strategy)
-    out = None
+    out, created = None, False
     if run.outputs.writes:
-        out = OutFolder(output_folder(strategy, run.outputs.folder), run.outputs.prefix)
+        folder = output_folder(strategy, run.outputs.folder)
+        created = not Path(folder).exists()
+        out = OutFolder(folder, run.outputs.prefix)
         claim_out_folder(out, resume=run.outputs.resume, overwrite=run.outputs.overwrite)
     handler = attach_log_file(out, run.outputs.debug) if log_file and out is not None else None
     try:
         with precision_policy(run.engine.precision), models.unchanged_trainable(run.models.teacher):
             yield strategy, out
+    except KtrainError:
+        if handler is not None:
+            detach_log_file(handler)
+            handler = None
+        if created:
+            remove_if_only_log(out)
+        raise
     finally:
         if handler is not None:
             detach_log_file(handler)
+
+
+def remove_if_only_log(out: OutFolder) -> None:
+    """Input refused once the data is loaded (``--cache-topk`` against the class count, say): remove
+    the out folder this run created, when the log is all it holds, so a refusal leaves no files."""
+    entries = list(out.path.iterdir())
+    if all(entry.name == out.file("output.log").name for entry in entries):
+        shutil.rmtree(out.path, ignore_errors=True)
 
 
 def checkpoints(out: OutFolder | None):

@@ -450,3 +450,4 @@ def test_cli_refuses_bad_view_settings_in_one_line(digits_teacher, tmp_path, arg
     assert (
         fragment in result.stderr and len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.output
     )
+    assert not (tmp_path / "out").exists()  # refused before or after the data loaded: no files
