@@ -7,6 +7,7 @@ to the student alone and to Keras ``Distiller.fit`` measured in the same run.
 
     python benchmarks/step_throughput.py                      # seed CIFAR-10 teacher/student, jit off/on, bs 64/256
     python benchmarks/step_throughput.py --jit off --methods kd_online kd_cached keras_distiller
+    python benchmarks/step_throughput.py --jit off --methods kd_online kd_online_bf16 keras_distiller
     python benchmarks/step_throughput.py --pair digits --steps 50
     python benchmarks/step_throughput.py --pair cifar10_pyramid --jit off   # selective KD vs ensemble KD
 """
@@ -27,6 +28,7 @@ from ktrain.config import OptimizerConfig, TrainConfig
 from ktrain.data import DataSplits
 from ktrain.engine import Trainer
 from ktrain.methods import get_method
+from ktrain.precision import policy_copy
 from ktrain.seeding import seed_everything
 from ktrain.specialists import ensemble_from_model
 from ktrain.strategy import build_strategy, describe
@@ -42,6 +44,7 @@ PAIRS = {
 METHODS = {
     "student_alone": "supervised",
     "kd_online": "kd",
+    "kd_online_bf16": "kd",  # the teacher's forward pass in bfloat16 (--teacher-precision bfloat16)
     "kd_cached": "kd",
     "pkt": "pkt",
     "pkt_kd": "pkt+kd",
@@ -86,6 +89,8 @@ def ktrain_step(strategy, teacher, student, method_key, batch_size, jit, warmup,
         teacher_view = ensemble_from_model(teacher, data, "teacher")
         method.attach_teacher(teacher_view)
     elif method.uses_teacher:
+        if method_key.endswith("_bf16"):
+            teacher = policy_copy(teacher, "bfloat16")
         teacher_view = method_view(teacher, method, "teacher")
     targets = None
     if method_key.endswith("_cached"):

@@ -129,7 +129,7 @@ def memory(views: Views, batch_size: int, steps: int) -> dict:
     rng = np.random.default_rng(0)
     train = rng.normal(size=(50_000, views.count, CLASSES)).astype(np.float32)
     val = rng.normal(size=(len(data.y_val), CLASSES)).astype(np.float32)
-    targets = SoftTargets({"train": {"logits": train}, "val": {"logits": val}}, "synthetic", views.count)
+    targets = SoftTargets({"train": {"logits": train}, "val": {"logits": val}}, "synthetic", views)
     trainer, strategy = trainer_for("kd_views", data, views, batch_size, targets)
     iterator = iter(strategy.experimental_distribute_dataset(trainer_samples(data, views, batch_size)))
     float(trainer.steps.train_loop(iterator, tf.constant(steps))["loss"])

@@ -408,6 +408,9 @@ def cache(
     cache_topk: Annotated[
         int | None, typer.Option("--cache-topk", help="Keep each view's N largest logits only.")
     ] = None,
+    teacher_precision: Annotated[
+        str, typer.Option("--teacher-precision", help="As the training run will use.")
+    ] = api.default(api.cache, "teacher_precision"),
     verbosity: Annotated[int, typer.Option("-v", "--verbosity", help="0: quiet, 1: progress bar.")] = 1,
 ):
     """Precompute TEACHER's soft targets on DATASET's train and validation splits into --cache-dir."""
@@ -427,6 +430,7 @@ def cache(
         views=views,
         view_seed=view_seed,
         cache_topk=cache_topk,
+        teacher_precision=teacher_precision,
         listener=RichProgress(console, verbosity),
     )
     console.print(

@@ -250,13 +250,15 @@ def cache(
     views: int | None = DataSpec.views,
     view_seed: int = DataSpec.view_seed,
     cache_topk: int | None = TrainConfig.cache_topk,
+    teacher_precision: str = TrainConfig.teacher_precision,
     listener=None,
 ) -> dict:
     """Precompute ``teacher``'s soft targets (and with ``features`` its features at ``teacher_layer``)
     on a named dataset's train and validation splits into ``cache_dir``, for later runs with the
     same ``val_split`` and ``seed`` (``ktrain cache``); returns a summary. With ``augment`` and
     ``views`` K it holds the logits of K views of every training sample (``view_seed`` as the runs
-    will use), and with ``cache_topk`` N only each view's N largest logits."""
+    will use), and with ``cache_topk`` N only each view's N largest logits; ``teacher_precision`` as
+    the runs will use."""
     from ktrain.augment import Views, parse_augment
     from ktrain.targets import build_cache
 
@@ -273,6 +275,7 @@ def cache(
         views=Views(parse_augment(augment), views, view_seed),
         topk=cache_topk,
         listener=listener,
+        teacher_precision=teacher_precision,
     )
 
 

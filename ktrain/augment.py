@@ -20,6 +20,9 @@ DEFAULT_ALPHA = {"mixup": 0.2, "cutmix": 1.0}
 # every run seed and every sweep point.
 VIEW_SEED = 0
 MAX_SEED = 2**63 - 1
+# The version of how views are rendered (ktrain.views): bump it when the key derivation, the crop
+# padding, the partner or the box changes, so caches of the old views are rebuilt.
+VIEWS_FORMAT = 1
 
 
 @dataclass(frozen=True)
@@ -63,7 +66,7 @@ class Augment:
         for name in ("mixup", "cutmix"):
             alpha = getattr(self, name)
             if alpha is not None:
-                parts.append(name if alpha == DEFAULT_ALPHA[name] else f"{name}:{alpha:g}")
+                parts.append(name if alpha == DEFAULT_ALPHA[name] else f"{name}:{alpha!r}")
         return ",".join(parts)
 
 
@@ -145,4 +148,4 @@ class Views:
         return self
 
     def record(self) -> dict:
-        return {"augment": str(self.augment), "views": self.count, "view_seed": self.seed}
+        return {"augment": str(self.augment), "views": self.count, "view_seed": self.seed, "views_format": VIEWS_FORMAT}

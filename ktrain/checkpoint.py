@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from ktrain.errors import KtrainError
+from ktrain.errors import KtrainError, RunFault
 from ktrain.io import atomic_write, write_json_atomic
 
 log = logging.getLogger("ktrain")
@@ -57,7 +57,7 @@ class RunCheckpoint:
                     np.savez(temporary, *best_weights)
             write_json_atomic(Path(f"{path}.state.json"), state)  # last: it makes the checkpoint count
         except OSError as exc:
-            raise KtrainError(
+            raise RunFault(
                 f"could not write a checkpoint in '{self.folder}' ({exc.strerror or exc}): "
                 "free some space or choose another -out"
             ) from exc

@@ -181,6 +181,7 @@ class Comparison:
                 model=teacher_model,
                 student=architecture,
                 failures=self.failures,
+                precision=self.config.teacher_precision,
             )
         self.student_params = trainable_parameters(architecture)
         for spec, message in self.failures:

@@ -11,7 +11,10 @@ OPTIMIZERS = ("adam", "rmsprop", "sgd", "adagrad", "adadelta", "adamax")
 JIT_MODES = ("auto", "on", "off")
 STRATEGIES = ("auto", "one", "mirrored", "multiworker")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+TEACHER_PRECISIONS = ("float32", "bfloat16", "float16")
 TARGET_MODES = ("auto", "online", "cache")
+LR_SCHEDULES = ("plateau", "cosine", "constant")
+SEED_DECAY = 1e-6  # the seed's inverse-time decay, the default of plateau and constant schedules
 
 
 @dataclass(frozen=True)
@@ -24,7 +27,8 @@ class OptimizerConfig:
     beta2: float = 0.999
     rho: float = 0.9
     momentum: float = 0.0
-    decay: float = 1e-6
+    # Inverse-time decay; None: the seed's 1e-6 under plateau and constant schedules, none under cosine.
+    decay: float | None = None
     clip_norm: float | None = None
     clip_value: float | None = None
 
@@ -32,7 +36,8 @@ class OptimizerConfig:
         if self.name not in OPTIMIZERS:
             raise KtrainError(f"unknown optimizer '{self.name}': use one of {', '.join(OPTIMIZERS)}")
         _positive("learning rate (-lr)", self.learning_rate)
-        _non_negative("decay (-d)", self.decay)
+        if self.decay is not None:
+            _non_negative("decay (-d)", self.decay)
         _non_negative("momentum (-mm)", self.momentum)
         for label, value in (("beta1 (-b1)", self.beta1), ("beta2 (-b2)", self.beta2), ("rho", self.rho)):
             if not 0.0 <= value < 1.0:
@@ -50,8 +55,11 @@ class OptimizerConfig:
 
 @dataclass(frozen=True)
 class ScheduleConfig:
-    """LR-on-plateau and early stopping (-lrp -lrd -lrm -esp -ufm)."""
+    """The learning-rate schedule (plateau, cosine or constant), LR-on-plateau and early stopping
+    (--lr-schedule --lr-warmup -lrp -lrd -lrm -esp -ufm)."""
 
+    lr_schedule: str = "plateau"
+    lr_warmup: int = 0  # epochs of linear warm-up before the cosine decay
     lr_patience: int = 8
     lr_decay: float = 0.1
     lr_min: float = 1e-8
@@ -59,6 +67,14 @@ class ScheduleConfig:
     use_final_model: bool = False
 
     def validate(self) -> None:
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise KtrainError(f"--lr-schedule is '{self.lr_schedule}': use one of {', '.join(LR_SCHEDULES)}")
+        _non_negative("--lr-warmup", self.lr_warmup)
+        if self.lr_warmup and self.lr_schedule != "cosine":
+            raise KtrainError(
+                f"--lr-warmup {self.lr_warmup} with --lr-schedule {self.lr_schedule}: warm-up belongs to the "
+                "cosine schedule, add --lr-schedule cosine or drop --lr-warmup"
+            )
         _non_negative("learning-rate patience (-lrp)", self.lr_patience)
         if not 0.0 <= self.lr_decay < 1.0:
             raise KtrainError(
@@ -86,6 +102,8 @@ class TrainConfig:
     cache_dir: str | None = None
     # Cache only each view's N largest teacher logits (large class counts); None keeps them all.
     cache_topk: int | None = None
+    # The dtype policy of the frozen teacher's forward pass (online and when building caches).
+    teacher_precision: str = "float32"
 
     def validate(self) -> TrainConfig:
         _positive("epochs (-e)", self.epochs)
@@ -104,6 +122,10 @@ class TrainConfig:
                 raise KtrainError(f"--cache-topk is {self.cache_topk}: give a number of classes, 1 or more")
             if self.targets == "online":
                 raise KtrainError("--cache-topk with --targets online: top-N applies to cached targets, drop one")
+        if self.teacher_precision not in TEACHER_PRECISIONS:
+            raise KtrainError(
+                f"--teacher-precision is '{self.teacher_precision}': use one of {', '.join(TEACHER_PRECISIONS)}"
+            )
         if self.precision not in PRECISIONS:
             raise KtrainError(f"--precision is '{self.precision}': use one of {', '.join(PRECISIONS)}")
         clipping = self.optimizer.clip_norm is not None or self.optimizer.clip_value is not None
@@ -114,6 +136,17 @@ class TrainConfig:
             )
         self.optimizer.validate()
         self.schedule.validate()
+        if self.schedule.lr_schedule == "cosine":
+            if self.optimizer.decay is not None:
+                raise KtrainError(
+                    f"-d {self.optimizer.decay} with --lr-schedule cosine: the cosine schedule sets the rate "
+                    "at every step, drop -d"
+                )
+            if self.schedule.lr_warmup >= self.epochs:
+                raise KtrainError(
+                    f"--lr-warmup is {self.schedule.lr_warmup} with {self.epochs} epochs (-e): give fewer "
+                    "warm-up epochs than epochs"
+                )
         return self
 
     def to_dict(self) -> dict:

@@ -23,7 +23,7 @@ from ktrain.checkpoint import RunCheckpoint
 from ktrain.config import TrainConfig
 from ktrain.control import BestTracker, EarlyStopping, Plateau, mode_for
 from ktrain.data import DataSplits, eval_pipeline
-from ktrain.errors import KtrainError
+from ktrain.errors import KtrainError, RunFault
 from ktrain.listener import Listener
 from ktrain.methods.base import Method
 from ktrain.optim import build_optimizer
@@ -64,10 +64,13 @@ class _Progress:
     best: BestTracker
     result: FitResult
     best_weights: list[np.ndarray] | None = None
+    # The learning-rate schedule and, for cosine, the run length it was fixed for.
+    schedule: dict = field(default_factory=dict)
 
     def snapshot(self, epoch: int, in_progress: dict | None = None) -> dict:
         return {
             "epoch": epoch,
+            "lr_schedule": self.schedule,
             "history": self.result.history,
             "plateau": vars(self.plateau),
             "early_stopping": vars(self.stopper),
@@ -122,16 +125,17 @@ class Trainer:
         self.title = title or method.display_name
         self.epoch_metrics = epoch_metrics
         self.views = views or Views()
-        if targets is not None and self.views.augment and targets.views != self.views.count:
+        if targets is not None and targets.views != (self.views if self.views.augment else None):
             raise KtrainError(
-                f"the cached soft targets hold {targets.views or 'no'} views per sample, the run shows "
-                f"{self.views.count or 'fresh'} views: rebuild the cache for --views, or use --targets online"
+                f"the cached soft targets hold views {targets.views}, the run shows {self.views}: rebuild the "
+                "cache for this --augment, --views and --view-seed, or use --targets online"
             )
         self.samples: TrainingSamples | None = None
         self.jit = jit_enabled(config.jit, strategy)
         with strategy.scope():
             method.build_state(*self._tap_shapes())
-            optimizer, self.base_lr = build_optimizer(config.optimizer)
+            optimizer, self.rate = build_optimizer(config.optimizer, config.schedule)
+            self.base_lr = self.rate.base
             self.optimizer = wrap_optimizer(optimizer, config.precision)
             self.optimizer.build(student.model.trainable_variables + method.trainable_variables)
             self.epoch = tf.Variable(0.0, trainable=False, dtype=tf.float32, name="epoch")
@@ -179,6 +183,7 @@ class Trainer:
                 f"batch size (-bs) {config.batch_size} is larger than the {len(data.y_train)} training samples: "
                 "lower -bs or --val-split"
             )
+        self.rate.start(steps_per_epoch, config.epochs)
         progress = self._new_progress()
         checkpoint = None
         if checkpoint_dir is not None:
@@ -225,6 +230,7 @@ class Trainer:
             stopper=EarlyStopping(mode, schedule.early_stopping_patience, **deltas),
             best=BestTracker(mode),
             result=FitResult(),
+            schedule={"name": self.rate.name, "epochs": self.config.epochs},
         )
 
     def _resume(self, checkpoint: RunCheckpoint | None, progress: _Progress) -> tuple[int, dict | None]:
@@ -232,6 +238,17 @@ class Trainer:
         if checkpoint is None:
             raise KtrainError("--resume needs the run's checkpoint folder")
         state, progress.best_weights = checkpoint.restore()
+        saved = state.get("lr_schedule") or {"name": "plateau"}
+        if saved.get("name") != self.rate.name:
+            raise KtrainError(
+                f"--resume with --lr-schedule {self.rate.name}: the run started with {saved.get('name')}; "
+                f"resume it with --lr-schedule {saved.get('name')}"
+            )
+        if self.rate.name == "cosine" and saved.get("epochs") != self.config.epochs:
+            raise KtrainError(
+                f"--resume with -e {self.config.epochs}: the cosine schedule was fixed at {saved.get('epochs')} "
+                f"epochs when the run started; resume with -e {saved.get('epochs')}"
+            )
         progress.load(state)
         first_epoch = self.config.epochs + 1 if state["stopped_early"] else state["epoch"] + 1
         return first_epoch, state.get("in_progress")
@@ -265,7 +282,7 @@ class Trainer:
         value = logs[monitor]
         if progress.best.step(value, epoch) and not schedule.use_final_model:
             progress.best_weights = self.student.model.get_weights()
-        new_lr = progress.plateau.step(value, float(self.base_lr.numpy()))
+        new_lr = progress.plateau.step(value, float(self.base_lr.numpy())) if self.rate.follows_plateau else None
         if new_lr is not None:
             self.base_lr.assign(new_lr)
             log.info(
@@ -336,7 +353,7 @@ class Trainer:
         return {**parts, "loss": sum(parts.values()), "accuracy": correct / count, "crossentropy": crossentropy}
 
 
-class NumericalFault(KtrainError):
+class NumericalFault(RunFault):
     """A non-finite training loss; names the epoch and the step."""
 
 

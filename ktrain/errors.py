@@ -9,6 +9,11 @@ class KtrainError(ValueError):
     """
 
 
+class RunFault(KtrainError):
+    """A failure of a run already under way (a non-finite loss, a failed write), not of its input:
+    the run's log is kept, whatever it has written."""
+
+
 def first_line(exc: BaseException) -> str:
     """The first line of an exception's message (at most 200 characters), for one-line errors."""
     lines = str(exc).strip().splitlines()

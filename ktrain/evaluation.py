@@ -29,6 +29,12 @@ def evaluate_classifier(view, images: np.ndarray, labels: np.ndarray, batch_size
     return {"accuracy": totals["correct"] / count, "crossentropy": totals["crossentropy_sum"] / count}
 
 
+def predict_logits(view, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """The view's float32 logits for every image, in order, in inference mode."""
+    batches = eval_pipeline(images, np.zeros(len(images), np.int32), batch_size)
+    return np.concatenate([view.predict(x)[LOGITS.key].numpy() for x, _, _ in batches])
+
+
 def extract_features(view: NetworkView, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
     """The view's features (its first tap besides the logits) for every image, in order, in
     inference mode, flattened to ``[images, width]`` float32."""

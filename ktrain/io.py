@@ -13,7 +13,7 @@ import pickle
 import tempfile
 from pathlib import Path
 
-from ktrain.errors import KtrainError
+from ktrain.errors import RunFault
 
 
 @contextlib.contextmanager
@@ -27,7 +27,7 @@ def atomic_write(path: Path):
         try:
             yield Path(temporary)
         except OSError as exc:
-            raise KtrainError(
+            raise RunFault(
                 f"could not write '{path}' ({exc.strerror or exc}): free some space or choose another -out; "
                 "files written before are intact"
             ) from exc

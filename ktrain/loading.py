@@ -10,10 +10,11 @@ import logging
 
 import keras
 
-from ktrain import models
+from ktrain import evaluation, models
 from ktrain.data import DataSplits
 from ktrain.errors import KtrainError, first_line
 from ktrain.methods.selection import MethodSpec, for_teacher
+from ktrain.precision import FIDELITY_WARNING, fidelity, policy_copy
 from ktrain.specialists import SpecialistEnsemble, load_ensemble, split_spec
 from ktrain.specs import ModelsSpec, is_object, label
 from ktrain.taps import NetworkView, method_view
@@ -68,6 +69,7 @@ def load_teacher(
     copy: bool = False,
     student: keras.Model | None = None,
     failures: list | None = None,
+    precision: str = "float32",
 ) -> tuple[NetworkView | SpecialistEnsemble, tuple[MethodSpec, ...]]:
     """The frozen teacher, and the methods that run with it (ensemble variants for an ensemble),
     resolved against the ``student`` model and the teacher (``Method.resolve``: AT's layer pairs).
@@ -75,22 +77,62 @@ def load_teacher(
     ``model``, if given, is the teacher already loaded (or just trained). A model object is frozen
     in place (the caller restores its flags: :func:`ktrain.models.unchanged_trainable`) or, with
     ``copy``, copied in the current scope first. With ``failures`` (a list), a method that cannot be
-    resolved is dropped and ``(spec, message)`` appended there; without it, the KtrainError rises."""
+    resolved is dropped and ``(spec, message)`` appended there; without it, the KtrainError rises.
+    ``precision`` (``--teacher-precision``): a single teacher's forward pass runs in a copy under
+    that dtype policy; the view then records ``precision`` and its ``fidelity`` to float32."""
     path = split_spec(spec.teacher)[0]
     if model is None:
         model = models.load_for(path, role="teacher", data=data)
         if is_object(path) and copy:
             model = models.copy_model(model, "teacher")
     if is_ensemble(spec, model, methods):
+        if precision != "float32":
+            raise KtrainError(
+                f"--teacher-precision {precision} with an ensemble teacher: ensembles run in float32, "
+                "drop --teacher-precision"
+            )
         methods = for_teacher(methods, True, explicit)
         teacher = load_ensemble([spec.teacher, *spec.specialists], data, first=model)
         log.info("Teacher ensemble: %s", teacher.source)
     else:
         methods = resolve_methods(methods, student, model, failures)
         taps = [tap for method in methods for tap in method.build().teacher_taps().values()]
-        teacher = NetworkView(model, data.x_val, name=f"teacher '{label(spec.teacher)}'", taps=taps)
+        name = f"teacher '{label(spec.teacher)}'"
+        if precision == "float32":
+            teacher = NetworkView(model, data.x_val, name=name, taps=taps)
+        else:
+            teacher = reduced_teacher(model, precision, data, name, taps)
+        teacher.precision = precision
         model.trainable = False
     return teacher, methods
+
+
+def reduced_teacher(model: keras.Model, precision: str, data: DataSplits, name: str, taps) -> NetworkView:
+    """The teacher's view in a ``precision`` copy, with its fidelity to float32 on the validation
+    split (``view.fidelity``); a warning names a top-1 agreement below 99 %."""
+    reference = NetworkView(model, data.x_val, name=name)
+    reduced_model = policy_copy(model, precision)
+    reduced_model.trainable = False
+    teacher = NetworkView(reduced_model, data.x_val, name=name, taps=taps)
+    teacher.params = reference.params
+    reference_logits = evaluation.predict_logits(reference, data.x_val)
+    reduced_logits = evaluation.predict_logits(teacher, data.x_val)
+    teacher.fidelity = fidelity(reference_logits, reduced_logits)
+    agreement = teacher.fidelity["top1_agreement"]
+    log.info(
+        "Teacher in %s: top-1 agreement %.4f and mean KL %.3g with float32 on the validation split",
+        precision,
+        agreement,
+        teacher.fidelity["mean_kl"],
+    )
+    if agreement < FIDELITY_WARNING:
+        log.warning(
+            "the %s teacher agrees with float32 on only %.1f %% of validation images: use "
+            "--teacher-precision float32 (or bfloat16 rather than float16)",
+            precision,
+            100 * agreement,
+        )
+    return teacher
 
 
 def resolve_methods(methods: tuple[MethodSpec, ...], student, teacher, failures: list | None) -> tuple[MethodSpec, ...]:

@@ -11,8 +11,9 @@ from __future__ import annotations
 import contextlib
 
 import keras
+import numpy as np
 
-from ktrain.config import PRECISIONS
+from ktrain.config import PRECISIONS, TEACHER_PRECISIONS  # noqa: F401  (re-exported)
 
 
 @contextlib.contextmanager
@@ -35,21 +36,52 @@ def wrap_optimizer(optimizer, precision: str):
     return optimizer
 
 
-def _float32_config(node):
+def _policy_config(node, name: str):
     if isinstance(node, dict):
         if node.get("class_name") == "DTypePolicy":
-            return {**node, "config": {**node.get("config", {}), "name": "float32"}}
-        return {key: _float32_config(value) for key, value in node.items()}
+            return {**node, "config": {**node.get("config", {}), "name": name}}
+        return {key: _policy_config(value, name) for key, value in node.items()}
     if isinstance(node, list):
-        return [_float32_config(value) for value in node]
+        return [_policy_config(value, name) for value in node]
     return node
+
+
+def policy_copy(model: keras.Model, name: str) -> keras.Model:
+    """The same model and weights with every layer's dtype policy set to ``name`` (weights are cast
+    once, when copied); ``model`` itself when every layer already has that policy."""
+    if all(layer.dtype_policy.name == name for layer in model._flatten_layers(include_self=False)):
+        return model
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(name)  # layers without a dtype in their config (inputs) follow it
+    try:
+        copy = model.__class__.from_config(_policy_config(model.get_config(), name))
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+    copy.set_weights(model.get_weights())
+    return copy
 
 
 def float32_copy(model: keras.Model) -> keras.Model:
     """The same model and weights with every layer's dtype policy set to float32, for saving."""
-    if all(layer.dtype_policy.name == "float32" for layer in model._flatten_layers(include_self=False)):
-        return model
-    with policy("float32"):  # layers without a dtype in their config (inputs) follow the global policy
-        copy = model.__class__.from_config(_float32_config(model.get_config()))
-    copy.set_weights(model.get_weights())
-    return copy
+    return policy_copy(model, "float32")
+
+
+# -- the teacher's precision ----------------------------------------------------------------------
+FIDELITY_WARNING = 0.99  # top-1 agreement below which a reduced-precision teacher is worth a warning
+
+
+def fidelity(reference_logits, reduced_logits) -> dict[str, float]:
+    """How closely reduced-precision teacher targets follow float32 ones, over the same images: the
+    share of images whose top class agrees, and the mean KL(float32 ‖ reduced) at T = 1."""
+    reference = np.asarray(reference_logits, np.float64)
+    reduced = np.asarray(reduced_logits, np.float64)
+    log_p = reference - _logsumexp(reference)
+    log_q = reduced - _logsumexp(reduced)
+    kl = np.sum(np.exp(log_p) * (log_p - log_q), axis=-1)
+    agreement = np.mean(np.argmax(reference, axis=-1) == np.argmax(reduced, axis=-1))
+    return {"top1_agreement": float(agreement), "mean_kl": float(np.mean(kl))}
+
+
+def _logsumexp(logits: np.ndarray) -> np.ndarray:
+    peak = logits.max(axis=-1, keepdims=True)
+    return peak + np.log(np.exp(logits - peak).sum(axis=-1, keepdims=True))

@@ -41,6 +41,9 @@ def teacher_record(teacher, data: DataSplits, config: TrainConfig, spec: str, ne
         "validation": {f"val_{key}": value for key, value in validation.items()},
         "test": evaluate_classifier(scorer, data.x_test, data.y_test, config.eval_batch_size),
     }
+    if getattr(teacher, "fidelity", None) is not None:
+        record["precision"] = teacher.precision
+        record["fidelity"] = teacher.fidelity  # to float32 targets, on the validation split
     if ensemble:
         record["members"] = member_scores(teacher, data, config.eval_batch_size)
     elif teacher.feature_key is not None:

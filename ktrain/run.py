@@ -28,7 +28,7 @@ from ktrain.classes import format_classes
 from ktrain.config import TrainConfig
 from ktrain.data import DataSplits
 from ktrain.engine import Trainer
-from ktrain.errors import KtrainError
+from ktrain.errors import KtrainError, RunFault
 from ktrain.evaluation import evaluate_classifier, representation_report
 from ktrain.io import json_ready, write_json_atomic
 from ktrain.listener import Listener
@@ -72,11 +72,11 @@ def run_context(run: Run, *, log_file: bool = True):
     try:
         with precision_policy(run.engine.precision), models.unchanged_trainable(run.models.teacher):
             yield strategy, out
-    except KtrainError:
+    except KtrainError as exc:
         if handler is not None:
             detach_log_file(handler)
             handler = None
-        if created:
+        if created and not isinstance(exc, RunFault):  # a refusal, not a failure of the run
             remove_if_only_log(out)
         raise
     finally:
@@ -117,7 +117,13 @@ def _run_single(run: Run, strategy, out: OutFolder | None, listener: Listener | 
         student_model = load_student(run.models, data, copy=True)
         if specs[0].cls.uses_teacher:
             teacher, specs = load_teacher(
-                run.models, data, specs, explicit=run.explicit_methods, copy=copies, student=student_model
+                run.models,
+                data,
+                specs,
+                explicit=run.explicit_methods,
+                copy=copies,
+                student=student_model,
+                precision=config.teacher_precision,
             )
     if run.command == "train" and len(student_model.outputs) > 1:
         return _train_ensemble(run, strategy, out, listener, data, student_model, started)

@@ -91,6 +91,20 @@ SETTINGS: dict[str, Setting] = {
         ),
         _setting("learning_rate", ("-lr", "--learning-rate"), "Initial learning rate.", OptimizerConfig),
         _setting(
+            "lr_schedule",
+            ("--lr-schedule",),
+            "plateau (cut on a plateau, the seed's), cosine (to 0 over the run) or constant.",
+            ScheduleConfig,
+            kind=str,
+        ),
+        _setting(
+            "lr_warmup",
+            ("--lr-warmup",),
+            "Epochs of linear warm-up from 0 (cosine only).",
+            ScheduleConfig,
+            kind=int,
+        ),
+        _setting(
             "lr_patience",
             ("-lrp", "--learning-rate-patience"),
             "Epochs without improvement before the LR drops.",
@@ -129,7 +143,13 @@ SETTINGS: dict[str, Setting] = {
         _setting("beta2", ("-b2", "--beta2"), "Adam/Adamax beta 2.", OptimizerConfig),
         _setting("rho", ("-rho", "--rho"), "RMSprop/Adadelta rho.", OptimizerConfig),
         _setting("momentum", ("-mm", "--momentum"), "SGD momentum.", OptimizerConfig),
-        _setting("decay", ("-d", "--decay"), "Inverse-time decay: lr / (1 + decay · step).", OptimizerConfig),
+        _setting(
+            "decay",
+            ("-d", "--decay"),
+            "Inverse-time decay lr / (1 + d · step); default 1e-6 (plateau, constant), none (cosine).",
+            OptimizerConfig,
+            optional=True,
+        ),
         _setting(
             "use_final_model",
             ("-ufm", "--use-final-model"),
@@ -181,6 +201,14 @@ SETTINGS: dict[str, Setting] = {
             TrainConfig,
             kind=str,
             optional=True,
+            commands=TEACHING,
+        ),
+        _setting(
+            "teacher_precision",
+            ("--teacher-precision",),
+            "The frozen teacher's forward pass: float32, bfloat16 or float16 (targets stay float32).",
+            TrainConfig,
+            kind=str,
             commands=TEACHING,
         ),
         _setting(

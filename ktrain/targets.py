@@ -31,6 +31,7 @@ import numpy as np
 import tensorflow as tf
 
 from ktrain.augment import Views
+from ktrain.config import TrainConfig
 from ktrain.data import DataSplits, eval_pipeline
 from ktrain.errors import KtrainError
 from ktrain.io import atomic_write, write_json_atomic
@@ -49,17 +50,21 @@ TOP_PARTS = ("top_values", "top_classes", "rest")
 class SoftTargets:
     """Cached teacher taps per split: ``arrays[split][tap key]`` (``logits``, ``penultimate``,
     ``layer:NAME``; top-N logits as ``logits.top_values/top_classes/rest``). ``views``: the train
-    split holds that many views per sample."""
+    split holds ``views.count`` views per sample, rendered as ``views`` says."""
 
     arrays: dict[str, dict[str, np.ndarray]]
     source: str
-    views: int | None = None
+    views: Views | None = None
 
     def nbytes(self) -> int:
         return sum(array.nbytes for split in self.arrays.values() for array in split.values())
 
     def keys(self, split: str = "train") -> set[str]:
-        return {name.split(".")[0] for name in self.arrays.get(split, {})}
+        """The tap keys held (top-N parts count as their tap's key)."""
+        suffixes = tuple(f".{part}" for part in TOP_PARTS)
+        return {
+            next((name[: -len(s)] for s in suffixes if name.endswith(s)), name) for name in self.arrays.get(split, {})
+        }
 
 
 def use_cache(
@@ -85,6 +90,11 @@ def use_cache(
         log.info("Soft targets: teacher runs online (a fresh view every epoch; --views K would cache K views)")
         return False
     if augment and set(teacher.keys) != {"logits"}:
+        if mode == "cache":
+            raise KtrainError(
+                "--targets cache with a method that needs teacher features under --augment: only logits are "
+                "cached per view (K feature maps per image do not fit in memory); use --targets online or auto"
+            )
         log.info(
             "Soft targets: teacher runs online: the method needs teacher features, and only logits are "
             "cached per view (K feature maps per image do not fit in memory)"
@@ -111,11 +121,8 @@ def cache_bytes(teacher, data: DataSplits, views: int | None, topk: int | None) 
 def prepare(config, views: Views, teacher, data: DataSplits, listener: Listener | None = None) -> SoftTargets | None:
     """``--targets``: cached targets (from ``--cache-dir`` or computed now), or None to run the
     teacher online. ``config`` is the run's TrainConfig."""
-    if config.cache_topk is not None and config.cache_topk >= data.num_classes:
-        raise KtrainError(
-            f"--cache-topk is {config.cache_topk} but {data.name} has {data.num_classes} classes: "
-            "give fewer than the classes, or drop --cache-topk"
-        )
+    if config.cache_topk is not None:
+        check_topk(config.cache_topk, teacher, data)
     if not use_cache(config.targets, views, data, teacher, config.cache_topk):
         log.info("Soft targets: teacher runs online")
         return None
@@ -153,30 +160,48 @@ def compute(
     listener.on_task_begin("Teacher's soft targets", batches)
     done = [0]
 
-    def predict(dataset) -> dict[str, np.ndarray]:
+    def predict(dataset, topk=None) -> dict[str, np.ndarray]:
         outputs: dict[str, list[np.ndarray]] = {key: [] for key in teacher.keys}
         for images in dataset:
             for key, value in teacher.predict(images).items():
                 outputs[key].append(value.numpy())
             done[0] += 1
             listener.on_task_advance(done[0])
-        return {key: np.concatenate(values) for key, values in outputs.items()}
+        arrays = {key: np.concatenate(values) for key, values in outputs.items()}
+        if topk is not None:  # reduced a split or a view at a time: full logits never pile up
+            arrays = {**{k: v for k, v in arrays.items() if k != "logits"}, **top_logits(arrays.pop("logits"), topk)}
+        return arrays
 
     if count is None:
-        train = predict(x for x, _, _ in eval_pipeline(data.x_train, data.y_train, batch_size))
+        train = predict((x for x, _, _ in eval_pipeline(data.x_train, data.y_train, batch_size)), plan.topk)
     else:
         from ktrain.views import TrainingSamples
 
         samples = TrainingSamples(data.x_train, data.y_train, plan.views)
         per_view = [
-            predict(batch["images"] for batch in samples.view_batches(view, batch_size)) for view in range(count)
+            predict((batch["images"] for batch in samples.view_batches(view, batch_size)), plan.topk)
+            for view in range(count)
         ]
-        train = {key: np.stack([view[key] for view in per_view], axis=1) for key in teacher.keys}
-    if plan.topk is not None:
-        train = {**{k: v for k, v in train.items() if k != "logits"}, **top_logits(train["logits"], plan.topk)}
+        train = {key: np.stack([view[key] for view in per_view], axis=1) for key in per_view[0]}
     val = predict(x for x, _, _ in eval_pipeline(data.x_val, data.y_val, batch_size))
     listener.on_task_end()
-    return SoftTargets({"train": train, "val": val}, "memory", count)
+    return SoftTargets({"train": train, "val": val}, "memory", plan.views)
+
+
+def check_topk(topk: int, teacher, data: DataSplits) -> None:
+    """Top-N storage needs one teacher with more than N classes."""
+    from ktrain.specialists import SpecialistEnsemble
+
+    if isinstance(teacher, SpecialistEnsemble):
+        raise KtrainError(
+            f"--cache-topk {topk} with an ensemble teacher: its members' logits sit side by side, which "
+            "top-N storage would mix; drop --cache-topk"
+        )
+    if topk >= data.num_classes:
+        raise KtrainError(
+            f"--cache-topk is {topk} but {data.name} has {data.num_classes} classes: "
+            "give fewer than the classes, or drop --cache-topk"
+        )
 
 
 def top_logits(logits: np.ndarray, n: int) -> dict[str, np.ndarray]:
@@ -184,10 +209,12 @@ def top_logits(logits: np.ndarray, n: int) -> dict[str, np.ndarray]:
     (``logits.top_classes``, int32) and ``logits.rest``, the log of the other classes' summed
     ``exp(logit)`` (so their total probability at T = 1 is kept exactly)."""
     logits = np.asarray(logits, np.float32)
-    order = np.argsort(-logits, axis=-1, kind="stable")
-    classes = order[..., :n].astype(np.int32)
+    top = np.argpartition(-logits, n - 1, axis=-1)[..., :n]
+    order = np.argsort(-np.take_along_axis(logits, top, axis=-1), axis=-1, kind="stable")
+    classes = np.take_along_axis(top, order, axis=-1).astype(np.int32)
     values = np.take_along_axis(logits, classes, axis=-1)
-    others = np.take_along_axis(logits, order[..., n:], axis=-1).astype(np.float64)
+    others = logits.astype(np.float64)
+    np.put_along_axis(others, classes.astype(np.int64), -np.inf, axis=-1)
     peak = others.max(axis=-1, keepdims=True)
     rest = (peak[..., 0] + np.log(np.exp(others - peak).sum(axis=-1))).astype(np.float32)
     return {"logits.top_values": values, "logits.top_classes": classes, "logits.rest": rest}
@@ -253,6 +280,7 @@ def manifest(teacher, data: DataSplits, plan: CachePlan | None = None) -> dict:
         "preprocessing": PREPROCESSING,
         "logits_from": teacher.source,
         "taps": {key: teacher.sources[key] for key in teacher.keys},
+        "teacher_precision": getattr(teacher, "precision", "float32"),
         **(plan or CachePlan()).record(),
     }
 
@@ -292,7 +320,7 @@ def load_or_build(
     cached = _read(manifest_path, arrays_path, key, data)
     if cached is not None:
         log.info("Soft targets read from %s", arrays_path)
-        cached.views = plan.views.count if plan.views is not None else None
+        cached.views = plan.views
         return cached
     log.info("Getting teacher's predictions (cache %s)...", arrays_path)
     targets = compute(teacher, data, batch_size, plan, listener)
@@ -348,6 +376,7 @@ def build_cache(
     views: Views | None = None,
     topk: int | None = None,
     listener: Listener | None = None,
+    teacher_precision: str = "float32",
 ) -> dict:
     """``ktrain cache``: compute (or verify) the on-disk soft targets a later run with the same
     teacher (and specialists), dataset, ``--val-split`` and ``--seed`` (and augmentation, views,
@@ -363,6 +392,7 @@ def build_cache(
 
     if batch_size <= 0:
         raise KtrainError(f"evaluation batch size (-ebs) is {batch_size}: give a value greater than 0")
+    TrainConfig(teacher_precision=teacher_precision).validate()
     views = (views or Views()).validate()
     if views.augment and views.count is None:
         raise KtrainError(
@@ -375,15 +405,15 @@ def build_cache(
     models_spec.validate(needs_teacher=True)
     keras.utils.set_random_seed(seed)  # a zoo: teacher is built the same way every time
     data = load_dataset(dataset, data_dir=data_dir, val_split=val_split, seed=seed)
-    if topk is not None and topk >= data.num_classes:
-        raise KtrainError(
-            f"--cache-topk is {topk} but {data.name} has {data.num_classes} classes: give fewer than the classes"
-        )
-    teacher, _ = load_teacher(models_spec, data, ())
+    teacher, _ = load_teacher(models_spec, data, (), precision=teacher_precision)
+    if topk is not None:
+        check_topk(topk, teacher, data)
     if features:
         if isinstance(teacher, SpecialistEnsemble):
             raise KtrainError("--features: an ensemble teacher has no single feature layer; cache its logits only")
+        precision = teacher.precision
         teacher = NetworkView(teacher.model, data.x_val, name=teacher.name, taps=[Tap.features(teacher_layer)])
+        teacher.precision = precision
     plan = CachePlan(views if views.augment else None, topk)
     targets = load_or_build(teacher, data, batch_size, cache_dir, plan, listener)
     return {

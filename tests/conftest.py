@@ -42,3 +42,31 @@ def small_digits(digits):
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)
+
+
+@pytest.fixture
+def interrupt(monkeypatch):
+    """``interrupt(trainer, epoch, steps)`` makes that Trainer's fit act as on Ctrl-C once ``steps``
+    steps of ``epoch`` are done: it checkpoints the epoch so far and raises ``Interrupted``."""
+    import ktrain.engine
+
+    class Guard(ktrain.engine.InterruptGuard):
+        current = None
+
+        def __enter__(self):
+            Guard.current = self
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+    monkeypatch.setattr(ktrain.engine, "InterruptGuard", Guard)
+
+    def arm(trainer, epoch: int, steps: int):
+        def on_steps(seen_epoch, done, logs):
+            if seen_epoch == epoch and done >= steps:
+                Guard.current.requested = True
+
+        trainer.listener.on_steps = on_steps
+
+    return arm

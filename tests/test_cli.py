@@ -149,6 +149,8 @@ def test_seed_short_flags_reach_the_config(tmp_path):
         "clip_value": None,
     }
     assert config["schedule"] == {
+        "lr_schedule": "plateau",
+        "lr_warmup": 0,
         "lr_patience": 2,
         "lr_decay": 0.5,
         "lr_min": 1e-5,

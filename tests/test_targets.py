@@ -114,7 +114,9 @@ def test_when_targets_are_cached(teacher, small_digits):
     assert not use_cache("auto", Views(), small_digits, teacher, budget=1000)  # over the memory cap
     assert not use_cache("auto", flip, small_digits, logits_only)  # a fresh view every epoch
     assert use_cache("auto", four_views, small_digits, logits_only)
-    assert not use_cache("cache", four_views, small_digits, teacher)  # features under augmentation: online
+    assert not use_cache("auto", four_views, small_digits, teacher)  # features under augmentation: online
+    with pytest.raises(KtrainError, match="--targets cache with a method that needs teacher features"):
+        use_cache("cache", four_views, small_digits, teacher)
     with pytest.raises(KtrainError, match="--targets cache with --augment flip: a cache needs a fixed set of views"):
         use_cache("cache", flip, small_digits, logits_only)
     size = len(small_digits.y_train) * 4 * 10 * 4 + len(small_digits.y_val) * 10 * 4

@@ -83,19 +83,22 @@ def test_a_view_is_the_same_in_any_batching_shuffle_and_epoch_order():
     data = noise_data()
     views = Views(parse_augment("flip,crop,mixup"), count=4, seed=7)
     samples = TrainingSamples(data.x_train, data.y_train, views)
-    by_index = {}
-    for batch_size in (16, 32):
-        for batch in samples.epoch(batch_size, seed=3, epoch=2):
-            for position, index in enumerate(batch["indices"].numpy()):
-                image = batch["images"].numpy()[position]
-                if index in by_index:
-                    np.testing.assert_array_equal(by_index[index], image)
-                by_index[index] = image
-    for index in (0, 17, 63):
-        view = epoch_view(3, 2, index, 4)
-        assert 0 <= int(view) < 4
-        rendered = samples.render(index, view)["images"].numpy()  # mixed views are float already
-        np.testing.assert_array_equal(rendered, by_index[index])
+    for seed, epoch in ((3, 2), (4, 1)):
+        by_index = {}
+        for batch_size in (16, 32):
+            for batch in samples.epoch(batch_size, seed=seed, epoch=epoch):
+                for position, index in enumerate(batch["indices"].numpy()):
+                    # The view a sample shows is hash(run seed, epoch, sample) mod K, wherever it lands.
+                    assert int(batch["views"][position]) == int(epoch_view(seed, epoch, index, 4))
+                    image = batch["images"].numpy()[position]
+                    if index in by_index:
+                        np.testing.assert_array_equal(by_index[index], image)
+                    by_index[index] = image
+        for index in (0, 17, 63):
+            view = epoch_view(seed, epoch, index, 4)
+            assert 0 <= int(view) < 4
+            rendered = samples.render(index, view)["images"].numpy()  # mixed views are float already
+            np.testing.assert_array_equal(rendered, by_index[index])
     # Another shuffle (run seed) or epoch picks other views of the same K; each view keeps its pixels.
     picks = {
         (seed, epoch): [int(epoch_view(seed, epoch, i, 4)) for i in range(64)] for seed in (3, 4) for epoch in (1, 2)
@@ -108,14 +111,19 @@ def test_a_view_is_the_same_in_any_batching_shuffle_and_epoch_order():
 
 
 def test_keys_use_64_bit_seeds():
-    # The old int32 key seed·100003 + epoch overflowed from seed 21,475.
-    draws = {int(epoch_view(seed, 1, 0, None)) for seed in (21_474, 21_475, 21_476, 2**32 - 1, 2**40)}
-    assert len(draws) == 5
+    # The old int32 key seed·100003 + epoch overflowed from seed 21,475; seeds that differ only above
+    # bit 32 must draw differently too.
+    seeds = (21_474, 21_475, 21_476, 2**32 - 1, 5, 2**32 + 5, 2**40 + 5)
+    draws = {int(epoch_view(seed, 1, 0, None)) for seed in seeds}
+    assert len(draws) == len(seeds)
+    assert len({int(epoch_view(0, epoch, 0, None)) for epoch in (1, 2**32 + 1)}) == 2
     data = noise_data(train=4)
-    views = Views(parse_augment("flip,crop"), 2, seed=2**62)
-    first = TrainingSamples(data.x_train, data.y_train, views).render(1, 1)["images"].numpy()
-    second = TrainingSamples(data.x_train, data.y_train, views).render(1, 1)["images"].numpy()
-    np.testing.assert_array_equal(first, second)
+    augment = parse_augment("mixup:1.0")
+    images = [
+        TrainingSamples(data.x_train, data.y_train, Views(augment, 2, seed=seed)).render(1, 1)["images"].numpy()
+        for seed in (7, 2**32 + 7, 2**62 + 7)
+    ]
+    assert not np.array_equal(images[0], images[1]) and not np.array_equal(images[1], images[2])
 
 
 VIEW_SCRIPT = """
@@ -227,7 +235,7 @@ def test_cached_view_targets_equal_the_teacher_on_that_view():
     views = Views(parse_augment("flip,crop,mixup"), 3, seed=5)
     teacher = NetworkView(tiny_teacher())
     targets = compute(teacher, data, 24, CachePlan(views))
-    assert targets.views == 3 and targets.arrays["train"]["logits"].shape == (64, 3, CLASSES)
+    assert targets.views == views and targets.arrays["train"]["logits"].shape == (64, 3, CLASSES)
     samples = TrainingSamples(data.x_train, data.y_train, views)
     for view in range(3):
         images = np.stack([samples.render(index, view)["images"].numpy() for index in range(64)])
@@ -330,36 +338,14 @@ def test_the_view_cache_trains_as_the_online_teacher_on_one_device_and_two_repli
     assert np.isfinite(topk[0]["loss"]).all() and topk[0]["kd"] != pytest.approx(cached[0]["kd"], rel=1e-3)
 
 
-def test_a_run_with_views_resumes_mid_epoch_to_the_same_weights(tmp_path, monkeypatch):
-    import ktrain.engine
+def test_a_run_with_views_resumes_mid_epoch_to_the_same_weights(tmp_path, interrupt):
+    from ktrain.engine import Interrupted
 
     data = noise_data()
     views = Views(parse_augment("flip,crop,cutmix"), 4)
     whole = run_kd(data, views, checkpoint=str(tmp_path / "whole"))
-
-    class StopInEpochTwo(ktrain.engine.InterruptGuard):
-        """Ctrl-C after the second chunk of steps of epoch 2."""
-
-        def __enter__(self):
-            StopInEpochTwo.active = self
-            return self
-
-        def __exit__(self, *exc):
-            return False
-
-    def stop_at(trainer):
-        listener = trainer.listener
-
-        def on_steps(epoch, done, logs):
-            if epoch == 2 and done >= 2:
-                StopInEpochTwo.active.requested = True
-
-        listener.on_steps = on_steps
-
-    monkeypatch.setattr(ktrain.engine, "InterruptGuard", StopInEpochTwo)
-    with pytest.raises(ktrain.engine.Interrupted):
-        run_kd(data, views, checkpoint=str(tmp_path / "part"), stop_at=stop_at)
-    monkeypatch.undo()
+    with pytest.raises(Interrupted):
+        run_kd(data, views, checkpoint=str(tmp_path / "part"), stop_at=lambda trainer: interrupt(trainer, 2, 2))
     state = max((tmp_path / "part").glob("ckpt-*.state.json"), key=lambda p: int(p.name.split("-")[1].split(".")[0]))
     assert json.loads(state.read_text())["in_progress"]["epoch"] == 2
     resumed = run_kd(data, views, checkpoint=str(tmp_path / "part"), resume=True)
@@ -440,6 +426,8 @@ def test_cli_caches_k_views_and_a_run_reads_them(digits_teacher, tmp_path):
             ("--augment", "mixup", "--cache-topk", "3", "--views", "2", "-m", "dist"),
             "--cache-topk 3 with method 'dist'",
         ),
+        (("--cache-topk", "3", "--logit-standardization"), "logit standardization needs the mean and spread"),
+        (("--augment", "mixup", "-m", "selective-kd"), "its label gate reads one hard label per sample"),
     ],
 )
 def test_cli_refuses_bad_view_settings_in_one_line(digits_teacher, tmp_path, arguments, fragment):

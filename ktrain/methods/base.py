@@ -230,6 +230,12 @@ class Method(abc.ABC):
         :attr:`mixed_samples`)."""
         return None if cls.mixed_samples else "its loss needs one hard label per sample"
 
+    @classmethod
+    def topk_refusal(cls, options: Options) -> str | None:
+        """Why these options cannot learn from top-N teacher logits, or None when they can (default:
+        from :attr:`topk_targets`)."""
+        return None if cls.topk_targets else "its loss does not accept top-N teacher logits"
+
     def student_taps(self) -> dict[str, Tap]:
         return {"logits": LOGITS}
 

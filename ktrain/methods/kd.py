@@ -89,6 +89,13 @@ class KnowledgeDistillation(Method):
     display_name = "Knowledge Distillation"
     mixed_samples = True
     topk_targets = True
+
+    @classmethod
+    def topk_refusal(cls, options):
+        if options.logit_standardization:
+            return "logit standardization needs the mean and spread of every logit, which top-N storage drops"
+        return None
+
     aliases = ("distillation",)
     Options = KDOptions
     ensemble_variant = "ensemble-kd"

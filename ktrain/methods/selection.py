@@ -77,11 +77,12 @@ class MethodSpec:
                 f"method '{self.name}' cannot learn from {mixing} samples: {refusal}; "
                 f"drop {mixing} from --augment or choose another method"
             )
-        if topk is not None and self.cls.uses_teacher and not self.cls.topk_targets:
+        refusal = self.cls.topk_refusal(self.options) if topk is not None and self.cls.uses_teacher else None
+        if refusal:
             usable = ", ".join(cls.name for cls in registered() if cls.topk_targets)
             raise KtrainError(
-                f"--cache-topk {topk} with method '{self.name}': it needs every teacher logit; "
-                f"top-N targets serve {usable}, drop --cache-topk"
+                f"--cache-topk {topk} with method '{self.name}': {refusal}; top-N targets serve {usable} "
+                "(without logit standardization), drop --cache-topk"
             )
 
     def record(self) -> dict[str, Any]:

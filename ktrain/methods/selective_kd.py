@@ -90,6 +90,16 @@ class SelectiveOptions(Options):
 class SelectiveKD(Method):
     name = "selective-kd"
     display_name = "Selective KD"
+    mixed_samples = True  # with --gate teacher or none; the label gate reads one hard label per sample
+
+    @classmethod
+    def mixing_refusal(cls, options):
+        return (
+            "its label gate reads one hard label per sample (--gate teacher or none do not)"
+            if options.gate == "label"
+            else None
+        )
+
     aliases = ("selective", "sl")
     Options = SelectiveOptions
     uses_ensemble = True
