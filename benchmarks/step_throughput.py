@@ -28,7 +28,7 @@ from ktrain.config import OptimizerConfig, TrainConfig
 from ktrain.data import DataSplits
 from ktrain.engine import Trainer
 from ktrain.methods import get_method
-from ktrain.precision import policy_copy
+from ktrain.precision import policy, policy_copy
 from ktrain.seeding import seed_everything
 from ktrain.specialists import ensemble_from_model
 from ktrain.strategy import build_strategy, describe
@@ -147,7 +147,13 @@ def keras_distiller_step(teacher, student, batch_size, jit, warmup, steps, image
     return marks[warmup + steps] - marks[warmup]
 
 
-def measure(pair, method_key, batch_size, jit, warmup, steps, strategy_name, deterministic=False):
+def measure(pair, method_key, batch_size, jit, warmup, steps, strategy_name, deterministic=False, precision="float32"):
+    with policy(precision):  # the zoo models are built under it, as --precision does
+        row = _measure(pair, method_key, batch_size, jit, warmup, steps, strategy_name, deterministic)
+    return {**row, "precision": precision}
+
+
+def _measure(pair, method_key, batch_size, jit, warmup, steps, strategy_name, deterministic):
     teacher_name, student_name, shape, classes = PAIRS[pair]
     strategy = build_strategy(strategy_name)
     seed_everything(0, deterministic=deterministic and not jit)  # XLA has no deterministic MaxPool gradient
@@ -189,6 +195,7 @@ def main():
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--strategy", default="one", choices=["one", "mirrored", "auto"])
+    parser.add_argument("--precision", default="float32", choices=["float32", "mixed_bfloat16", "mixed_float16"])
     parser.add_argument(
         "--deterministic",
         action="store_true",
@@ -211,6 +218,7 @@ def main():
                     args.steps,
                     args.strategy,
                     args.deterministic,
+                    args.precision,
                 )
                 rows.append(row)
                 print(json.dumps(row), flush=True)

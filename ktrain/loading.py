@@ -35,6 +35,14 @@ def load_student(spec: ModelsSpec, data: DataSplits, *, copy: bool = False) -> k
             raise KtrainError(f"the student model '{model.name}' has no trainable weights: set model.trainable = True")
     else:
         model.trainable = True
+    policy = keras.mixed_precision.global_policy().name  # --precision, set for the whole job
+    if policy != "float32" and any(
+        layer.dtype_policy.name != policy for layer in model._flatten_layers(include_self=False) if layer.weights
+    ):
+        # A file's (or object's) layers keep the policy they were saved with: run a copy under --precision.
+        model = policy_copy(model, policy)
+        model.trainable = True
+        log.info("Student runs in %s (a copy of its float32 layers)", policy)
     if spec.reinit:
         model = keras.models.clone_model(model)  # clone_model draws fresh initial weights
     if spec.start_weights:

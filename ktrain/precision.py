@@ -3,7 +3,8 @@
 The policy is global in Keras, so a job sets it before it builds any model (zoo models then run
 their layers in float16/bfloat16 with float32 variables). Logits and features are cast to float32
 by the views and every loss is computed in float32; ``mixed_float16`` adds dynamic loss scaling.
-Models loaded from files keep the dtype policy they were saved with.
+A student loaded from a file (or given as an object) runs as a copy under the policy; a teacher
+file keeps the policy it was saved with (``--teacher-precision`` sets the teacher's).
 """
 
 from __future__ import annotations

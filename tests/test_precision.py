@@ -61,3 +61,26 @@ def test_clipping_with_float16_is_refused(tmp_path):
         ],
     )
     assert result.exit_code == 2 and "loss-scaled gradients" in result.stderr
+
+
+def test_precision_applies_to_a_student_file(tmp_path):
+    import ktrain
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8, 1))
+    x = keras.layers.Dense(16, activation="relu")(keras.layers.Flatten()(inputs))
+    keras.Model(inputs, keras.layers.Dense(10)(x)).save(tmp_path / "student.keras")
+    try:
+        result = ktrain.train(
+            str(tmp_path / "student.keras"),
+            "digits",
+            epochs=2,
+            precision="mixed_bfloat16",
+            out_folder=str(tmp_path / "o"),
+        )
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert {layer.dtype_policy.name for layer in result.student.layers if layer.weights} == {"mixed_bfloat16"}
+    assert result.history["loss"][-1] < result.history["loss"][0]
+    saved = keras.saving.load_model(tmp_path / "o" / "model.keras")
+    assert {layer.dtype_policy.name for layer in saved.layers} == {"float32"}
