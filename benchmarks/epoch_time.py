@@ -41,7 +41,8 @@ with np.load(sys.argv[1]) as archive:
 kept, held = stratified_split(y, {val_split}, 0)
 keras.utils.set_random_seed(0)
 model = zoo.build("{student}", (32, 32, 3), 10)
-model.compile(keras.optimizers.Adam(1e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+model.compile(keras.optimizers.Adam(1e-3), loss, metrics=["accuracy"])
 model.fit(x[kept] / 255.0, y[kept], batch_size={batch}, epochs=int(sys.argv[2]),
           validation_data=(x[held] / 255.0, y[held]), verbose=0)
 """
