@@ -103,29 +103,16 @@ def test_resume_without_a_checkpoint_is_a_clear_error(tmp_path):
     assert result.exit_code == 2 and "no readable checkpoint" in result.stderr
 
 
+DIVERGING = ("train", "zoo:digits_student", "digits", "-e", "3", "-o", "sgd", "-lr", "1e12", "-v", "0")
+
+
 def test_nan_loss_names_epoch_and_step(tmp_path):
-    result = invoke(
-        "train", "zoo:digits_student", "digits", "-e", "3", "-o", "sgd", "-lr", "1e12", "-v", "0", "-out", tmp_path
-    )
+    result = invoke(*DIVERGING, "-out", tmp_path)
     assert result.exit_code == 2
     assert "the training loss became nan at epoch 1, step" in result.stderr and "\n" not in result.stderr.strip()
     assert not (tmp_path / "model.keras").exists() and not (tmp_path / "results.json").exists()
     # A failure of the run, not of its input: a fresh out folder keeps its log.
-    result = invoke(
-        "train",
-        "zoo:digits_student",
-        "digits",
-        "-e",
-        "3",
-        "-o",
-        "sgd",
-        "-lr",
-        "1e12",
-        "-v",
-        "0",
-        "-out",
-        tmp_path / "new",
-    )
+    result = invoke(*DIVERGING, "-out", tmp_path / "new")
     assert result.exit_code == 2 and "Performing Supervised" in (tmp_path / "new" / "output.log").read_text()
 
 
