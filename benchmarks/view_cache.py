@@ -131,7 +131,8 @@ def memory(views: Views, batch_size: int, steps: int) -> dict:
     val = rng.normal(size=(len(data.y_val), CLASSES)).astype(np.float32)
     targets = SoftTargets({"train": {"logits": train}, "val": {"logits": val}}, "synthetic", views)
     trainer, strategy = trainer_for("kd_views", data, views, batch_size, targets)
-    iterator = iter(strategy.experimental_distribute_dataset(trainer_samples(data, views, batch_size)))
+    samples = TrainingSamples(data.x_train, data.y_train, views).epoch(batch_size, seed=0, epoch=1)
+    iterator = iter(strategy.experimental_distribute_dataset(samples))
     float(trainer.steps.train_loop(iterator, tf.constant(steps))["loss"])
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
     return {
@@ -161,10 +162,6 @@ def pipeline(augment: str, images: int, batch_size: int) -> dict:
         "augment": augment or "none",
         "images_per_second": round(rate),
     }
-
-
-def trainer_samples(data, views, batch_size):
-    return TrainingSamples(data.x_train, data.y_train, views).epoch(batch_size, seed=0, epoch=1)
 
 
 def main():

@@ -14,7 +14,7 @@ import contextlib
 import keras
 import numpy as np
 
-from ktrain.config import PRECISIONS, TEACHER_PRECISIONS  # noqa: F401  (re-exported)
+from ktrain.config import PRECISIONS
 
 
 @contextlib.contextmanager

@@ -390,16 +390,13 @@ def build_cache(
     from ktrain.specialists import SpecialistEnsemble
     from ktrain.taps import NetworkView
 
-    if batch_size <= 0:
-        raise KtrainError(f"evaluation batch size (-ebs) is {batch_size}: give a value greater than 0")
-    TrainConfig(teacher_precision=teacher_precision).validate()
+    # The runs' own checks of -ebs, --cache-topk and --teacher-precision.
+    TrainConfig(eval_batch_size=batch_size, cache_topk=topk, teacher_precision=teacher_precision).validate()
     views = (views or Views()).validate()
     if views.augment and views.count is None:
         raise KtrainError(
             f"--augment {views.augment} without --views: a cache holds a fixed set of views, give --views K (8, say)"
         )
-    if topk is not None and topk <= 0:
-        raise KtrainError(f"--cache-topk is {topk}: give a number of classes, 1 or more")
     if features and views.augment:
         raise KtrainError("--features with --augment: only logits are cached per view; drop one of them")
     models_spec.validate(needs_teacher=True)

@@ -439,3 +439,20 @@ def test_cli_refuses_bad_view_settings_in_one_line(digits_teacher, tmp_path, arg
         fragment in result.stderr and len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.output
     )
     assert not (tmp_path / "out").exists()  # refused before or after the data loaded: no files
+
+
+@pytest.mark.parametrize(
+    "arguments, fragment",
+    [
+        (("-ebs", "0"), "evaluation batch size (-ebs) is 0: give a value greater than 0"),
+        (("--cache-topk", "0"), "--cache-topk is 0: give a number of classes, 1 or more"),
+        (("--cache-topk", "10"), "--cache-topk is 10 but digits has 10 classes"),
+        (("--augment", "flip"), "--augment flip without --views"),
+        (("--augment", "flip", "--views", "2", "--features"), "--features with --augment"),
+        (("--teacher-precision", "int8"), "--teacher-precision is 'int8'"),
+    ],
+)
+def test_cache_command_refuses_bad_settings_in_one_line(digits_teacher, tmp_path, arguments, fragment):
+    result = cli("cache", digits_teacher, "digits", "--cache-dir", tmp_path / "cache", "-v", 0, *arguments)
+    assert result.exit_code == 2 and fragment in result.stderr, result.output
+    assert len(result.stderr.strip().splitlines()) == 1
