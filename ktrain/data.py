@@ -122,7 +122,18 @@ def eval_pipeline(x: np.ndarray, y: np.ndarray, batch_size: int) -> tf.data.Data
     """Every sample once, in order, as ``(images, labels, sample indices)``."""
     indices = np.arange(len(y), dtype=np.int32)
     dataset = tf.data.Dataset.from_tensor_slices((x, y, indices)).batch(batch_size)
-    return dataset.map(_scale, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    return without_autotune(dataset.map(_scale, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE))
+
+
+def without_autotune(dataset: tf.data.Dataset) -> tf.data.Dataset:
+    """``dataset`` without tf.data's autotuning thread. Each iterator of an autotuned pipeline starts
+    one, and releasing the iterator waits for it: 0.2 s an epoch on two cores, and a run pinned to
+    one CPU (``taskset -c 0``) hung for minutes as its iterators were released. The pipelines here
+    are a gather, a scale and a prefetch (or a few image ops), and benchmarks/epoch_time.py measures
+    them without it."""
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return dataset.with_options(options)
 
 
 def _scale(images: tf.Tensor, labels: tf.Tensor, indices: tf.Tensor):

@@ -29,7 +29,7 @@ from ktrain.methods.base import Method
 from ktrain.optim import build_optimizer
 from ktrain.precision import wrap_optimizer
 from ktrain.step import Steps
-from ktrain.strategy import jit_enabled
+from ktrain.strategy import host_only, jit_enabled
 from ktrain.taps import NetworkView
 from ktrain.targets import SoftTargets, Table, tables
 from ktrain.views import TrainingSamples
@@ -131,8 +131,8 @@ class Trainer:
                 "cache for this --augment, --views and --view-seed, or use --targets online"
             )
         self.samples: TrainingSamples | None = None
-        self._spent_iterators: list = []  # finished epochs' iterators, released with the Trainer
         self.jit = jit_enabled(config.jit, strategy)
+        self._plain_input = host_only(strategy)
         with strategy.scope():
             method.build_state(*self._tap_shapes())
             optimizer, self.rate = build_optimizer(config.optimizer, config.schedule)
@@ -317,7 +317,7 @@ class Trainer:
         totals: dict[str, float] = dict(start["totals"])
         if done:
             dataset = dataset.skip(done)  # the same shuffle, so the same remaining batches
-        iterator = iter(self.strategy.experimental_distribute_dataset(dataset))
+        iterator = iter(dataset if self._plain_input else self.strategy.experimental_distribute_dataset(dataset))
         while done < steps_per_epoch and not interrupt.requested:
             stats = self.steps.train_loop(iterator, tf.constant(min(chunk, steps_per_epoch - done)))
             done += int(stats.pop("steps"))
@@ -329,10 +329,6 @@ class Trainer:
                     "lower the learning rate (-lr) or clip gradients (-cn); checkpoints of earlier epochs are kept"
                 )
             self.listener.on_steps(epoch, done, _train_logs(totals, done))
-        # Releasing an iterator soon after its last step blocked for 1.5-7 s in most measured epochs
-        # (benchmarks/epoch_time.py), and so did releasing them all as fit ended; they go with the
-        # Trainer, once the run has evaluated and saved, in 0.2 s.
-        self._spent_iterators.append(iterator)
         return totals, done
 
     # -- evaluation ----------------------------------------------------------------------------
@@ -341,9 +337,9 @@ class Trainer:
 
         ``split`` names where the samples come from: cached teacher targets exist for "train" and
         "val" only; anything else runs the teacher online."""
-        dataset = self.strategy.experimental_distribute_dataset(
-            eval_pipeline(images, labels, self.config.eval_batch_size)
-        )
+        dataset = eval_pipeline(images, labels, self.config.eval_batch_size)
+        if not self._plain_input:
+            dataset = self.strategy.experimental_distribute_dataset(dataset)
         totals: dict[str, float] = {}
         for batch in dataset:
             for name, value in self.steps.eval_step(batch, split).items():

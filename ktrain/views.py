@@ -19,7 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from ktrain.augment import Views
-from ktrain.data import model_input
+from ktrain.data import model_input, without_autotune
 
 # Separates the stream of per-epoch view draws from every other use of the run seed.
 EPOCH_SALT = 0x6B747261696E
@@ -66,7 +66,7 @@ class TrainingSamples:
         indices = indices.shuffle(self.count, seed=seed * 100_003 + epoch, reshuffle_each_iteration=False)
         if not self.augment:
             batches = indices.batch(batch_size, drop_remainder=True).map(self._plain_batch)
-            return batches.prefetch(tf.data.AUTOTUNE)
+            return without_autotune(batches.prefetch(tf.data.AUTOTUNE))
 
         def element(index):
             view = epoch_view(seed, epoch, index, self.views.count)
@@ -74,7 +74,7 @@ class TrainingSamples:
 
         samples = indices.map(element, num_parallel_calls=tf.data.AUTOTUNE)
         batches = samples.batch(batch_size, drop_remainder=True)
-        return batches.map(_scale, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+        return without_autotune(batches.map(_scale, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE))
 
     def _plain_batch(self, indices):
         indices = tf.cast(indices, tf.int32)
