@@ -20,7 +20,7 @@ from rich.console import Console
 from ktrain import api  # no TensorFlow until a command runs
 from ktrain.cli.options import quiet_tensorflow_import as _quiet_tensorflow_import
 from ktrain.cli.options import set_active_command, training_command
-from ktrain.cli.render import RichProgress, export_table, failures, member_lines, results_table
+from ktrain.cli.render import RichProgress, export_table, failures, member_lines, results_table, sweep_table
 from ktrain.errors import KtrainError
 
 app = typer.Typer(
@@ -244,6 +244,57 @@ def compare(
     _show_comparison(result.record, options["out_folder"], omit_results)
 
 
+@app.command()
+@training_command
+@user_errors
+def sweep(
+    teacher: Teacher,
+    student: Student,
+    dataset: Dataset,
+    method: Methods = None,
+    grid: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--grid",
+            help="KEY=V1,V2,...: a method option and its values, repeatable (see 'ktrain methods').",
+            rich_help_panel=COMPARE_PANEL,
+        ),
+    ] = None,
+    max_points: Annotated[
+        int,
+        typer.Option("--max-points", help="Refuse a larger grid.", rich_help_panel=COMPARE_PANEL),
+    ] = api.default(api.sweep, "max_points"),
+    command: str = None,
+    options: dict = None,
+    given: dict = None,
+    switches: list = None,
+    verbosity: int = 1,
+):
+    """Run METHODS at every point of a grid of their options on one TEACHER/STUDENT pair, beside a scratch student.
+
+    The point best on validation is marked (the test split is shown, never used to choose). Writes
+    results.json, sweep.csv and, for two keys, sweep_heatmap.png; --resume skips finished points."""
+    _quiet_tensorflow_import()
+    listener = RichProgress(console, verbosity)
+    result = _interruptible(
+        lambda: api.sweep(
+            teacher,
+            student,
+            dataset,
+            _split(method),
+            grid or (),
+            max_points=max_points,
+            listener=listener,
+            **{**options, **given},
+        )
+    )
+    console.print(sweep_table(result.record))
+    best = result.best_point
+    if best is not None:
+        console.print(f"best on validation: {best['name']}", highlight=False)
+    console.print(f"outputs in {options['out_folder']}", highlight=False)
+
+
 def _untrained_teacher_note(results: dict) -> None:
     """A zoo: teacher is freshly initialised: say so under the table, with the way to train it."""
     teacher = next((entry for entry in results["results"] if entry["role"] == "teacher"), None)
@@ -337,7 +388,9 @@ def report(
     except (ValueError, KeyError, TypeError) as exc:
         raise KtrainError(f"'{path}' is not a ktrain results.json ({exc}): give the file a run wrote") from None
     _print_results(results)
-    if plots:
+    if results.get("sweep"):
+        console.print(sweep_table(results))
+    if plots and not results.get("sweep"):
         from ktrain.plots import comparison_plots
 
         for written in comparison_plots(results, Path(run_dir), f"{prefix}_" if prefix else ""):

@@ -174,3 +174,46 @@ def member_lines(results: dict) -> list[str]:
                 f"acc {member['test']['accuracy']:.4f} on its {member['test_images']} test images"
             )
     return lines
+
+
+def sweep_table(results: dict) -> Table:
+    """One row per point of a sweep (and the scratch student): its grid values, validation and test
+    accuracy (mean±std over seeds); the point best on validation is marked. The test column is
+    shown, never used to choose."""
+    sweep = results["sweep"]
+    keys = list(sweep["grid"])
+    seeds = max((row["seeds"] for row in sweep["points"]), default=0)
+    title = f"Sweep on {results['dataset']['name']}: accuracy, mean±std over {seeds} seed{'s' * (seeds != 1)}"
+    table = Table(
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        collapse_padding=True,
+        title=title,
+        caption="* best on validation (the test split never chooses)",
+    )
+    table.add_column("method", no_wrap=True)
+    for key in keys:
+        table.add_column(key, justify="right", no_wrap=True)
+    for column in ("validation", "test", ""):
+        table.add_column(column, justify="right", no_wrap=True)
+    for row in sweep["points"]:
+        label = row["method"] if row["point"] else row["name"]  # the scratch student has no grid values
+        values = [_grid_value(row["point"].get(key)) for key in keys]
+        if row["seeds"] == 0:
+            table.add_row(label, *values, "failed" if row["failed"] else "no head", "", "")
+            continue
+        scores = [_spread(row, "val_accuracy"), _spread(row, "test_accuracy")]
+        table.add_row(label, *values, *scores, "*" if row["best"] else "", style="bold" if row["best"] else None)
+    return table
+
+
+def _spread(row: dict, key: str) -> str:
+    if row["seeds"] > 1:
+        return f"{row[key]:.3f}±" + f"{row[f'{key}_std']:.3f}".removeprefix("0")
+    return f"{row[key]:.4f}"
+
+
+def _grid_value(value) -> str:
+    if value is None:
+        return "—"
+    return f"{value:g}" if isinstance(value, float) else str(value)

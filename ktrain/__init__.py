@@ -26,7 +26,7 @@ def version_line() -> str:
     return f"{__distribution__} {version}"
 
 
-_API = ("train", "distill", "compare", "evaluate", "export", "Result", "Comparison")
+_API = ("train", "distill", "compare", "sweep", "evaluate", "export", "Result", "Comparison", "Sweep")
 
 
 def __getattr__(name: str):

@@ -10,7 +10,7 @@ import contextlib
 import difflib
 import os
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ktrain.config import TrainConfig
@@ -143,6 +143,62 @@ def compare(
         listener=listener,
         options=options,
     )
+
+
+@dataclass(frozen=True)
+class Sweep(Comparison):
+    """A sweep: a :class:`Comparison` whose runs are the grid's points, plus ``points`` (one row per
+    point and the scratch baseline: method, grid values, validation and test accuracy as mean and
+    std over seeds) and ``best_point``, the row best on validation."""
+
+    @property
+    def points(self) -> list[dict]:
+        return self.record["sweep"]["points"]
+
+    @property
+    def best_point(self) -> dict | None:
+        return next((row for row in self.points if row["best"]), None)
+
+
+def sweep(
+    teacher,
+    student,
+    data,
+    methods: Iterable[str] | None = None,
+    grid: Mapping[str, Iterable] | Iterable[str] = (),
+    *,
+    max_points: int = 1000,
+    validation=None,
+    listener=None,
+    **options,
+) -> Sweep:
+    """Run ``methods`` (default: KD) at every point of ``grid`` on one teacher/student pair, over
+    ``seeds`` seeds, beside a from-scratch student, and pick the point best on validation.
+
+    ``grid`` maps method options to their values (``{{"temperature": [2, 4], "kd_lambda": [0.1, 0.5]}}``)
+    or lists them as the command line writes them (``["temperature=2,4", "kd_lambda=0.1,0.5"]``). A
+    key applies to every chosen method that has it; a key none has raises KtrainError naming the valid
+    ones. A grid of more than ``max_points`` points is refused. The teacher's targets are
+    computed once for every point and seed: with ``augment``, give ``views`` (K fixed views).
+    Models and options as in :func:`compare`; ``out_folder=`` adds sweep.csv and, for two keys,
+    sweep_heatmap.png beside results.json.
+
+    {DATA}
+    """
+    from ktrain.comparison import run_sweep
+    from ktrain.grid import parse_grid, sweep_specs
+
+    names = None if methods is None else ((methods,) if isinstance(methods, str) else tuple(methods))
+    _, given = split_options("sweep", options)
+    run = build_run(
+        "sweep", student=student, data=data, teacher=teacher, methods=names, validation=validation, options=options
+    )
+    chosen = [spec.name for spec in run.methods]
+    axes = parse_grid(grid, chosen, given)
+    specs = sweep_specs(chosen, axes, given, max_points)
+    with _quiet_tensorflow():
+        outcome = run_sweep(replace(run, methods=specs), axes, listener)
+    return comparison(outcome, Sweep)
 
 
 def evaluate(model, data, *, neighbors: int = 0, layer: str | None = None, batch_size: int = 128, data_dir=None):
@@ -286,7 +342,7 @@ def default(function, name: str):
     return inspect.signature(function).parameters[name].default
 
 
-for _function in (train, distill, compare, evaluate, export):
+for _function in (train, distill, compare, sweep, evaluate, export):
     if _function.__doc__:  # None under python -OO
         _function.__doc__ = _function.__doc__.format(MODELS=MODELS, DATA=DATA, OPTIONS=OPTIONS)
 
@@ -396,9 +452,9 @@ def _result(record: dict, index: int, student) -> Result:
     return Result(student, entry.get("history", {}), entry.get("test", {}), entry, record)
 
 
-def comparison(outcome) -> Comparison:
-    """A :class:`Comparison` from a compare run's outcome."""
+def comparison(outcome, kind: type[Comparison] = Comparison) -> Comparison:
+    """A :class:`Comparison` (or ``kind``) from a compare run's outcome."""
     record = outcome.record
     runs = [_result(record, index, model) for index, model in outcome.students.items()]
     teacher = next(entry for entry in record["results"] if entry["role"] == "teacher")
-    return Comparison(runs, teacher, record.get("best_student"), record)
+    return kind(runs, teacher, record.get("best_student"), record)

@@ -24,7 +24,7 @@ from ktrain.config import TrainConfig
 from ktrain.engine import NumericalFault, Trainer
 from ktrain.errors import KtrainError
 from ktrain.evaluation import extract_features, knn_accuracy, representation_report
-from ktrain.io import json_ready, write_json_atomic, write_pickle_atomic
+from ktrain.io import json_ready, write_json_atomic, write_pickle_atomic, write_text_atomic
 from ktrain.listener import Listener, Listeners
 from ktrain.loading import check_classes, load_student, load_teacher, student_view
 from ktrain.methods.selection import DEMOS, MethodSpec, baseline, choose
@@ -80,6 +80,15 @@ def run_demo(
         plan=Plan(seeds=seeds, teacher_epochs=epochs),
     )
     return run_compare(run, listener)
+
+
+def run_sweep(run: Run, grid, listener: Listener | None = None) -> Outcome:
+    """Run a sweep (ktrain.grid): ``run.methods`` are the grid's points, ``grid`` their axes."""
+    from ktrain.grid import refuse_fresh_views
+
+    refuse_fresh_views(run)
+    with run_context(run, log_file=run.outputs.write_results) as (strategy, out):
+        return Sweep(run, strategy, out, listener, grid).run()
 
 
 class ResumeLog:
@@ -251,7 +260,7 @@ class Comparison:
         weights = initial.get_weights()
         untrained: dict[str, dict] = {}
         for spec in runs:
-            name = spec.cls.display_name if spec.cls.uses_teacher else BASELINE_NAME
+            name = spec.display_name if spec.cls.uses_teacher else BASELINE_NAME
             finished = resume_log.finished(name, seed)
             if finished is not None:
                 log.info("%s (seed %d) was finished before: kept", name, seed)
@@ -296,7 +305,7 @@ class Comparison:
             views=run.data.sample_views,
         )
         folder = checkpoints(self.out)
-        folder = folder / f"{method.name}_seed{seed}" if folder is not None and run.outputs.write_results else None
+        folder = folder / f"{spec.key}_seed{seed}" if folder is not None and run.outputs.write_results else None
         try:
             fit = trainer.fit(
                 data,
@@ -320,6 +329,8 @@ class Comparison:
             uses_features=view.feature_key is not None,
             soft_targets=targets.source if targets is not None else "online",
         )
+        if spec.point:
+            entry["point"] = dict(spec.point)
         add_representation(
             entry, view, untrained.get(view.feature_key), data, run.outputs.neighbors, config.eval_batch_size
         )
@@ -358,7 +369,7 @@ class Comparison:
         return measure
 
     # -- outputs -------------------------------------------------------------------------------
-    def write_outputs(self, results: dict) -> dict:
+    def write_outputs(self, results: dict, plots: bool = True) -> dict:
         """Export, write and plot (with an out folder); returns the record as results.json holds it."""
         run, out = self.run_spec, self.out
         best = self.best.entry
@@ -375,7 +386,31 @@ class Comparison:
             log.info("Saving results...")
             write_json_atomic(out.file("results.json"), record)
             write_pickle_atomic(out.file("results.pkl"), seed_pickle(record))
-            comparison_plots(record, out.path, out.prefix)
+            if plots:
+                comparison_plots(record, out.path, out.prefix)
         log.info("Finished!")
         check_export(record)
         return record
+
+
+class Sweep(Comparison):
+    """A comparison whose methods are a grid's points: its outputs are the table by point (in
+    results.json under ``sweep``), a flat CSV and a heatmap, instead of one curve per run."""
+
+    def __init__(self, run: Run, strategy, out: OutFolder | None, listener: Listener | None, grid):
+        super().__init__(run, strategy, out, listener)
+        self.grid = grid
+
+    def write_outputs(self, results: dict) -> dict:
+        from ktrain.plots import sweep_heatmap
+        from ktrain.grid import CSV_NAME, HEATMAP_NAME, best_point, csv_text, summarize
+
+        summary = summarize(results["results"])
+        best = best_point(summary)
+        results["sweep"] = {"grid": self.grid.record(), "points": summary, "best": best["name"] if best else None}
+        if best is not None:
+            log.info("Best point on validation: %s (%.4f)", best["name"], best["val_accuracy"])
+        if self.run_spec.outputs.write_results and self.out is not None:  # results.json is written last
+            write_text_atomic(self.out.file(CSV_NAME), csv_text(results["results"], self.grid.keys))
+            sweep_heatmap(summary, self.grid.axes, self.out.file(HEATMAP_NAME))
+        return super().write_outputs(results, plots=False)

@@ -52,6 +52,13 @@ def write_json_atomic(path: Path, payload: dict) -> Path:
     return Path(path)
 
 
+def write_text_atomic(path: Path, text: str) -> Path:
+    """Write ``text`` (UTF-8) through a temporary file in the same folder, then rename."""
+    with atomic_write(path) as temporary:
+        temporary.write_text(text, encoding="utf-8")
+    return Path(path)
+
+
 def write_pickle_atomic(path: Path, payload) -> Path:
     """Pickle ``payload`` (plain Python types) through a temporary file, then rename."""
     with atomic_write(path) as temporary:

@@ -8,6 +8,7 @@ the validation split, measured each epoch; it has no cross-entropy line (the leg
 
 from __future__ import annotations
 
+import itertools
 from collections import defaultdict
 from pathlib import Path
 
@@ -110,3 +111,45 @@ def comparison_plots(results: dict, folder: Path, prefix: str = "") -> list[Path
         figure.tight_layout()
         written.append(save_figure(figure, folder / f"{prefix}{name}_validation_curves.png"))
     return written
+
+
+def sweep_heatmap(summary: list[dict], axes: tuple, path: Path) -> Path | None:
+    """For a grid of two keys, one panel per method that has both: mean validation accuracy over
+    seeds by (first key, second key), each cell labelled, the best point boxed. None (nothing drawn)
+    for any other grid."""
+    if len(axes) != 2:
+        return None
+    (row_key, row_values), (column_key, column_values) = axes
+    panels: dict[str, dict] = defaultdict(dict)
+    for row in summary:
+        point = row["point"]
+        if row_key in point and column_key in point and row["val_accuracy"] is not None:
+            panels[row["method"]][(point[row_key], point[column_key])] = row
+    if not panels:
+        return None
+    figure, grid = plt.subplots(
+        1, len(panels), figsize=(1.2 * len(column_values) * len(panels) + 2, 0.8 * len(row_values) + 2), squeeze=False
+    )
+    for axes_, (method, cells) in zip(grid[0], panels.items()):
+        values = np.full((len(row_values), len(column_values)), np.nan)
+        for (i, row_value), (j, column_value) in itertools.product(enumerate(row_values), enumerate(column_values)):
+            cell = cells.get((row_value, column_value))
+            if cell is None:
+                continue
+            values[i, j] = cell["val_accuracy"]
+            axes_.text(j, i, f"{cell['val_accuracy']:.3f}", ha="center", va="center", fontsize="small", color="w")
+            if cell["best"]:
+                axes_.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="black", linewidth=2.5))
+        image = axes_.imshow(values, cmap="viridis", aspect="auto")
+        axes_.set_xticks(range(len(column_values)), [_tick(value) for value in column_values])
+        axes_.set_yticks(range(len(row_values)), [_tick(value) for value in row_values])
+        axes_.set_xlabel(column_key)
+        axes_.set_ylabel(row_key)
+        axes_.set_title(f"{method}: validation accuracy")
+        figure.colorbar(image, ax=axes_)
+    figure.tight_layout()
+    return save_figure(figure, path)
+
+
+def _tick(value) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)

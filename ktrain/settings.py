@@ -20,8 +20,10 @@ from ktrain.config import OptimizerConfig, ScheduleConfig, TrainConfig
 from ktrain.options import Option
 from ktrain.specs import DataSpec, ModelsSpec, OutputSpec, Plan
 
-TRAINING = ("train", "distill", "pkt", "compare")
-TEACHING = ("distill", "pkt", "compare")
+# A sweep is a comparison over a grid of method options: it takes every setting compare takes.
+COMPARING = ("compare", "sweep")
+TRAINING = ("train", "distill", "pkt", *COMPARING)
+TEACHING = ("distill", "pkt", *COMPARING)
 
 # Help panels of the command line, by the spec a setting fills.
 PANELS = {OutputSpec: "Outputs", Plan: "Comparison"}
@@ -276,7 +278,7 @@ SETTINGS: dict[str, Setting] = {
             "for a generalist. TEACHER may be FILE:CLASSES too.",
             ModelsSpec,
             kind=tuple,
-            commands=("distill", "compare"),
+            commands=("distill", *COMPARING),
         ),
         _setting(
             "neighbors",
@@ -293,14 +295,14 @@ SETTINGS: dict[str, Setting] = {
             OutputSpec,
             kind=str,
             optional=True,
-            commands=("distill", "compare"),
+            commands=("distill", *COMPARING),
         ),
         _setting(
             "max_accuracy_drop",
             ("--max-accuracy-drop",),
             "Largest test-accuracy loss the export may cause.",
             OutputSpec,
-            commands=("distill", "compare"),
+            commands=("distill", *COMPARING),
         ),
         _setting(
             "seeds",
@@ -308,7 +310,7 @@ SETTINGS: dict[str, Setting] = {
             "Repeat every method with this many seeds (seed, seed+1, ...); mean ± std.",
             Plan,
             kind=int,
-            commands=("compare",),
+            commands=COMPARING,
         ),
         _setting(
             "baseline",
@@ -316,7 +318,7 @@ SETTINGS: dict[str, Setting] = {
             "Also train the student from scratch.",
             Plan,
             kind=bool,
-            commands=("compare",),
+            commands=COMPARING,
         ),
         _setting(
             "teacher_epochs",
@@ -325,12 +327,12 @@ SETTINGS: dict[str, Setting] = {
             "each on their classes), as the demo does.",
             Plan,
             kind=int,
-            commands=("compare",),
+            commands=COMPARING,
         ),
         Setting(
             Option("save_students", ("-s", "--save-students"), "all, best (on validation) or none.", kind=str),
             OutputSpec,
-            commands=("compare",),
+            commands=COMPARING,
             parse=lambda value: str(value).lower(),
         ),
         _setting(
@@ -339,7 +341,7 @@ SETTINGS: dict[str, Setting] = {
             "Per-method TensorBoard scalars under the out folder.",
             OutputSpec,
             kind=bool,
-            commands=("compare",),
+            commands=COMPARING,
         ),
         _setting(
             "resume",
@@ -380,7 +382,7 @@ HIDDEN = {
     "write_results": Setting(
         Option("write_results", ("--write-results",), "Write results.json.", kind=bool, check="any"),
         OutputSpec,
-        commands=("compare",),
+        commands=COMPARING,
     )
 }
 

@@ -8,7 +8,7 @@ teacher, a method is replaced by its ensemble variant (kd -> ensemble-kd).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ktrain.errors import KtrainError
@@ -20,6 +20,7 @@ DEFAULTS: dict[str, tuple[str, ...]] = {
     "distill": ("kd",),
     "pkt": ("pkt",),
     "compare": ("kd", "pkt", "pkt+kd"),
+    "sweep": ("kd",),
 }
 # Commands that take one method (a switch replaces it) and commands that take several (a switch adds one).
 SINGLE = ("train", "distill", "pkt")
@@ -33,11 +34,13 @@ DEMOS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
 
 @dataclass(frozen=True)
 class MethodSpec:
-    """A method class and its resolved options; ``given`` keeps what the user set explicitly."""
+    """A method class and its resolved options; ``given`` keeps what the user set explicitly, and
+    ``point`` a sweep's grid values for this run (they are in ``options`` too)."""
 
     cls: type[Method]
     options: Options
     given: Mapping[str, Any] = field(default_factory=dict)
+    point: tuple[tuple[str, Any], ...] = ()
 
     @classmethod
     def of(cls, name: str, given: Mapping[str, Any] | None = None) -> MethodSpec:
@@ -49,13 +52,24 @@ class MethodSpec:
     def name(self) -> str:
         return self.cls.name
 
+    @property
+    def display_name(self) -> str:
+        """How tables name the run: the method's name, plus its grid values in a sweep."""
+        return " ".join([self.cls.display_name, *(f"{key}={plain(value)}" for key, value in self.point)])
+
+    @property
+    def key(self) -> str:
+        """A file-name-safe name of the run (its checkpoint folder): the method's, plus its grid values."""
+        parts = [self.name, *(f"{key}-{plain(value)}" for key, value in self.point)]
+        return "_".join(parts).replace("+", "plus").replace("/", "-").replace(" ", "")
+
     def build(self) -> Method:
         """A fresh method object (with no state yet): one per training run."""
         return self.cls(self.options)
 
     def resolved(self, student, teacher) -> MethodSpec:
         """This spec with the choices its method makes from the models (``Method.resolve``)."""
-        return MethodSpec(self.cls, self.cls.resolve(self.options, student, teacher), self.given)
+        return replace(self, options=self.cls.resolve(self.options, student, teacher))
 
     def for_ensemble(self) -> MethodSpec:
         """The spec that runs with an ensemble teacher, or a KtrainError when the method needs one model."""
@@ -67,7 +81,7 @@ class MethodSpec:
                 f"method '{self.name}' needs one teacher model, but the teacher is an ensemble: use one of "
                 f"{', '.join(usable)}"
             )
-        return MethodSpec.of(self.cls.ensemble_variant, self.given)
+        return replace(MethodSpec.of(self.cls.ensemble_variant, self.given), point=self.point)
 
     def check_samples(self, mixing: str | None, topk: int | None) -> None:
         """Refuse, in one line, a mixing augmentation or top-N targets the method cannot learn from."""
@@ -87,6 +101,11 @@ class MethodSpec:
 
     def record(self) -> dict[str, Any]:
         return {"name": self.name, "options": self.options.to_dict()}
+
+
+def plain(value: Any) -> str:
+    """A grid value as a table shows it: 4 for 4.0, 0.5, True."""
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def ensemble_sources() -> set[str]:
@@ -159,7 +178,7 @@ def baseline() -> MethodSpec:
 
 
 # Commands that name their methods with -m (any teacher method); the others offer their default and switches.
-CHOOSABLE = ("distill", "compare")
+CHOOSABLE = ("distill", "compare", "sweep")
 
 
 def offered(command: str) -> list[type[Method]]:

@@ -1,0 +1,248 @@
+"""``ktrain sweep``: a comparison over a grid of method options, and the point best on validation.
+
+A sweep is a :class:`~ktrain.comparison.Comparison` whose methods are the grid's points: each chosen
+method once per combination of the grid values it takes (a key a method does not have leaves that
+method's points alone). So every point and seed starts from the same initial student weights as the
+scratch baseline, the teacher's targets are computed once for all of them (the K-view cache too),
+and ``--resume`` skips the (point, seed) runs already finished.
+
+What a sweep adds: a table by point (validation and test accuracy, mean ± std over seeds), the point
+best on **validation** (the test split is shown, never used to choose), a flat CSV with one row per
+run and, for a grid of two keys, a heatmap of validation accuracy.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ktrain.errors import KtrainError
+from ktrain.methods.base import get_method
+from ktrain.methods.selection import MethodSpec, plain
+from ktrain.options import Option
+
+CSV_NAME = "sweep.csv"
+HEATMAP_NAME = "sweep_heatmap.png"
+TRUE, FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
+
+
+@dataclass(frozen=True)
+class Grid:
+    """The swept options, in the order given: ``((key, (value, ...)), ...)``, values converted."""
+
+    axes: tuple[tuple[str, tuple[Any, ...]], ...]
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        return tuple(key for key, _ in self.axes)
+
+    def points(self, method: str) -> list[tuple[tuple[str, Any], ...]]:
+        """Every combination of the values of the keys ``method`` has (one empty point if none)."""
+        own = [(key, values) for key, values in self.axes if key in get_method(method).Options.specs()]
+        keys = [key for key, _ in own]
+        return [tuple(zip(keys, combination)) for combination in itertools.product(*(values for _, values in own))]
+
+    def record(self) -> dict[str, list]:
+        return {key: list(values) for key, values in self.axes}
+
+
+def parse_grid(grid: Iterable[str] | Mapping[str, Iterable], methods: Iterable[str], given: Mapping[str, Any]) -> Grid:
+    """``grid`` (``["temperature=1,2,4", ...]``, or ``{"temperature": [1, 2, 4]}`` from Python) as a
+    :class:`Grid` for ``methods``; a KtrainError names a key no chosen method has, a value of the
+    wrong type or range, an empty grid, and a key also set as a fixed option."""
+    methods = [get_method(name).name for name in methods]
+    specs: dict[str, Option] = {}
+    for name in methods:
+        specs.update(get_method(name).Options.specs())
+    entries = list(grid.items()) if isinstance(grid, Mapping) else [_split_entry(entry) for entry in grid]
+    if not entries:
+        raise KtrainError("the grid is empty: give at least one --grid KEY=V1,V2 (say --grid temperature=2,4,8)")
+    axes: list[tuple[str, tuple[Any, ...]]] = []
+    for raw_key, raw_values in entries:
+        key = _option_name(str(raw_key), specs, methods)
+        if key in dict(axes):
+            raise KtrainError(f"--grid {key} is given twice: give each key once, with all its values")
+        if key in given:
+            raise KtrainError(f"{key} is both swept (--grid) and fixed ({specs[key].flags[0]}): drop one of them")
+        values = tuple(_convert(specs[key], value) for value in _values(key, raw_values))
+        repeated = sorted({plain(value) for value in values if values.count(value) > 1})
+        if repeated:
+            raise KtrainError(f"--grid {key} lists {repeated[0]} twice: give each value once")
+        axes.append((key, values))
+    return Grid(tuple(axes))
+
+
+def _split_entry(entry: str) -> tuple[str, list[str]]:
+    key, equals, values = str(entry).partition("=")
+    if not equals or not key.strip():
+        raise KtrainError(f"--grid '{entry}' is not KEY=V1,V2,...: write it as, say, --grid temperature=2,4,8")
+    return key.strip(), [value.strip() for value in values.split(",") if value.strip()]
+
+
+def _values(key: str, values) -> list:
+    values = [values] if isinstance(values, str | int | float | bool) else list(values)
+    if not values:
+        raise KtrainError(f"--grid {key} lists no values: give one or more, say --grid {key}=V1,V2")
+    return values
+
+
+def _option_name(key: str, specs: Mapping[str, Option], methods: list[str]) -> str:
+    """The option ``key`` names (its name, with - or _, or one of its flags), among ``specs``."""
+    wanted = key.lstrip("-").replace("-", "_")
+    for name, spec in specs.items():
+        if wanted == name or wanted in (flag.lstrip("-").replace("-", "_") for flag in spec.flags):
+            return name
+    raise KtrainError(
+        f"--grid key '{key}' is not an option of {', '.join(methods)}: use one of {', '.join(specs) or 'none'}"
+    )
+
+
+def _convert(spec: Option, value: Any) -> Any:
+    """A grid value by the option's kind (a bool from true/false, yes/no, on/off, 1/0)."""
+    if spec.kind is bool and isinstance(value, str):
+        lowered = value.lower()
+        if lowered not in TRUE + FALSE:
+            raise KtrainError(f"--grid {spec.name} value '{value}' is not true or false: give true or false")
+        value = lowered in TRUE
+    return spec.convert(value)
+
+
+def sweep_specs(
+    methods: Iterable[str], grid: Grid, given: Mapping[str, Any], max_points: int
+) -> tuple[MethodSpec, ...]:
+    """One method spec per (method, point); every value checked by its method (a KtrainError names a
+    value out of range); more than ``max_points`` runs per seed is refused."""
+    if max_points < 1:
+        raise KtrainError(f"--max-points is {max_points}: give 1 or more")
+    names = [get_method(name).name for name in methods]
+    count = sum(len(grid.points(name)) for name in names)
+    if count > max_points:
+        raise KtrainError(
+            f"the grid has {count} points, over --max-points {max_points}: shrink the grid or raise --max-points"
+        )
+    specs = []
+    for name in names:
+        own = {key: value for key, value in given.items() if key in get_method(name).Options.specs()}
+        for point in grid.points(name):
+            spec = MethodSpec.of(name, {**own, **dict(point)})
+            specs.append(MethodSpec(spec.cls, spec.options, spec.given, point))
+    return tuple(specs)
+
+
+def refuse_fresh_views(run) -> None:
+    """Under ``--augment`` without ``--views`` the teacher would run online for every point and seed:
+    a sweep asks for K fixed views instead, so one teacher pass serves them all."""
+    views = run.data.sample_views
+    if views.augment and views.count is None and run.engine.targets != "online":
+        raise KtrainError(
+            f"sweep with --augment {views.augment} but no --views: give --views K (8, say) so one teacher pass "
+            "serves every point and seed, or --targets online to run the teacher in every run"
+        )
+
+
+# -- the summary ---------------------------------------------------------------------------------------
+def kept_val_accuracy(entry: Mapping) -> float | None:
+    """The validation accuracy of the weights a run kept: the best epoch's when they were restored,
+    else the last epoch's; None for a method that does not train the class head, or a failed run."""
+    values = (entry.get("history") or {}).get("val_accuracy")
+    if not values or not entry.get("trains_head", True):
+        return None
+    if entry.get("restored_best") and entry.get("best_epoch"):
+        return float(values[entry["best_epoch"] - 1])
+    return float(values[-1])
+
+
+def _spread(values: list[float]) -> tuple[float | None, float | None]:
+    """Mean and standard deviation (population, as ``compare`` reports it) of ``values``."""
+    if not values:
+        return None, None
+    mean = sum(values) / len(values)
+    return mean, math.sqrt(sum((value - mean) ** 2 for value in values) / len(values))
+
+
+def summarize(entries: Iterable[Mapping]) -> list[dict]:
+    """One row per point (and the scratch baseline), in run order: its method, grid values, seeds,
+    and validation and test accuracy as mean and std over seeds. The row with the highest mean
+    validation accuracy among the transfer points has ``best: True``."""
+    rows: dict[str, dict] = {}
+    for entry in entries:
+        if entry.get("role") != "student":
+            continue
+        row = rows.setdefault(
+            entry["name"],
+            {
+                "name": entry["name"],
+                "method": entry["method"],
+                "point": dict(entry.get("point") or {}),
+                "val": [],
+                "test": [],
+                "failed": 0,
+            },
+        )
+        score = kept_val_accuracy(entry)
+        if "failed" in entry or score is None:
+            row["failed"] += "failed" in entry
+            continue
+        row["val"].append(score)
+        row["test"].append(float(entry["test"]["accuracy"]))
+    summary = []
+    for row in rows.values():
+        val_mean, val_std = _spread(row.pop("val"))
+        test_values = row.pop("test")
+        test_mean, test_std = _spread(test_values)
+        summary.append(
+            row
+            | {
+                "seeds": len(test_values),
+                "val_accuracy": val_mean,
+                "val_accuracy_std": val_std,
+                "test_accuracy": test_mean,
+                "test_accuracy_std": test_std,
+                "best": False,
+            }
+        )
+    candidates = [row for row in summary if row["method"] != "supervised" and row["val_accuracy"] is not None]
+    if candidates:
+        max(candidates, key=lambda row: row["val_accuracy"])["best"] = True  # the first of equals
+    return summary
+
+
+def best_point(summary: Iterable[Mapping]) -> Mapping | None:
+    return next((row for row in summary if row["best"]), None)
+
+
+# -- the files -----------------------------------------------------------------------------------------
+CSV_COLUMNS = ("name", "method", "seed", "val_accuracy", "test_accuracy", "test_crossentropy", "epochs_run")
+
+
+def csv_text(entries: Iterable[Mapping], keys: Iterable[str]) -> str:
+    """One row per student run: its name, method, each grid key (empty where the method has none),
+    seed and scores; a failed run has empty scores and its reason."""
+    keys = list(keys)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow([*CSV_COLUMNS[:2], *keys, *CSV_COLUMNS[2:], "failed"])
+    for entry in entries:
+        if entry.get("role") != "student":
+            continue
+        point, test = entry.get("point") or {}, entry.get("test") or {}
+        val = kept_val_accuracy(entry)
+        writer.writerow(
+            [
+                entry["name"],
+                entry["method"],
+                *(point.get(key, "") for key in keys),
+                entry.get("seed", ""),
+                "" if val is None else val,
+                test.get("accuracy", ""),
+                test.get("crossentropy", ""),
+                entry.get("epochs_run", ""),
+                entry.get("failed", ""),
+            ]
+        )
+    return buffer.getvalue()
