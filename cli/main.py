@@ -335,34 +335,43 @@ def demo(
         typer.Option(
             "-out",
             "--out-folder",
-            help=f"Folder for the outputs (default {api.demo_folder(False)}, with -sl {api.demo_folder(True)}).",
+            help=f"Folder for the outputs (default {api.demo_folder()}, with -sl {api.demo_folder('pyramid')}).",
+            show_default=False,
         ),
     ] = None,
     epochs: Annotated[
-        int, typer.Option("-e", "--epochs", help="Epochs for the teacher and for each student.")
-    ] = api.default(api.demo, "epochs"),
-    seeds: Annotated[int, typer.Option("--seeds", help="Repeat every student with this many seeds.")] = api.default(
-        api.demo, "seeds"
-    ),
-    seed: Annotated[int, typer.Option("-seed", "--seed", help="Random seed.")] = api.default(api.demo, "seed"),
+        int | None,
+        typer.Option(
+            "-e",
+            "--epochs",
+            help=f"Epochs of each student (default {api.demo_epochs()}); the teacher trains at most as many.",
+            show_default=False,
+        ),
+    ] = None,
+    seeds: Annotated[
+        int | None, typer.Option("--seeds", help="Seeds per student (default: the job's).", show_default=False)
+    ] = None,
+    seed: Annotated[int, typer.Option("-seed", "--seed", help="First random seed.")] = api.default(api.demo, "seed"),
     verbosity: Annotated[int, typer.Option("-v", "--verbosity", help="0: final table only; 1: progress bars.")] = 1,
     selective: Annotated[
         bool,
         typer.Option(
             "-sl",
             "--selective-learning",
-            help="Train zoo:pyramid_ensemble (a generalist and two specialists) and compare ensemble KD with "
-            "selective KD.",
+            help="Train zoo:pyramid_ensemble (a generalist and two specialists); compare ensemble and selective KD.",
         ),
     ] = False,
 ):
     """The seed's job, offline on the built-in digits: train a teacher, then compare the seed's three methods and a
-    scratch student."""
-    out_folder = out_folder or api.demo_folder(selective)
+    scratch student. It prints its settings first, and why."""
+    job = "pyramid" if selective else "seed"
+    out_folder = out_folder or api.demo_folder(job)
     _quiet_tensorflow_import()
+    for line in api.demo_settings(job, epochs, seeds):
+        console.print(line, highlight=False)
     listener = RichProgress(console, verbosity)
     result = _interruptible(
-        lambda: api.demo(out_folder, epochs=epochs, seed=seed, seeds=seeds, listener=listener, selective=selective)
+        lambda: api.demo(out_folder, job=job, epochs=epochs, seed=seed, seeds=seeds, listener=listener)
     )
     _show_comparison(result.record, out_folder, False)
 

@@ -266,28 +266,52 @@ def export(
 def demo(
     out_folder: str | None = None,
     *,
-    epochs: int = 60,
+    job: str = "seed",
+    epochs: int | None = None,
     seed: int = 0,
-    seeds: int = 1,
-    selective: bool = False,
+    seeds: int | None = None,
     listener=None,
 ) -> Comparison:
-    """The offline demo on the built-in digits (``ktrain demo``): train a zoo teacher, then compare
-    the seed's methods and a scratch student, ``seeds`` times; with ``selective``, a pyramid of
-    specialists and selective KD. Writes into ``out_folder`` when given (the command line uses
-    :func:`demo_folder`)."""
+    """An offline demo on the built-in digits (``ktrain demo``): train a zoo teacher, then compare the
+    job's methods with a scratch student, ``seeds`` times. ``job`` "seed" (the default): KD, PKT and
+    PKT+KD at their defaults; "pyramid": a pyramid of specialists, ensemble KD and selective KD.
+    ``epochs`` (default: the job's, 60) sets the students' epochs, and shortens the teacher's to
+    at most as many. Writes into ``out_folder`` when given (the command line uses
+    :func:`demo_folder`); :func:`demo_settings` says what the job runs and why."""
     from ktrain.comparison import run_demo
 
-    if epochs <= 0:
-        raise KtrainError(f"epochs (-e) is {epochs}: give a value greater than 0")
+    chosen = _demo_job(job)
+    epochs = chosen.epochs if epochs is None else epochs
+    seeds = chosen.seeds if seeds is None else seeds
+    if epochs <= 0 or seeds <= 0:
+        raise KtrainError(f"epochs (-e) is {epochs} and seeds is {seeds}: give values greater than 0")
     with _quiet_tensorflow():
-        outcome = run_demo(out_folder, epochs=epochs, seed=seed, seeds=seeds, listener=listener, selective=selective)
+        outcome = run_demo(chosen, out_folder, epochs=epochs, seeds=seeds, seed=seed, listener=listener)
     return comparison(outcome)
 
 
-def demo_folder(selective: bool) -> str:
+def demo_folder(job: str = "seed") -> str:
     """Where ``ktrain demo`` writes when no folder is given."""
-    return "out/demo_selective" if selective else "out/demo"
+    return _demo_job(job).folder
+
+
+def demo_epochs(job: str = "seed") -> int:
+    """The students' epochs of ``job`` unless ``epochs`` is given."""
+    return _demo_job(job).epochs
+
+
+def demo_settings(job: str = "seed", epochs: int | None = None, seeds: int | None = None) -> list[str]:
+    """Lines saying which settings ``job`` runs with, and why."""
+    chosen = _demo_job(job)
+    return chosen.describe(chosen.epochs if epochs is None else epochs, chosen.seeds if seeds is None else seeds)
+
+
+def _demo_job(job: str):
+    from ktrain.demo import JOBS
+
+    if job not in JOBS:
+        raise KtrainError(f"demo job '{job}' is unknown: use {', '.join(JOBS)}")
+    return JOBS[job]
 
 
 def cache(

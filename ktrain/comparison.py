@@ -27,7 +27,7 @@ from ktrain.evaluation import extract_features, knn_accuracy, representation_rep
 from ktrain.io import json_ready, write_json_atomic, write_pickle_atomic, write_text_atomic
 from ktrain.listener import Listener, Listeners
 from ktrain.loading import check_classes, load_student, load_teacher, student_view
-from ktrain.methods.selection import DEMOS, MethodSpec, baseline, choose
+from ktrain.methods.selection import MethodSpec, baseline, choose
 from ktrain.plots import comparison_plots
 from ktrain.records import add_representation, results_record, student_record, teacher_record
 from ktrain.report import OutFolder, final_results_block, seed_pickle
@@ -53,31 +53,20 @@ def run_compare(run: Run, listener: Listener | None = None) -> Outcome:
         return Comparison(run, strategy, out, listener).run()
 
 
-def run_demo(
-    out_folder: str = "out/demo",
-    epochs: int = 60,
-    seed: int = 0,
-    listener: Listener | None = None,
-    seeds: int = 1,
-    selective: bool = False,
-) -> Outcome:
-    """The seed's job on the built-in digits: train a zoo teacher, then compare KD, PKT, PKT+KD and a
-    from-scratch student, with the table, results files and plots.
-
-    With ``selective`` the teacher is ``zoo:pyramid_ensemble`` (a generalist and two specialists, each
-    trained on its own classes) and the students learn by ensemble KD and selective KD.
-    """
-    teacher = "zoo:pyramid_ensemble" if selective else "zoo:digits_teacher"
-    names, options = DEMOS["selective" if selective else "seed"]
+def run_demo(job, out_folder: str, epochs: int, seeds: int, seed: int, listener: Listener | None = None) -> Outcome:
+    """A ``ktrain demo`` job (ktrain.demo.Job): train its zoo teacher on the built-in digits, then
+    compare its methods with a from-scratch student, with the table, results files and plots."""
+    names, options = job.methods
     methods, _ = choose("compare", names, options=options)
+    teacher_epochs = job.teacher_epochs if epochs == job.epochs else min(job.teacher_epochs, epochs)
     run = Run(
         command="demo",
-        models=ModelsSpec(student="zoo:digits_student", teacher=teacher),
+        models=ModelsSpec(student=job.student, teacher=job.teacher),
         data=DataSpec("digits"),
         methods=methods,
         engine=TrainConfig(epochs=epochs, seed=seed, strategy="one"),
         outputs=OutputSpec(folder=out_folder, overwrite=True),
-        plan=Plan(seeds=seeds, teacher_epochs=epochs),
+        plan=Plan(seeds=seeds, teacher_epochs=teacher_epochs),
     )
     return run_compare(run, listener)
 
@@ -402,15 +391,16 @@ class Sweep(Comparison):
         self.grid = grid
 
     def write_outputs(self, results: dict) -> dict:
+        from ktrain.grid import CSV_NAME, HEATMAP_NAME, best_point, csv_text, run_rows, summarize
         from ktrain.plots import sweep_heatmap
-        from ktrain.grid import CSV_NAME, HEATMAP_NAME, best_point, csv_text, summarize
 
-        summary = summarize(results["results"])
+        runs = run_rows(results["results"])
+        summary = summarize(runs)
         best = best_point(summary)
         results["sweep"] = {"grid": self.grid.record(), "points": summary, "best": best["name"] if best else None}
         if best is not None:
             log.info("Best point on validation: %s (%.4f)", best["name"], best["val_accuracy"])
         if self.run_spec.outputs.write_results and self.out is not None:  # results.json is written last
-            write_text_atomic(self.out.file(CSV_NAME), csv_text(results["results"], self.grid.keys))
+            write_text_atomic(self.out.file(CSV_NAME), csv_text(runs, self.grid.keys))
             sweep_heatmap(summary, self.grid.axes, self.out.file(HEATMAP_NAME))
         return super().write_outputs(results, plots=False)

@@ -165,31 +165,53 @@ def _spread(values: list[float]) -> tuple[float | None, float | None]:
     return mean, math.sqrt(sum((value - mean) ** 2 for value in values) / len(values))
 
 
-def summarize(entries: Iterable[Mapping]) -> list[dict]:
-    """One row per point (and the scratch baseline), in run order: its method, grid values, seeds,
-    and validation and test accuracy as mean and std over seeds. The row with the highest mean
-    validation accuracy among the transfer points has ``best: True``."""
-    rows: dict[str, dict] = {}
+def run_rows(entries: Iterable[Mapping]) -> list[dict]:
+    """One flat row per student run of results.json's entries: name, method, grid point, seed,
+    validation accuracy of the kept weights, test accuracy and cross-entropy, epochs, and why it
+    failed (what sweep.csv holds, and what the summary is computed from)."""
+    rows = []
     for entry in entries:
         if entry.get("role") != "student":
             continue
-        row = rows.setdefault(
-            entry["name"],
+        test = entry.get("test") or {}
+        rows.append(
             {
                 "name": entry["name"],
                 "method": entry["method"],
                 "point": dict(entry.get("point") or {}),
+                "seed": entry.get("seed"),
+                "val_accuracy": kept_val_accuracy(entry),
+                "test_accuracy": test.get("accuracy"),
+                "test_crossentropy": test.get("crossentropy"),
+                "epochs_run": entry.get("epochs_run"),
+                "failed": entry.get("failed"),
+            }
+        )
+    return rows
+
+
+def summarize(runs: Iterable[Mapping]) -> list[dict]:
+    """One row per point (and the scratch baseline) of ``runs`` (:func:`run_rows`), in run order:
+    its method, grid values, seeds, and validation and test accuracy as mean and std over seeds.
+    The row with the highest mean validation accuracy among the transfer points has ``best: True``."""
+    rows: dict[str, dict] = {}
+    for run in runs:
+        row = rows.setdefault(
+            run["name"],
+            {
+                "name": run["name"],
+                "method": run["method"],
+                "point": dict(run["point"]),
                 "val": [],
                 "test": [],
                 "failed": 0,
             },
         )
-        score = kept_val_accuracy(entry)
-        if "failed" in entry or score is None:
-            row["failed"] += "failed" in entry
+        if run.get("failed") or run["val_accuracy"] is None:
+            row["failed"] += bool(run.get("failed"))
             continue
-        row["val"].append(score)
-        row["test"].append(float(entry["test"]["accuracy"]))
+        row["val"].append(run["val_accuracy"])
+        row["test"].append(run["test_accuracy"])
     summary = []
     for row in rows.values():
         val_mean, val_std = _spread(row.pop("val"))
@@ -217,32 +239,18 @@ def best_point(summary: Iterable[Mapping]) -> Mapping | None:
 
 
 # -- the files -----------------------------------------------------------------------------------------
-CSV_COLUMNS = ("name", "method", "seed", "val_accuracy", "test_accuracy", "test_crossentropy", "epochs_run")
+CSV_COLUMNS = ("seed", "val_accuracy", "test_accuracy", "test_crossentropy", "epochs_run", "failed")
 
 
-def csv_text(entries: Iterable[Mapping], keys: Iterable[str]) -> str:
-    """One row per student run: its name, method, each grid key (empty where the method has none),
-    seed and scores; a failed run has empty scores and its reason."""
+def csv_text(runs: Iterable[Mapping], keys: Iterable[str]) -> str:
+    """``runs`` (:func:`run_rows`) as CSV: name, method, each grid key (empty where the method has
+    none), then seed, scores and the reason of a failed run; empty cells for what a run lacks."""
     keys = list(keys)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow([*CSV_COLUMNS[:2], *keys, *CSV_COLUMNS[2:], "failed"])
-    for entry in entries:
-        if entry.get("role") != "student":
-            continue
-        point, test = entry.get("point") or {}, entry.get("test") or {}
-        val = kept_val_accuracy(entry)
-        writer.writerow(
-            [
-                entry["name"],
-                entry["method"],
-                *(point.get(key, "") for key in keys),
-                entry.get("seed", ""),
-                "" if val is None else val,
-                test.get("accuracy", ""),
-                test.get("crossentropy", ""),
-                entry.get("epochs_run", ""),
-                entry.get("failed", ""),
-            ]
-        )
+    writer.writerow(["name", "method", *keys, *CSV_COLUMNS])
+    for run in runs:
+        cells = [run.get(column) for column in CSV_COLUMNS]
+        point = [run["point"].get(key) for key in keys]
+        writer.writerow([run["name"], run["method"], *("" if cell is None else cell for cell in point + cells)])
     return buffer.getvalue()

@@ -29,6 +29,7 @@ def test_demo_runs_the_seed_job_on_digits(tmp_path):
     out = tmp_path / "demo"
     result = invoke("demo", "-e", 2, "-v", 0, "-out", out)
     assert result.exit_code == 0, result.output
+    assert "demo 'seed'" in result.output and "why: the seed's main job" in result.output
     for name in ("Teacher", "KD", "PKT", "PKT+KD", "Scratch student", "kNN", "T/S"):
         assert name in result.output
     for name in (

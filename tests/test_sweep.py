@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from ktrain.cli.main import app
 from ktrain.errors import KtrainError
-from ktrain.grid import csv_text, kept_val_accuracy, parse_grid, summarize, sweep_specs
+from ktrain.grid import csv_text, kept_val_accuracy, parse_grid, run_rows, summarize, sweep_specs
 
 runner = CliRunner()
 
@@ -114,7 +114,7 @@ def test_the_best_point_is_chosen_on_validation_never_on_test():
         entry("Scratch student", 0, [0.99], 0.99, method="supervised"),  # the baseline is not a point
         {"name": "Teacher", "role": "teacher"},
     ]
-    rows = summarize(entries)
+    rows = summarize(run_rows(entries))
     assert [row["name"] for row in rows] == ["KD t=2", "KD t=4", "Scratch student"]
     t2, t4, scratch = rows
     assert t4["best"] and not t2["best"] and not scratch["best"]
@@ -125,7 +125,7 @@ def test_the_best_point_is_chosen_on_validation_never_on_test():
 
 def test_a_failed_run_counts_as_failed_not_as_a_score():
     failed = {"name": "KD t=2", "role": "student", "method": "kd", "seed": 1, "point": {}, "failed": "nan loss"}
-    rows = summarize([entry("KD t=2", 0, [0.9], 0.9), failed])
+    rows = summarize(run_rows([entry("KD t=2", 0, [0.9], 0.9), failed]))
     assert rows[0]["seeds"] == 1 and rows[0]["failed"] == 1
 
 
@@ -134,7 +134,7 @@ def test_csv_is_flat_one_row_per_run():
         entry("KD temperature=2", 0, [0.9, 0.8], 0.85, best_epoch=1, point={"temperature": 2.0}),
         entry("Scratch student", 0, [0.7], 0.75, method="supervised"),
     ]
-    rows = list(csv.DictReader(csv_text(entries, ["temperature", "kd_lambda"]).splitlines()))
+    rows = list(csv.DictReader(csv_text(run_rows(entries), ["temperature", "kd_lambda"]).splitlines()))
     assert list(rows[0]) == [
         "name",
         "method",

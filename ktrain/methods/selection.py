@@ -28,7 +28,7 @@ BASELINE = "supervised"
 # The offline demo: the seed's three methods, at their defaults.
 DEMOS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
     "seed": (("kd", "pkt", "pkt+kd"), {}),
-    "selective": (("kd", "selective-kd"), {}),
+    "pyramid": (("kd", "selective-kd"), {}),
 }
 
 
