@@ -227,3 +227,19 @@ def test_two_replicas_give_the_same_loss_and_update_as_one_device(small_digits, 
         assert runs["mirrored"][1][key] == pytest.approx(runs["one"][1][key], rel=1e-5, abs=1e-6), key
     for a, b in zip(runs["one"][2], runs["mirrored"][2]):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_pipelines_start_no_autotuning_threads(small_digits):
+    # Each autotuned or distributed iterator starts tf.data threads that its release waits for: a
+    # run pinned to one CPU hung for minutes as its epochs' iterators went. The engine's pipelines
+    # run without autotuning, and on one CPU device they are not wrapped for distribution.
+    from ktrain.augment import Views, parse_augment
+    from ktrain.data import eval_pipeline
+    from ktrain.strategy import host_only
+    from ktrain.views import TrainingSamples
+
+    d = small_digits
+    for views in (None, Views(parse_augment("crop"), None, 0)):
+        assert TrainingSamples(d.x_train, d.y_train, views).epoch(64, 0, 1).options().autotune.enabled is False
+    assert eval_pipeline(d.x_val, d.y_val, 64).options().autotune.enabled is False
+    assert host_only(build_strategy("one")) and not host_only(build_strategy("mirrored"))
