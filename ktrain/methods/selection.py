@@ -61,7 +61,7 @@ class MethodSpec:
     def key(self) -> str:
         """A file-name-safe name of the run (its checkpoint folder): the method's, plus its grid values."""
         parts = [self.name, *(f"{key}-{plain(value)}" for key, value in self.point)]
-        return "_".join(parts).replace("+", "plus").replace("/", "-").replace(" ", "")
+        return "_".join(parts).replace("/", "-").replace(" ", "")
 
     def build(self) -> Method:
         """A fresh method object (with no state yet): one per training run."""
