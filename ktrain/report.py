@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
 import os
 import platform
@@ -35,6 +37,37 @@ class OutFolder:
 
     def file(self, name: str) -> Path:
         return self.path / f"{self.prefix}{name}"
+
+
+LOCK_NAME = ".ktrain.lock"
+
+
+@contextlib.contextmanager
+def folder_lock(out: OutFolder):
+    """Hold an exclusive lock on ``out`` for as long as the run lives, so a second run on the same
+    folder is refused instead of mixing its files with this one's. The kernel drops the lock of a
+    killed process, so ``--resume`` is never blocked by a dead run. The lock file stays (removing it
+    would let a waiting process lock a file nobody else sees)."""
+    handle = open(out.path / LOCK_NAME, "a+", encoding="utf-8")  # noqa: SIM115 (held for the run's life)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise KtrainError(
+            f"out folder '{out.path}' is in use by a running ktrain ({holder}): wait for it to end, or choose "
+            "another -out"
+        ) from None
+    try:
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()}: {' '.join(sys.argv)}"[:500] + "\n")
+        handle.flush()
+        yield
+    finally:
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        handle.close()
 
 
 def claim_out_folder(out: OutFolder, *, resume: bool = False, overwrite: bool = False) -> None:

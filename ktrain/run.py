@@ -36,7 +36,7 @@ from ktrain.loading import check_classes, load_student, load_teacher, student_vi
 from ktrain.methods.selection import baseline
 from ktrain.precision import policy as precision_policy
 from ktrain.records import add_representation, results_record, student_record, teacher_record
-from ktrain.report import OutFolder, attach_log_file, claim_out_folder, detach_log_file
+from ktrain.report import LOCK_NAME, OutFolder, attach_log_file, claim_out_folder, detach_log_file, folder_lock
 from ktrain.seeding import seed_everything
 from ktrain.specialists import ensemble_from_model, is_generalist, members_of
 from ktrain.specs import OutputSpec, Run, is_object, label
@@ -63,32 +63,40 @@ def run_context(run: Run, *, log_file: bool = True):
     run.validate()
     strategy = build_strategy(run.engine.strategy)
     out, created = None, False
-    if run.outputs.writes:
-        folder = output_folder(strategy, run.outputs.folder)
-        created = not Path(folder).exists()
-        out = OutFolder(folder, run.outputs.prefix)
-        claim_out_folder(out, resume=run.outputs.resume, overwrite=run.outputs.overwrite)
-    handler = attach_log_file(out, run.outputs.debug) if log_file and out is not None else None
-    try:
-        with precision_policy(run.engine.precision), models.unchanged_trainable(run.models.teacher):
-            yield strategy, out
-    except KtrainError as exc:
-        if handler is not None:
-            detach_log_file(handler)
-            handler = None
-        if created and not isinstance(exc, RunFault):  # a refusal, not a failure of the run
-            remove_if_only_log(out)
-        raise
-    finally:
-        if handler is not None:
-            detach_log_file(handler)
+    with contextlib.ExitStack() as stack:
+        if run.outputs.writes:
+            folder = output_folder(strategy, run.outputs.folder)
+            created = not Path(folder).exists()
+            out = OutFolder(folder, run.outputs.prefix)
+            try:
+                if run.outputs.writes_files:  # before the check: no second run slips in between
+                    stack.enter_context(folder_lock(out))
+                claim_out_folder(out, resume=run.outputs.resume, overwrite=run.outputs.overwrite)
+            except KtrainError:
+                if created:
+                    remove_if_only_log(out)
+                raise
+        handler = attach_log_file(out, run.outputs.debug) if log_file and out is not None else None
+        try:
+            with precision_policy(run.engine.precision), models.unchanged_trainable(run.models.teacher):
+                yield strategy, out
+        except KtrainError as exc:
+            if handler is not None:
+                detach_log_file(handler)
+                handler = None
+            if created and not isinstance(exc, RunFault):  # a refusal, not a failure of the run
+                remove_if_only_log(out)
+            raise
+        finally:
+            if handler is not None:
+                detach_log_file(handler)
 
 
 def remove_if_only_log(out: OutFolder) -> None:
     """Input refused once the data is loaded (``--cache-topk`` against the class count, say): remove
     the out folder this run created, when the log is all it holds, so a refusal leaves no files."""
     entries = list(out.path.iterdir())
-    if all(entry.name == out.file("output.log").name for entry in entries):
+    if all(entry.name in (out.file("output.log").name, LOCK_NAME) for entry in entries):
         shutil.rmtree(out.path, ignore_errors=True)
 
 

@@ -195,6 +195,12 @@ class OutputSpec:
     def writes(self) -> bool:
         return self.folder is not None
 
+    @property
+    def writes_files(self) -> bool:
+        """Whether anything lands in the folder (``-or -s none`` writes nothing there)."""
+        wanted = (self.write_results, self.save_students != "none", self.export, self.tensorboard)
+        return self.writes and any(wanted)
+
 
 @dataclass(frozen=True)
 class Plan:

@@ -165,7 +165,8 @@ def test_a_full_disk_is_a_clear_error_and_earlier_outputs_stay(tmp_path, monkeyp
     assert result.exit_code == 2 and "No space left on device" in result.stderr
     monkeypatch.undo()
     assert (tmp_path / "results.json").read_text() == before
-    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary left behind
+    temporaries = [p for p in tmp_path.iterdir() if p.name.startswith(".") and p.name != ".ktrain.lock"]
+    assert not temporaries  # no temporary left behind (the run's lock file stays)
 
 
 class Unregistered(keras.layers.Layer):
@@ -261,3 +262,24 @@ def test_resume_restores_dropout_random_state(tmp_path):
     resumed = train(3, True, tmp_path / "split")
     for a, b in zip(whole, resumed):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+
+def test_a_second_run_on_a_folder_in_use_is_refused(tmp_path):
+    import fcntl
+
+    from ktrain.report import LOCK_NAME
+
+    out = tmp_path / "run"
+    out.mkdir()
+    with open(out / LOCK_NAME, "a+") as held:  # another run holds the folder
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        held.write("pid 4242: ktrain distill T S digits\n")
+        held.flush()
+        for extra in ((), ("--overwrite",), ("--resume",)):
+            result = invoke("train", "zoo:digits_student", "digits", "-e", 1, "-v", 0, "-out", out, *extra)
+            assert result.exit_code == 2, result.output
+            assert f"out folder '{out}' is in use by a running ktrain (pid 4242: ktrain distill" in result.stderr
+            assert [path.name for path in out.iterdir()] == [LOCK_NAME]
+    result = invoke("train", "zoo:digits_student", "digits", "-e", 1, "-v", 0, "-out", out)
+    assert result.exit_code == 0, result.output  # released: the folder is free again
+    assert "pid" in (out / LOCK_NAME).read_text()
