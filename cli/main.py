@@ -353,6 +353,9 @@ def demo(
     ] = None,
     seed: Annotated[int, typer.Option("-seed", "--seed", help="First random seed.")] = api.default(api.demo, "seed"),
     verbosity: Annotated[int, typer.Option("-v", "--verbosity", help="0: final table only; 1: progress bars.")] = 1,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Start again in a folder holding another command's run.")
+    ] = False,
     selective: Annotated[
         bool,
         typer.Option(
@@ -371,7 +374,9 @@ def demo(
         console.print(line, highlight=False)
     listener = RichProgress(console, verbosity)
     result = _interruptible(
-        lambda: api.demo(out_folder, job=job, epochs=epochs, seed=seed, seeds=seeds, listener=listener)
+        lambda: api.demo(
+            out_folder, job=job, epochs=epochs, seed=seed, seeds=seeds, overwrite=overwrite, listener=listener
+        )
     )
     _show_comparison(result.record, out_folder, False)
 

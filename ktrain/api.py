@@ -270,6 +270,7 @@ def demo(
     epochs: int | None = None,
     seed: int = 0,
     seeds: int | None = None,
+    overwrite: bool = False,
     listener=None,
 ) -> Comparison:
     """An offline demo on the built-in digits (``ktrain demo``): train a zoo teacher, then compare the
@@ -277,7 +278,8 @@ def demo(
     PKT+KD at their defaults; "pyramid": a pyramid of specialists, ensemble KD and selective KD.
     ``epochs`` (default: the job's, 60) sets the students' epochs, and shortens the teacher's to
     at most as many. Writes into ``out_folder`` when given (the command line uses
-    :func:`demo_folder`); :func:`demo_settings` says what the job runs and why."""
+    :func:`demo_folder`), replacing an earlier demo there; a folder holding another command's run
+    is refused unless ``overwrite``. :func:`demo_settings` says what the job runs and why."""
     from ktrain.comparison import run_demo
 
     chosen = _demo_job(job)
@@ -286,7 +288,9 @@ def demo(
     if epochs <= 0 or seeds <= 0:
         raise KtrainError(f"epochs (-e) is {epochs} and seeds is {seeds}: give values greater than 0")
     with _quiet_tensorflow():
-        outcome = run_demo(chosen, out_folder, epochs=epochs, seeds=seeds, seed=seed, listener=listener)
+        outcome = run_demo(
+            chosen, out_folder, epochs=epochs, seeds=seeds, seed=seed, listener=listener, overwrite=overwrite
+        )
     return comparison(outcome)
 
 

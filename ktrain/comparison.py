@@ -53,9 +53,19 @@ def run_compare(run: Run, listener: Listener | None = None) -> Outcome:
         return Comparison(run, strategy, out, listener).run()
 
 
-def run_demo(job, out_folder: str, epochs: int, seeds: int, seed: int, listener: Listener | None = None) -> Outcome:
+def run_demo(
+    job,
+    out_folder: str | None,
+    epochs: int,
+    seeds: int,
+    seed: int,
+    listener: Listener | None = None,
+    overwrite: bool = False,
+) -> Outcome:
     """A ``ktrain demo`` job (ktrain.demo.Job): train its zoo teacher on the built-in digits, then
-    compare its methods with a from-scratch student, with the table, results files and plots."""
+    compare its methods with a from-scratch student, with the table, results files and plots. The
+    demo starts again in a folder holding an earlier demo; another command's run there is refused
+    unless ``overwrite``."""
     names, options = job.methods
     methods, _ = choose("compare", names, options=options)
     teacher_epochs = job.teacher_epochs if epochs == job.epochs else min(job.teacher_epochs, epochs)
@@ -65,10 +75,20 @@ def run_demo(job, out_folder: str, epochs: int, seeds: int, seed: int, listener:
         data=DataSpec("digits"),
         methods=methods,
         engine=TrainConfig(epochs=epochs, seed=seed, strategy="one"),
-        outputs=OutputSpec(folder=out_folder, overwrite=True),
+        outputs=OutputSpec(folder=out_folder, overwrite=overwrite or holds_demo(out_folder)),
         plan=Plan(seeds=seeds, teacher_epochs=teacher_epochs),
     )
     return run_compare(run, listener)
+
+
+def holds_demo(folder: str | None) -> bool:
+    """Whether ``folder``'s results.json is a demo's (a run of another command is never replaced
+    without --overwrite)."""
+    results = Path(folder or "") / "results.json"
+    try:
+        return folder is not None and json.loads(results.read_text(encoding="utf-8")).get("command") == "demo"
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def run_sweep(run: Run, grid, listener: Listener | None = None) -> Outcome:

@@ -386,3 +386,15 @@ def test_an_option_no_chosen_method_has_is_refused(tmp_path):
     assert result.exit_code == 2 and "-pktw has no effect on pkt" in result.output
     result = runner.invoke(app, ["distill", "zoo:digits_teacher", "zoo:digits_student", "digits", "-m", "kdd"])
     assert result.exit_code == 2 and "unknown method 'kdd' (did you mean kd?)" in result.output
+
+
+def test_demo_replaces_an_earlier_demo_but_not_another_run(tmp_path):
+    assert invoke("train", "zoo:digits_student", "digits", "-e", 1, "-v", 0, "-out", tmp_path).exit_code == 0
+    trained = (tmp_path / "results.json").read_text()
+    refused = invoke("demo", "-e", 1, "-v", 0, "-out", tmp_path)
+    assert refused.exit_code == 2 and "already holds a run" in refused.stderr, refused.output
+    assert (tmp_path / "results.json").read_text() == trained and (tmp_path / "model.keras").is_file()
+    for extra in (("--overwrite",), ()):  # then a demo may start again over its own run
+        result = invoke("demo", "-e", 1, "-v", 0, "-out", tmp_path, *extra)
+        assert result.exit_code == 0, result.output
+        assert json.loads((tmp_path / "results.json").read_text())["command"] == "demo"
