@@ -14,6 +14,7 @@ PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 TEACHER_PRECISIONS = ("float32", "bfloat16", "float16")
 TARGET_MODES = ("auto", "online", "cache")
 LR_SCHEDULES = ("plateau", "cosine", "constant")
+MAX_SEED = 2**32 - 1  # NumPy's legacy seeding (the seed's per-run seeding) takes no more
 SEED_DECAY = 1e-6  # the seed's inverse-time decay, the default of plateau and constant schedules
 
 
@@ -109,8 +110,8 @@ class TrainConfig:
         _positive("epochs (-e)", self.epochs)
         _positive("batch size (-bs)", self.batch_size)
         _positive("evaluation batch size (-ebs)", self.eval_batch_size)
-        if self.seed < 0:
-            raise KtrainError(f"seed is {self.seed}: give a seed >= 0")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise KtrainError(f"seed (-seed) is {self.seed}: give a whole number from 0 to {MAX_SEED}")
         if self.jit not in JIT_MODES:
             raise KtrainError(f"--jit is '{self.jit}': use one of {', '.join(JIT_MODES)}")
         if self.strategy not in STRATEGIES:

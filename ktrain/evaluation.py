@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from ktrain.data import eval_pipeline
+from ktrain.errors import KtrainError
 from ktrain.losses import classification_counts
 from ktrain.methods.base import LOGITS
 from ktrain.taps import NetworkView
@@ -77,7 +78,11 @@ def knn_accuracy(
     """
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {METRICS}")
-    k = min(k, len(database))
+    if not 0 < k <= len(database):
+        raise KtrainError(
+            f"k (-k) is {k}, but the kNN search has {len(database)} training images to vote: give k from 1 to "
+            f"{len(database)}"
+        )
     database = _prepare(database, metric)
     queries = _prepare(queries, metric)
     database_sq = np.sum(database**2, axis=1)
@@ -162,7 +167,6 @@ def evaluate_model(
     data in memory (:class:`ktrain.memory.InMemoryData`)."""
     from ktrain import models
     from ktrain.data import load_dataset
-    from ktrain.errors import KtrainError
     from ktrain.methods.base import Tap
     from ktrain.specs import DataSpec, check_model_spec, label
 

@@ -12,6 +12,7 @@ imported here: the command line builds these before it imports anything heavy.
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -144,6 +145,12 @@ class DataSpec:
             logging.getLogger("ktrain").info(
                 "Training on classes %s only (%d training images)", self.classes, len(data.y_train)
             )
+        empty = [name for name, labels in (("training", data.y_train), ("validation", data.y_val)) if not len(labels)]
+        if empty:
+            raise KtrainError(
+                f"--val-split {self.val_split} leaves the {empty[0]} split of {data.name} empty (each class gives "
+                f"round(val_split × its images) to validation): give a --val-split that leaves images in both"
+            )
         mixing = self.sample_views.augment.mixing_name
         if mixing and len(set(data.y_train.tolist())) < 2:
             raise KtrainError(
@@ -173,6 +180,10 @@ class OutputSpec:
     def validate(self) -> OutputSpec:
         if self.neighbors <= 0:
             raise KtrainError(f"neighbors (-k) is {self.neighbors}: give a value greater than 0")
+        if any(separator in self.prefix for separator in ("/", "\\", os.sep)) or self.prefix in (".", ".."):
+            raise KtrainError(
+                f"-res '{self.prefix}' is not a plain name: it prefixes file names in -out; give a name without '/'"
+            )
         if self.save_students not in SAVE_MODES:
             raise KtrainError(f"save mode (-s) is '{self.save_students}': use all, best or none")
         if self.export is not None and self.export not in EXPORT_MODES:

@@ -196,6 +196,25 @@ def test_bad_settings_are_one_line_errors(tmp_path, extra, fragments):
     assert_one_line_error(invoke(*DISTILL, "-out", tmp_path, *extra), *fragments, out=tmp_path)
 
 
+@pytest.mark.parametrize(
+    "extra, fragments",
+    [
+        (("-seed", 2**32), ("seed (-seed) is 4294967296: give a whole number from 0 to 4294967295",)),
+        (("--val-split", "0.003"), ("--val-split 0.003 leaves the validation split of digits empty",)),
+        (("-res", "sub/x"), ("-res 'sub/x' is not a plain name",)),
+    ],
+)
+def test_values_that_used_to_end_in_a_traceback(tmp_path, extra, fragments):
+    out = tmp_path / "out"
+    assert_one_line_error(invoke(*DISTILL, "-out", out, *extra), *fragments)
+    assert not out.exists()  # a refused run leaves nothing
+
+
+def test_evaluate_refuses_a_k_larger_than_its_database():
+    result = invoke("evaluate", "zoo:digits_student", "digits", "-k", 100000)
+    assert_one_line_error(result, "k (-k) is 100000, but the kNN search has 1004 training images")
+
+
 def test_missing_and_corrupt_model_files(tmp_path):
     assert_one_line_error(
         invoke("distill", tmp_path / "none.keras", "zoo:digits_student", "digits", "-out", tmp_path / "out"),
