@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -56,10 +57,16 @@ class RunCheckpoint:
                 with atomic_write(Path(f"{path}.best.npz")) as temporary:
                     np.savez(temporary, *best_weights)
             write_json_atomic(Path(f"{path}.state.json"), state)  # last: it makes the checkpoint count
-        except OSError as exc:
+        except (OSError, tf.errors.OpError) as exc:  # TensorFlow's writer raises its own errors (a full disk)
+            for partial in self.folder.glob("*_temp*"):  # what TensorFlow's writer leaves when it fails
+                if partial.is_dir():
+                    shutil.rmtree(partial, ignore_errors=True)
+                else:
+                    partial.unlink(missing_ok=True)
+            reason = getattr(exc, "strerror", None) or getattr(exc, "message", None) or str(exc)
             raise RunFault(
-                f"could not write a checkpoint in '{self.folder}' ({exc.strerror or exc}): "
-                "free some space or choose another -out"
+                f"could not write a checkpoint in '{self.folder}' ({reason.splitlines()[0]}): "
+                "free some space or choose another -out; earlier checkpoints are intact"
             ) from exc
         return path
 

@@ -21,22 +21,22 @@ def atomic_write(path: Path):
     """Yield a temporary path beside ``path``; on success give it normal permissions and rename it to
     ``path``, so a crash leaves the old file or the new one, never half of one."""
     path = Path(path)
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(descriptor)
+    temporary = None
     try:
-        try:
-            yield Path(temporary)
-        except OSError as exc:
-            raise RunFault(
-                f"could not write '{path}' ({exc.strerror or exc}): free some space or choose another -out; "
-                "files written before are intact"
-            ) from exc
+        descriptor, temporary = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+        os.close(descriptor)
+        yield Path(temporary)
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(temporary, 0o666 & ~umask)  # mkstemp creates 0600
         os.replace(temporary, path)
+    except OSError as exc:  # creating, writing or renaming alike
+        raise RunFault(
+            f"could not write '{path}' ({exc.strerror or exc}): free some space or choose another -out; "
+            "files written before are intact"
+        ) from exc
     finally:
-        if os.path.exists(temporary):
+        if temporary is not None and os.path.exists(temporary):
             os.unlink(temporary)
 
 

@@ -169,6 +169,33 @@ def test_a_full_disk_is_a_clear_error_and_earlier_outputs_stay(tmp_path, monkeyp
     assert not temporaries  # no temporary left behind (the run's lock file stays)
 
 
+def test_tensorflows_own_write_errors_are_one_line_and_leave_no_partial_checkpoint(tmp_path, monkeypatch):
+    # On a real full disk TensorFlow's checkpoint writer raises ResourceExhaustedError (not OSError),
+    # after it has started a ckpt-N_temp folder.
+    import tensorflow as tf
+
+    def full(self, *args, **kwargs):
+        (Path(self.directory) / "ckpt-1_temp").mkdir(parents=True)
+        raise tf.errors.ResourceExhaustedError(None, None, "ckpt-1_temp; No space left on device")
+
+    monkeypatch.setattr(tf.train.CheckpointManager, "save", full)
+    out = tmp_path / "out"
+    result = invoke("train", "zoo:digits_student", "digits", "-e", "1", "-v", "0", "-out", out)
+    assert result.exit_code == 2, result.output
+    message = result.stderr.strip()
+    assert message.startswith("error: could not write a checkpoint in") and "\n" not in message, message
+    assert "No space left on device" in message and "Traceback" not in result.output
+    assert not list((out / "checkpoints").glob("*_temp*"))
+
+
+def test_a_file_that_cannot_even_be_created_is_one_line(tmp_path):
+    from ktrain.errors import RunFault
+    from ktrain.io import write_json_atomic
+
+    with pytest.raises(RunFault, match="could not write .*gone/results.json"):
+        write_json_atomic(tmp_path / "gone" / "results.json", {})  # mkstemp in a missing folder
+
+
 class Unregistered(keras.layers.Layer):
     def call(self, x):
         return x
