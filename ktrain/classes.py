@@ -24,7 +24,12 @@ def parse_classes(text: str, num_classes: int, spec: str) -> tuple[int, ...]:
     classes: list[int] = []
     for part in text.split(","):
         first, _, last = part.partition("-")
-        low, high = int(first), int(last or first)
+        try:
+            low, high = int(first), int(last or first)
+        except ValueError:
+            raise KtrainError(
+                f"'{spec}': '{part}' is not a class or a range of classes: write them as 0-4 or 0,2,5-7"
+            ) from None
         if low > high:
             raise KtrainError(f"'{spec}': class range {part} runs backwards: write it as {high}-{low}")
         classes.extend(range(low, high + 1))

@@ -82,6 +82,33 @@ def test_npz_with_one_hot_labels_and_hw_images(tmp_path):
             },
             "give images as uint8",
         ),
+        (
+            {
+                "x_train": np.zeros((4, 2, 2), np.uint8),
+                "y_train": np.array([0, 1, 2**32 + 3, 1], np.int64),  # would wrap to class 3 as int32
+                "x_test": np.zeros((2, 2, 2), np.uint8),
+                "y_test": np.zeros(2),
+            },
+            "y_train holds the label 4294967299: give class indices",
+        ),
+        (
+            {
+                "x_train": np.zeros((4, 2, 2), np.uint8),
+                "y_train": np.array(["a", "b", "a", "b"]),
+                "x_test": np.zeros((2, 2, 2), np.uint8),
+                "y_test": np.zeros(2),
+            },
+            "y_train holds labels of dtype <U1",
+        ),
+        (
+            {
+                "x_train": np.zeros((4, 0, 2), np.uint8),
+                "y_train": np.zeros(4),
+                "x_test": np.zeros((2, 0, 2), np.uint8),
+                "y_test": np.zeros(2),
+            },
+            r"x_train images have shape \(0, 2, 1\): give images of at least 1×1 pixel",
+        ),
     ],
 )
 def test_bad_npz_files_are_refused_clearly(tmp_path, arrays, fragment):
@@ -119,3 +146,10 @@ def test_tfds_without_data_or_network_names_the_two_fixes(monkeypatch, tmp_path)
 def test_unknown_dataset_is_refused():
     with pytest.raises(KtrainError, match="unknown dataset 'no_such_set'"):
         load_dataset("no_such_set")
+
+
+def test_a_class_list_that_is_not_numbers_is_refused():
+    from ktrain.classes import parse_classes
+
+    with pytest.raises(KtrainError, match="'--classes a-b': 'a-b' is not a class or a range of classes"):
+        parse_classes("a-b", 10, "--classes a-b")
