@@ -401,9 +401,12 @@ def report(
         raise KtrainError(f"no {name} in '{run_dir}': give the out folder of a run (and its -res prefix)") from None
     except (ValueError, KeyError, TypeError) as exc:
         raise KtrainError(f"'{path}' is not a ktrain results.json ({exc}): give the file a run wrote") from None
-    _print_results(results)
-    if results.get("sweep"):
-        console.print(sweep_table(results))
+    try:
+        _print_results(results)
+        if results.get("sweep"):
+            console.print(sweep_table(results))
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        raise KtrainError(f"'{path}' is not a ktrain results.json (at {exc!r}): give the file a run wrote") from None
     if plots and not results.get("sweep"):
         from ktrain.plots import comparison_plots
 

@@ -109,9 +109,21 @@ class ResumeLog:
             self.done = []
             return
         self.path = folder / "progress.json"
-        self.done = json.loads(self.path.read_text())["entries"] if resume and self.path.is_file() else []
+        self.done = self._read() if resume and self.path.is_file() else []
         if keep:
             folder.mkdir(parents=True, exist_ok=True)
+
+    def _read(self) -> list[dict]:
+        """The finished entries; a damaged log is reported and read as empty: each run then resumes
+        from its own checkpoints (a finished one ends at once)."""
+        try:
+            entries = json.loads(self.path.read_text(encoding="utf-8"))["entries"]
+            if not all(isinstance(entry, dict) and "name" in entry and "seed" in entry for entry in entries):
+                raise ValueError("an entry lacks its name or seed")
+            return entries
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            log.warning("%s is unreadable (%s): every run resumes from its own checkpoints", self.path, exc)
+            return []
 
     def finished(self, name: str, seed: int) -> dict | None:
         return next((entry for entry in self.done if (entry["name"], entry["seed"]) == (name, seed)), None)

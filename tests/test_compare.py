@@ -143,6 +143,27 @@ def test_report_refuses_a_folder_without_results(tmp_path):
     assert result.exit_code == 2 and "no results.json" in result.stderr
 
 
+def test_report_refuses_a_hand_edited_results_file_in_one_line(comparison, tmp_path):
+    out, _ = comparison
+    results = json.loads((out / "run_results.json").read_text())
+    del results["results"][0]["test"]
+    (tmp_path / "results.json").write_text(json.dumps(results))
+    result = invoke("report", tmp_path, "--no-plots")
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith("error: ") and "is not a ktrain results.json (at KeyError('test'))" in result.stderr
+
+
+def test_a_damaged_progress_log_reruns_from_each_runs_checkpoints(tmp_path):
+    assert invoke(*COMPARE, "-e", 1, "-m", "kd", "-out", tmp_path).exit_code == 0
+    before = json.loads((tmp_path / "results.json").read_text())["results"]
+    (tmp_path / "checkpoints" / "progress.json").write_text('{"entries": [')  # cut short
+    result = invoke(*COMPARE, "-e", 1, "-m", "kd", "-out", tmp_path, "--resume")
+    assert result.exit_code == 0, result.output
+    assert "progress.json is unreadable" in (tmp_path / "output.log").read_text()
+    after = json.loads((tmp_path / "results.json").read_text())["results"]
+    assert [e["test"]["accuracy"] for e in after] == [e["test"]["accuracy"] for e in before]
+
+
 def test_report_does_not_need_tensorflow(comparison):
     import subprocess
     import sys
