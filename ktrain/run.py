@@ -30,6 +30,8 @@ from ktrain.data import DataSplits
 from ktrain.engine import Trainer
 from ktrain.errors import KtrainError, RunFault
 from ktrain.evaluation import evaluate_classifier, representation_report
+from ktrain.fingerprint import NAME as FINGERPRINT
+from ktrain.fingerprint import check_and_record
 from ktrain.io import json_ready, write_json_atomic
 from ktrain.listener import Listener
 from ktrain.loading import check_classes, load_student, load_teacher, student_view
@@ -72,6 +74,8 @@ def run_context(run: Run, *, log_file: bool = True):
                 if run.outputs.writes_files:  # before the check: no second run slips in between
                     stack.enter_context(folder_lock(out))
                 claim_out_folder(out, resume=run.outputs.resume, overwrite=run.outputs.overwrite)
+                if run.outputs.writes_files:
+                    check_and_record(run, out.file(FINGERPRINT))
             except KtrainError:
                 if created:
                     remove_if_only_log(out)
@@ -96,7 +100,7 @@ def remove_if_only_log(out: OutFolder) -> None:
     """Input refused once the data is loaded (``--cache-topk`` against the class count, say): remove
     the out folder this run created, when the log is all it holds, so a refusal leaves no files."""
     entries = list(out.path.iterdir())
-    if all(entry.name in (out.file("output.log").name, LOCK_NAME) for entry in entries):
+    if all(entry.name in (out.file("output.log").name, out.file(FINGERPRINT).name, LOCK_NAME) for entry in entries):
         shutil.rmtree(out.path, ignore_errors=True)
 
 

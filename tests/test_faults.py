@@ -310,3 +310,18 @@ def test_a_second_run_on_a_folder_in_use_is_refused(tmp_path):
     result = invoke("train", "zoo:digits_student", "digits", "-e", 1, "-v", 0, "-out", out)
     assert result.exit_code == 0, result.output  # released: the folder is free again
     assert "pid" in (out / LOCK_NAME).read_text()
+
+
+def test_resume_refuses_other_deciding_settings_and_allows_more_epochs(tmp_path):
+    train = ("train", "zoo:digits_student", "digits", "-v", "0", "-out", tmp_path)
+    assert invoke(*train, "-e", 1).exit_code == 0
+    recorded = json.loads((tmp_path / "run.json").read_text())
+    assert recorded["engine.seed"] == "0" and recorded["data.val_split"] == "0.3" and "engine.epochs" not in recorded
+    result = invoke(*train, "-e", 2, "--resume", "-seed", 1, "--val-split", 0.2)
+    assert result.exit_code == 2, result.output
+    assert "--resume with other settings than the run in" in result.stderr
+    assert "data.val_split 0.3 → 0.2; engine.seed 0 → 1;" in result.stderr
+    assert json.loads((tmp_path / "run.json").read_text()) == recorded  # the refused run recorded nothing
+    extended = invoke(*train, "-e", 2, "--resume")  # -e may grow: that is how a run is extended
+    assert extended.exit_code == 0, extended.output
+    assert len(json.loads((tmp_path / "results.json").read_text())["results"][0]["history"]["loss"]) == 2

@@ -95,6 +95,9 @@ def test_resume_refuses_a_longer_cosine_run_or_another_schedule(tmp_path):
     assert state["lr_schedule"] == {"name": "cosine", "epochs": 2}
     result = cli(*base, "-e", 4, "--lr-schedule", "cosine", "--resume")
     assert result.exit_code == 2 and "the cosine schedule was fixed at 2 epochs" in result.stderr
+    result = cli(*base, "-e", 2, "--resume")  # run.json names the setting that changed
+    assert result.exit_code == 2 and "engine.schedule.lr_schedule cosine → plateau" in result.stderr
+    (tmp_path / "run.json").unlink()  # a folder from before run.json: the checkpoint's own record refuses
     result = cli(*base, "-e", 2, "--resume")
     assert result.exit_code == 2 and "the run started with cosine" in result.stderr
 
