@@ -151,6 +151,16 @@ class DataSpec:
                 f"--val-split {self.val_split} leaves the {empty[0]} split of {data.name} empty (each class gives "
                 f"round(val_split × its images) to validation): give a --val-split that leaves images in both"
             )
+        missing = sorted(set(range(data.num_classes)) - set(data.y_train.tolist()))
+        if missing and not self.classes:
+            logging.getLogger("ktrain").warning(
+                "%s has %d classes but no training images of class %s: a model with %d outputs will never learn %s",
+                data.name,
+                data.num_classes,
+                ", ".join(map(str, missing[:10])) + (", ..." if len(missing) > 10 else ""),
+                data.num_classes,
+                "it" if len(missing) == 1 else "them",
+            )
         mixing = self.sample_views.augment.mixing_name
         if mixing and len(set(data.y_train.tolist())) < 2:
             raise KtrainError(

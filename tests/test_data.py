@@ -153,3 +153,20 @@ def test_a_class_list_that_is_not_numbers_is_refused():
 
     with pytest.raises(KtrainError, match="'--classes a-b': 'a-b' is not a class or a range of classes"):
         parse_classes("a-b", 10, "--classes a-b")
+
+
+def test_a_class_without_training_images_is_noted(tmp_path, caplog):
+    from ktrain.specs import DataSpec
+
+    labels = np.array([0, 1, 3] * 6)  # class 2 appears in the test split only
+    path = write_npz(
+        tmp_path / "gap.npz",
+        x_train=np.zeros((18, 2, 2), np.uint8),
+        y_train=labels,
+        x_test=np.zeros((4, 2, 2), np.uint8),
+        y_test=np.array([0, 1, 2, 3]),
+    )
+    with caplog.at_level("WARNING", logger="ktrain"):
+        data = DataSpec(path).validate().load(0)
+    assert data.num_classes == 4
+    assert "has 4 classes but no training images of class 2" in caplog.text
