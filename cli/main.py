@@ -402,9 +402,13 @@ def report(
     except (ValueError, KeyError, TypeError) as exc:
         raise KtrainError(f"'{path}' is not a ktrain results.json ({exc}): give the file a run wrote") from None
     try:
-        _print_results(results)
         if results.get("sweep"):
+            from ktrain.grid import run_rows, summarize
+
+            results["sweep"]["points"] = summarize(run_rows(results["results"]))  # from the runs themselves
             console.print(sweep_table(results))
+        else:
+            _print_results(results)
     except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
         raise KtrainError(f"'{path}' is not a ktrain results.json (at {exc!r}): give the file a run wrote") from None
     if plots and not results.get("sweep"):

@@ -182,8 +182,7 @@ def sweep_table(results: dict) -> Table:
     shown, never used to choose."""
     sweep = results["sweep"]
     keys = list(sweep["grid"])
-    seeds = max((row["seeds"] for row in sweep["points"]), default=0)
-    title = f"Sweep on {results['dataset']['name']}: accuracy, mean±std over {seeds} seed{'s' * (seeds != 1)}"
+    title = f"Sweep on {results['dataset']['name']}: accuracy, mean±std over seeds"
     table = Table(
         box=box.SIMPLE_HEAD,
         pad_edge=False,
@@ -194,16 +193,18 @@ def sweep_table(results: dict) -> Table:
     table.add_column("method", no_wrap=True)
     for key in keys:
         table.add_column(key, justify="right", no_wrap=True)
-    for column in ("validation", "test", ""):
+    for column in ("validation", "test", "seeds", ""):
         table.add_column(column, justify="right", no_wrap=True)
     for row in sweep["points"]:
         label = row["method"] if row["point"] else row["name"]  # the scratch student has no grid values
         values = [_grid_value(row["point"].get(key)) for key in keys]
+        seeds = str(row["seeds"]) + (f" ({row['failed']} failed)" if row["failed"] else "")
         if row["seeds"] == 0:
-            table.add_row(label, *values, "failed" if row["failed"] else "no head", "", "")
+            table.add_row(label, *values, "failed" if row["failed"] else "no head", "", seeds, "")
             continue
         scores = [_spread(row, "val_accuracy"), _spread(row, "test_accuracy")]
-        table.add_row(label, *values, *scores, "*" if row["best"] else "", style="bold" if row["best"] else None)
+        mark = "*" if row["best"] else ""
+        table.add_row(label, *values, *scores, seeds, mark, style="bold" if row["best"] else None)
     return table
 
 

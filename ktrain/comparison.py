@@ -265,8 +265,9 @@ class Comparison:
     def report_unresolved(self) -> None:
         """An entry (a "failed" row under the table) for each method the models could not serve."""
         for spec, message in self.failures:
-            name = spec.cls.display_name
-            entry = {"name": name, "role": "student", "method": spec.name, "seed": self.config.seed}
+            entry = {"name": spec.display_name, "role": "student", "method": spec.name, "seed": self.config.seed}
+            if spec.point:
+                entry["point"] = dict(spec.point)
             self.entries.append(entry | {"params": self.student_params, "failed": message})
             self.students.append(None)
 
@@ -289,6 +290,7 @@ class Comparison:
                 self.students.append(None)
                 if finished.get("best_so_far"):
                     self.best.offer(finished, None)
+                resume_log.save(self.entries)  # the log keeps what this run kept, too
                 continue
             with self.strategy.scope():
                 # Same architecture, same initial weights for every method of this seed.
@@ -335,7 +337,7 @@ class Comparison:
             )
         except NumericalFault as exc:
             log.warning("%s failed: %s", title, exc)  # the comparison goes on with the next method
-            return {
+            failed = {
                 "name": name,
                 "role": "student",
                 "method": method.name,
@@ -343,6 +345,7 @@ class Comparison:
                 "params": view.params,
                 "failed": str(exc),
             }
+            return failed | ({"point": dict(spec.point)} if spec.point else {})
         entry = student_record(method, view, trainer, fit, data, label(run.models.student))
         entry.update(
             name=name,
@@ -432,7 +435,28 @@ class Sweep(Comparison):
         results["sweep"] = {"grid": self.grid.record(), "points": summary, "best": best["name"] if best else None}
         if best is not None:
             log.info("Best point on validation: %s (%.4f)", best["name"], best["val_accuracy"])
+            self.keep_best_of(best["name"])
         if self.run_spec.outputs.write_results and self.out is not None:  # results.json is written last
             write_text_atomic(self.out.file(CSV_NAME), csv_text(runs, self.grid.keys))
-            sweep_heatmap(summary, self.grid.axes, self.out.file(HEATMAP_NAME))
+            heatmap = self.out.file(HEATMAP_NAME)
+            if sweep_heatmap(summary, self.grid.axes, heatmap) is None:
+                heatmap.unlink(missing_ok=True)  # an earlier sweep's, overwritten
         return super().write_outputs(results, plots=False)
+
+    def keep_best_of(self, point: str) -> None:
+        """With ``-s best``, the saved student is the best point's run best on validation (not the
+        best single run of any point), when that run was trained in this process."""
+        runs = [
+            (entry["best_val_accuracy"], index)
+            for index, entry in enumerate(self.entries)
+            if entry["name"] == point and "best_val_accuracy" in entry and self.students[index] is not None
+        ]
+        if not runs or self.run_spec.outputs.save_students != "best" or self.best.entry is None:
+            return
+        index = max(runs)[1]
+        if self.entries[index] is not self.best.entry:
+            self.best.entry = None
+            for entry in self.entries:
+                entry.pop("saved_to", None)
+                entry.pop("best_so_far", None)
+            self.best.offer(self.entries[index], self.students[index])

@@ -16,15 +16,16 @@ from __future__ import annotations
 import csv
 import io
 import itertools
-import math
+import statistics
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ktrain.errors import KtrainError
-from ktrain.methods.base import get_method
-from ktrain.methods.selection import MethodSpec, plain
 from ktrain.options import Option
+
+if TYPE_CHECKING:
+    from ktrain.methods.selection import MethodSpec
 
 CSV_NAME = "sweep.csv"
 HEATMAP_NAME = "sweep_heatmap.png"
@@ -43,6 +44,8 @@ class Grid:
 
     def points(self, method: str) -> list[tuple[tuple[str, Any], ...]]:
         """Every combination of the values of the keys ``method`` has (one empty point if none)."""
+        from ktrain.methods.base import get_method
+
         own = [(key, values) for key, values in self.axes if key in get_method(method).Options.specs()]
         keys = [key for key, _ in own]
         return [tuple(zip(keys, combination)) for combination in itertools.product(*(values for _, values in own))]
@@ -55,10 +58,15 @@ def parse_grid(grid: Iterable[str] | Mapping[str, Iterable], methods: Iterable[s
     """``grid`` (``["temperature=1,2,4", ...]``, or ``{"temperature": [1, 2, 4]}`` from Python) as a
     :class:`Grid` for ``methods``; a KtrainError names a key no chosen method has, a value of the
     wrong type or range, an empty grid, and a key also set as a fixed option."""
+    from ktrain.methods.base import get_method
+    from ktrain.methods.selection import plain
+
     methods = [get_method(name).name for name in methods]
     specs: dict[str, Option] = {}
     for name in methods:
         specs.update(get_method(name).Options.specs())
+    if isinstance(grid, str):
+        grid = [grid]
     entries = list(grid.items()) if isinstance(grid, Mapping) else [_split_entry(entry) for entry in grid]
     if not entries:
         raise KtrainError("the grid is empty: give at least one --grid KEY=V1,V2 (say --grid temperature=2,4,8)")
@@ -70,7 +78,8 @@ def parse_grid(grid: Iterable[str] | Mapping[str, Iterable], methods: Iterable[s
         if key in given:
             raise KtrainError(f"{key} is both swept (--grid) and fixed ({specs[key].flags[0]}): drop one of them")
         values = tuple(_convert(specs[key], value) for value in _values(key, raw_values))
-        repeated = sorted({plain(value) for value in values if values.count(value) > 1})
+        shown = [plain(value) for value in values]
+        repeated = sorted({text for text in shown if shown.count(text) > 1})
         if repeated:
             raise KtrainError(f"--grid {key} lists {repeated[0]} twice: give each value once")
         axes.append((key, values))
@@ -81,10 +90,15 @@ def _split_entry(entry: str) -> tuple[str, list[str]]:
     key, equals, values = str(entry).partition("=")
     if not equals or not key.strip():
         raise KtrainError(f"--grid '{entry}' is not KEY=V1,V2,...: write it as, say, --grid temperature=2,4,8")
-    return key.strip(), [value.strip() for value in values.split(",") if value.strip()]
+    items = [value.strip() for value in values.split(",")]
+    if values.strip() and not all(items):
+        raise KtrainError(f"--grid '{entry}' has an empty value: remove the extra comma")
+    return key.strip(), [item for item in items if item]
 
 
 def _values(key: str, values) -> list:
+    if values is None:
+        values = []
     values = [values] if isinstance(values, str | int | float | bool) else list(values)
     if not values:
         raise KtrainError(f"--grid {key} lists no values: give one or more, say --grid {key}=V1,V2")
@@ -104,6 +118,8 @@ def _option_name(key: str, specs: Mapping[str, Option], methods: list[str]) -> s
 
 def _convert(spec: Option, value: Any) -> Any:
     """A grid value by the option's kind (a bool from true/false, yes/no, on/off, 1/0)."""
+    if spec.kind is bool and isinstance(value, int) and not isinstance(value, bool) and value in (0, 1):
+        value = bool(value)
     if spec.kind is bool and isinstance(value, str):
         lowered = value.lower()
         if lowered not in TRUE + FALSE:
@@ -117,7 +133,10 @@ def sweep_specs(
 ) -> tuple[MethodSpec, ...]:
     """One method spec per (method, point); every value checked by its method (a KtrainError names a
     value out of range); more than ``max_points`` runs per seed is refused."""
-    if max_points < 1:
+    from ktrain.methods.base import get_method
+    from ktrain.methods.selection import MethodSpec
+
+    if not isinstance(max_points, int) or max_points < 1:
         raise KtrainError(f"--max-points is {max_points}: give 1 or more")
     names = [get_method(name).name for name in methods]
     count = sum(len(grid.points(name)) for name in names)
@@ -158,11 +177,10 @@ def kept_val_accuracy(entry: Mapping) -> float | None:
 
 
 def _spread(values: list[float]) -> tuple[float | None, float | None]:
-    """Mean and standard deviation (population, as ``compare`` reports it) of ``values``."""
+    """Mean and sample standard deviation of ``values``, as ``compare`` reports them (0 for one)."""
     if not values:
         return None, None
-    mean = sum(values) / len(values)
-    return mean, math.sqrt(sum((value - mean) ** 2 for value in values) / len(values))
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
 def run_rows(entries: Iterable[Mapping]) -> list[dict]:

@@ -104,8 +104,11 @@ class MethodSpec:
 
 
 def plain(value: Any) -> str:
-    """A grid value as a table shows it: 4 for 4.0, 0.5, True."""
-    return f"{value:g}" if isinstance(value, float) else str(value)
+    """A grid value as a table shows it: 4 for 4.0, 0.5, True; a float ``:g`` would round is shown whole."""
+    if isinstance(value, float):
+        short = f"{value:g}"
+        return short if float(short) == value else repr(value)
+    return str(value)
 
 
 def ensemble_sources() -> set[str]:
@@ -169,7 +172,7 @@ def for_teacher(specs: tuple[MethodSpec, ...], ensemble: bool, explicit: bool) -
         return specs
     usable = specs if explicit else [s for s in specs if s.cls.uses_ensemble or s.cls.ensemble_variant]
     resolved = tuple(spec.for_ensemble() for spec in usable)
-    refuse_repeats([spec.name for spec in resolved])
+    refuse_repeats([spec.display_name for spec in resolved])  # a sweep's points differ by their grid values
     return resolved
 
 
