@@ -7,15 +7,19 @@ A MODEL argument is a ``.keras`` file, a legacy Keras 2 ``.h5`` file (the seed's
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 from pathlib import Path
 
 import keras
+import numpy as np
 
 from ktrain import zoo
 from ktrain.errors import KtrainError, first_line
 from ktrain.io import atomic_write
 from ktrain.precision import float32_copy
+
+log = logging.getLogger("ktrain")
 
 MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
 
@@ -52,10 +56,30 @@ def load_for(spec, *, role: str, data) -> keras.Model:
     whose input does not take those images. A model object is checked and returned as it is."""
     if isinstance(spec, keras.Model):
         check_input_shape(spec, role=role, spec=f"object {spec.name}", image_shape=data.image_shape, dataset=data.name)
+        warn_double_scaling(spec, role, data)
         return spec
     model = load_model(spec, role=role, input_shape=data.image_shape, num_classes=data.num_classes)
     check_input_shape(model, role=role, spec=spec, image_shape=data.image_shape, dataset=data.name)
+    warn_double_scaling(model, role, data)
     return model
+
+
+def warn_double_scaling(model: keras.Model, role: str, data) -> None:
+    """ktrain feeds uint8 images scaled by 1/255; a model that rescales by 1/255 itself then sees
+    inputs 255 times too small (a teacher scores at chance and is distilled from): say so."""
+    if getattr(data.x_train, "dtype", None) != np.uint8:
+        return
+    for layer in model._flatten_layers(include_self=False):
+        scale = getattr(layer, "scale", None) if isinstance(layer, keras.layers.Rescaling) else None
+        if isinstance(scale, int | float) and abs(scale - 1 / 255) < 1e-6:
+            log.warning(
+                "the %s model's layer '%s' rescales its inputs by 1/255, but ktrain already scales these uint8 "
+                "images to [0, 1]: it sees them 255 times too small; remove the layer, or give float images "
+                "scaled as it expects",
+                role,
+                layer.name,
+            )
+            return
 
 
 def copy_model(model: keras.Model, role: str) -> keras.Model:

@@ -325,3 +325,19 @@ def test_resume_refuses_other_deciding_settings_and_allows_more_epochs(tmp_path)
     extended = invoke(*train, "-e", 2, "--resume")  # -e may grow: that is how a run is extended
     assert extended.exit_code == 0, extended.output
     assert len(json.loads((tmp_path / "results.json").read_text())["results"][0]["history"]["loss"]) == 2
+
+
+def test_a_model_that_rescales_already_scaled_images_is_named(tmp_path, caplog):
+    model = keras.Sequential(
+        [
+            keras.Input((8, 8, 1)),
+            keras.layers.Rescaling(1 / 255, name="to_unit"),
+            keras.layers.Flatten(),
+            keras.layers.Dense(10),
+        ]
+    )
+    model.save(tmp_path / "rescales.keras")
+    with caplog.at_level("WARNING", logger="ktrain"):
+        result = invoke("evaluate", tmp_path / "rescales.keras", "digits")
+    assert result.exit_code == 0, result.output
+    assert "layer 'to_unit' rescales its inputs by 1/255" in caplog.text
