@@ -121,7 +121,8 @@ def _interruptible(run):
     except Interrupted as exc:
         where = f"checkpoint saved in {exc.checkpoint_dir}" if exc.checkpoint_dir else "no checkpoint (compare)"
         arguments = " ".join(sys.argv[1:])
-        command = f"ktrain {arguments}" + ("" if "--resume" in sys.argv else " --resume")
+        again = "--resume" in sys.argv or sys.argv[1:2] == ["demo"]  # a demo starts again
+        command = f"ktrain {arguments}" + ("" if again else " --resume")
         errors.print(
             f"interrupted at epoch {exc.epoch}, step {exc.step}; {where}. To continue: {command}",
             highlight=False,
@@ -409,13 +410,13 @@ def report(
             console.print(sweep_table(results))
         else:
             _print_results(results)
+        if plots and not results.get("sweep"):
+            from ktrain.plots import comparison_plots
+
+            for written in comparison_plots(results, Path(run_dir), f"{prefix}_" if prefix else ""):
+                console.print(f"wrote {written}", highlight=False)
     except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
         raise KtrainError(f"'{path}' is not a ktrain results.json (at {exc!r}): give the file a run wrote") from None
-    if plots and not results.get("sweep"):
-        from ktrain.plots import comparison_plots
-
-        for written in comparison_plots(results, Path(run_dir), f"{prefix}_" if prefix else ""):
-            console.print(f"wrote {written}", highlight=False)
 
 
 @app.command()

@@ -64,8 +64,9 @@ class RunCheckpoint:
                 else:
                     partial.unlink(missing_ok=True)
             reason = getattr(exc, "strerror", None) or getattr(exc, "message", None) or str(exc)
+            reason = (reason.splitlines() or [type(exc).__name__])[0]
             raise RunFault(
-                f"could not write a checkpoint in '{self.folder}' ({reason.splitlines()[0]}): "
+                f"could not write a checkpoint in '{self.folder}' ({reason}): "
                 "free some space or choose another -out; earlier checkpoints are intact"
             ) from exc
         return path

@@ -32,6 +32,8 @@ def parse_classes(text: str, num_classes: int, spec: str) -> tuple[int, ...]:
             ) from None
         if low > high:
             raise KtrainError(f"'{spec}': class range {part} runs backwards: write it as {high}-{low}")
+        if high >= num_classes:  # before the range is built: a typo must not fill the memory
+            raise KtrainError(f"'{spec}': class {high} does not exist, the dataset has classes 0-{num_classes - 1}")
         classes.extend(range(low, high + 1))
     if max(classes) >= num_classes:
         raise KtrainError(f"'{spec}': class {max(classes)} does not exist, the dataset has classes 0-{num_classes - 1}")

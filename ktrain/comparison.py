@@ -84,11 +84,16 @@ def run_demo(
 def holds_demo(folder: str | None) -> bool:
     """Whether ``folder``'s results.json is a demo's (a run of another command is never replaced
     without --overwrite)."""
-    results = Path(folder or "") / "results.json"
-    try:
-        return folder is not None and json.loads(results.read_text(encoding="utf-8")).get("command") == "demo"
-    except (OSError, ValueError, AttributeError):
-        return False
+    for record in ("results.json", "run.json"):  # run.json: a demo stopped before its results
+        try:
+            if (
+                folder is not None
+                and json.loads((Path(folder) / record).read_text(encoding="utf-8")).get("command") == "demo"
+            ):
+                return True
+        except (OSError, ValueError, AttributeError):
+            continue
+    return False
 
 
 def run_sweep(run: Run, grid, listener: Listener | None = None) -> Outcome:

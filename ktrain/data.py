@@ -218,20 +218,19 @@ def _images(x, where: str, key: str, floats: bool = False) -> np.ndarray:
 
 def _labels(y, label: str, key: str) -> np.ndarray:
     y = np.asarray(y)
-    if y.ndim == 2 and y.shape[1] > 1:
-        y = np.argmax(y, axis=1)
-    y = y.reshape(-1)
     if y.dtype.kind not in "iub" and not np.issubdtype(y.dtype, np.floating):
         raise KtrainError(
             f"{label}: {key} holds labels of dtype {y.dtype}: give class indices (0, 1, ...) or one-hot rows"
         )
+    if y.ndim == 2 and y.shape[1] > 1:
+        y = np.argmax(y, axis=1)
+    y = y.reshape(-1)
     if not np.issubdtype(y.dtype, np.integer):
         if not np.all(np.equal(np.mod(y, 1), 0)):
             raise KtrainError(f"{label}: {key} holds non-integer labels: give class indices or one-hot rows")
-    y = y.astype(np.int64)
     if y.size and y.min() < 0:
         raise KtrainError(f"{label}: {key} holds the label {y.min()}: labels must be 0 or more")
-    if y.size and y.max() > np.iinfo(np.int32).max:  # it would wrap to another class as int32
+    if y.size and y.max() > np.iinfo(np.int32).max:  # checked before any cast: it would wrap to another class
         raise KtrainError(f"{label}: {key} holds the label {y.max()}: give class indices from 0 to the class count - 1")
     return y.astype(np.int32)
 

@@ -22,19 +22,21 @@ from ktrain.io import write_json_atomic
 from ktrain.specs import Run, is_object, label
 
 NAME = "run.json"
-UNDECIDING = ("epochs", "eval_batch_size", "cache_dir")
+# Settings that change how fast or how long, not the numbers: -e may grow on resume, cached and
+# online targets are tested equal, XLA changes speed (and determinism, which resume checks itself).
+UNDECIDING = ("epochs", "eval_batch_size", "cache_dir", "targets", "jit")
 
 
 def fingerprint(run: Run) -> dict[str, str]:
     """``run``'s deciding settings, flat, as text."""
-    flat: dict[str, str] = {}
+    flat: dict[str, str] = {"command": run.command}
     models = run.models
     for name in ("teacher", "student", "start_weights"):
         flat[f"models.{name}"] = _model(getattr(models, name))
     flat["models.specialists"] = ", ".join(_model(member) for member in models.specialists)
     flat["models.reinit"] = str(models.reinit)
     data = run.data
-    flat["data.dataset"] = str(label(data.dataset))
+    flat["data.dataset"] = _model(data.dataset)
     for name in ("val_split", "augment", "classes", "views", "view_seed"):
         flat[f"data.{name}"] = str(label(getattr(data, name)))
     _flatten("engine", dataclasses.asdict(run.engine), flat)
@@ -58,29 +60,39 @@ def _flatten(prefix: str, values: dict, flat: dict[str, str]) -> None:
 
 
 def _model(spec: Any) -> str:
-    """A model file by its path and a checksum of its bytes; a zoo name or an object as recorded."""
-    if spec is None or is_object(spec) or not Path(str(spec)).is_file():
+    """A file (a model, FILE:CLASSES, an .npz) by a checksum of its bytes, wherever it is; a model
+    object by its class and size (its name depends on the session); a name as it is."""
+    if spec is not None and is_object(spec):
+        if hasattr(spec, "count_params"):
+            return f"{type(spec).__name__} of {spec.count_params()} parameters"
         return str(label(spec))
+    path, _, classes = str(spec).partition(":") if not Path(str(spec)).is_file() else (str(spec), "", "")
+    if spec is None or not Path(path).is_file():
+        return str(spec)
     digest = hashlib.sha256()
-    with open(spec, "rb") as handle:
+    with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
-    return f"{spec} (sha256 {digest.hexdigest()[:16]})"
+    return f"file sha256 {digest.hexdigest()[:16]}" + (f":{classes}" if classes else "")
 
 
 def check_and_record(run: Run, path: Path) -> None:
     """On ``--resume``, refuse a run whose deciding settings differ from those ``path`` recorded
     (naming each, old → new); then record this run's. A folder from before run.json is accepted."""
     current = fingerprint(run)
-    if run.outputs.resume and path.is_file():
+    if run.outputs.resume and not path.is_file():
+        return  # a folder from before run.json: its checkpoints' own checks apply, nothing is recorded
+    if run.outputs.resume:
         try:
             recorded = json.loads(path.read_text(encoding="utf-8"))
+            if not isinstance(recorded, dict):
+                raise ValueError("not a JSON object")
         except (OSError, ValueError) as exc:
             raise KtrainError(f"'{path}' is unreadable ({exc}): start again with --overwrite") from None
-        differences = [
-            f"{key} {recorded.get(key, '(unset)')} → {current.get(key, '(unset)')}"
-            for key in sorted(set(recorded) | set(current))
-            if recorded.get(key) != current.get(key)
+        differences = [  # a setting the record lacks (added by a later version) is not a difference
+            f"{key} {recorded[key]} → {current.get(key, '(unset)')}"
+            for key in sorted(recorded)
+            if recorded[key] != current.get(key, recorded[key])
         ]
         if differences:
             raise KtrainError(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import logging
 import os
@@ -51,7 +52,12 @@ def folder_lock(out: OutFolder):
     handle = open(out.path / LOCK_NAME, "a+", encoding="utf-8")  # noqa: SIM115 (held for the run's life)
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
+    except OSError as exc:
+        if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            handle.close()
+            raise KtrainError(
+                f"out folder '{out.path}' cannot be locked ({exc.strerror or exc}): choose an -out on a local disk"
+            ) from None
         handle.seek(0)
         holder = handle.read().strip() or "another process"
         handle.close()

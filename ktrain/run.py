@@ -72,7 +72,11 @@ def run_context(run: Run, *, log_file: bool = True):
             out = OutFolder(folder, run.outputs.prefix)
             try:
                 if run.outputs.writes_files:  # before the check: no second run slips in between
-                    stack.enter_context(folder_lock(out))
+                    try:
+                        stack.enter_context(folder_lock(out))
+                    except KtrainError:
+                        created = False  # the folder is the running run's now: leave it alone
+                        raise
                 claim_out_folder(out, resume=run.outputs.resume, overwrite=run.outputs.overwrite)
                 if run.outputs.writes_files:
                     check_and_record(run, out.file(FINGERPRINT))

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ktrain.augment import VIEW_SEED, Augment, Views, parse_augment
-from ktrain.config import TrainConfig
+from ktrain.config import MAX_SEED, TrainConfig
 from ktrain.errors import KtrainError
 
 if TYPE_CHECKING:
@@ -145,7 +145,13 @@ class DataSpec:
             logging.getLogger("ktrain").info(
                 "Training on classes %s only (%d training images)", self.classes, len(data.y_train)
             )
-        empty = [name for name, labels in (("training", data.y_train), ("validation", data.y_val)) if not len(labels)]
+        splits = (("training", data.y_train), ("validation", data.y_val), ("test", data.y_test))
+        empty = [name for name, labels in splits if not len(labels)]
+        if empty and self.classes:
+            raise KtrainError(
+                f"--classes {self.classes} leaves the {empty[0]} split of {data.name} empty: give classes with images "
+                "in every split"
+            )
         if empty:
             raise KtrainError(
                 f"--val-split {self.val_split} leaves the {empty[0]} split of {data.name} empty (each class gives "
@@ -269,6 +275,12 @@ class Run:
             spec.check_samples(views.augment.mixing_name, self.engine.cache_topk)
         self.outputs.validate()
         self.plan.validate()
+        last = self.engine.seed + self.plan.seeds - 1
+        if last > MAX_SEED:
+            raise KtrainError(
+                f"-seed {self.engine.seed} with --seeds {self.plan.seeds} runs up to seed {last}: seeds go up to "
+                f"{MAX_SEED}, give a lower -seed"
+            )
         return self
 
     def record(self) -> dict:

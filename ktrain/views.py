@@ -89,7 +89,7 @@ class TrainingSamples:
         """View ``view`` of every sample, in sample order (what a K-view cache is built from)."""
         indices = tf.data.Dataset.range(self.count)
         samples = indices.map(lambda index: self.render(index, tf.constant(view, tf.int64)))
-        return samples.batch(batch_size).map(_scale).prefetch(tf.data.AUTOTUNE)
+        return without_autotune(samples.batch(batch_size).map(_scale).prefetch(tf.data.AUTOTUNE))
 
     # -- one view ----------------------------------------------------------------------------------
     def render(self, index, view) -> dict[str, tf.Tensor]:

@@ -102,6 +102,15 @@ def test_npz_with_one_hot_labels_and_hw_images(tmp_path):
         ),
         (
             {
+                "x_train": np.zeros((2, 2, 2), np.uint8),
+                "y_train": np.array([["a", "b"], ["b", "a"]]),  # not read as one-hot rows
+                "x_test": np.zeros((2, 2, 2), np.uint8),
+                "y_test": np.zeros(2),
+            },
+            "y_train holds labels of dtype <U1",
+        ),
+        (
+            {
                 "x_train": np.zeros((4, 0, 2), np.uint8),
                 "y_train": np.zeros(4),
                 "x_test": np.zeros((2, 0, 2), np.uint8),

@@ -341,3 +341,38 @@ def test_a_model_that_rescales_already_scaled_images_is_named(tmp_path, caplog):
         result = invoke("evaluate", tmp_path / "rescales.keras", "digits")
     assert result.exit_code == 0, result.output
     assert "layer 'to_unit' rescales its inputs by 1/255" in caplog.text
+
+
+def test_the_fingerprint_knows_files_by_content_and_objects_by_size(tmp_path, monkeypatch):
+    import shutil
+
+    from ktrain import zoo
+    from ktrain.api import build_run
+    from ktrain.comparison import holds_demo
+    from ktrain.fingerprint import fingerprint
+
+    (tmp_path / "a").mkdir()
+    zoo.build("digits_teacher", (8, 8, 1), 10).save(tmp_path / "a" / "t.keras")
+    shutil.copy(tmp_path / "a" / "t.keras", tmp_path / "moved.keras")
+    monkeypatch.chdir(tmp_path)
+
+    def record(teacher, student="zoo:digits_student", **options):
+        run = build_run("distill", student=student, data="digits", teacher=teacher, options=options)
+        return fingerprint(run)
+
+    same = [record(path)["models.teacher"] for path in ("a/t.keras", "./a/t.keras", str(tmp_path / "moved.keras"))]
+    assert len(set(same)) == 1 and same[0].startswith("file sha256 ")
+    objects = [record("a/t.keras", zoo.build("digits_student", (8, 8, 1), 10))["models.student"] for _ in range(2)]
+    assert objects[0] == objects[1] == "Functional of 2410 parameters"  # not the session's auto-name
+    assert record("a/t.keras", seed=3)["engine.seed"] == "3" and "engine.jit" not in record("a/t.keras")
+    with pytest.raises(Exception, match="runs up to seed 4294967296"):
+        build_run(
+            "compare",
+            student="zoo:digits_student",
+            data="digits",
+            teacher="a/t.keras",
+            options={"seed": 2**32 - 1, "seeds": 2},
+        ).validate()
+    (tmp_path / "demo").mkdir()
+    (tmp_path / "demo" / "run.json").write_text('{"command": "demo"}')  # a demo stopped before its results
+    assert holds_demo(str(tmp_path / "demo")) and not holds_demo(str(tmp_path / "a"))

@@ -100,6 +100,7 @@ def test_resume_refuses_a_longer_cosine_run_or_another_schedule(tmp_path):
     (tmp_path / "run.json").unlink()  # a folder from before run.json: the checkpoint's own record refuses
     result = cli(*base, "-e", 2, "--resume")
     assert result.exit_code == 2 and "the run started with cosine" in result.stderr
+    assert not (tmp_path / "run.json").exists()  # and the refused settings are not recorded
 
 
 @pytest.mark.parametrize(
