@@ -406,7 +406,8 @@ def report(
         if results.get("sweep"):
             from ktrain.grid import run_rows, summarize
 
-            results["sweep"]["points"] = summarize(run_rows(results["results"]))  # from the runs themselves
+            sweep = results["sweep"]
+            sweep["points"] = summarize(run_rows(results["results"]), sweep.get("baseline"))  # from the runs
             console.print(sweep_table(results))
         else:
             _print_results(results)

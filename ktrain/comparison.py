@@ -435,9 +435,14 @@ class Sweep(Comparison):
         from ktrain.plots import sweep_heatmap
 
         runs = run_rows(results["results"])
-        summary = summarize(runs)
+        summary = summarize(runs, baseline().name)
         best = best_point(summary)
-        results["sweep"] = {"grid": self.grid.record(), "points": summary, "best": best["name"] if best else None}
+        results["sweep"] = {
+            "grid": self.grid.record(),
+            "baseline": baseline().name,
+            "points": summary,
+            "best": best["name"] if best else None,
+        }
         if best is not None:
             log.info("Best point on validation: %s (%.4f)", best["name"], best["val_accuracy"])
             self.keep_best_of(best["name"])

@@ -9,6 +9,9 @@ and ``--resume`` skips the (point, seed) runs already finished.
 What a sweep adds: a table by point (validation and test accuracy, mean ± std over seeds), the point
 best on **validation** (the test split is shown, never used to choose), a flat CSV with one row per
 run and, for a grid of two keys, a heatmap of validation accuracy.
+
+The summary and the CSV import no TensorFlow (``ktrain report`` re-renders a sweep with them); the
+grid's parsing imports the methods where it needs them.
 """
 
 from __future__ import annotations
@@ -208,10 +211,11 @@ def run_rows(entries: Iterable[Mapping]) -> list[dict]:
     return rows
 
 
-def summarize(runs: Iterable[Mapping]) -> list[dict]:
+def summarize(runs: Iterable[Mapping], baseline: str | None) -> list[dict]:
     """One row per point (and the scratch baseline) of ``runs`` (:func:`run_rows`), in run order:
     its method, grid values, seeds, and validation and test accuracy as mean and std over seeds.
-    The row with the highest mean validation accuracy among the transfer points has ``best: True``."""
+    The row with the highest mean validation accuracy among the transfer points (every method but
+    ``baseline``, the from-scratch one) has ``best: True``."""
     rows: dict[str, dict] = {}
     for run in runs:
         row = rows.setdefault(
@@ -246,7 +250,7 @@ def summarize(runs: Iterable[Mapping]) -> list[dict]:
                 "best": False,
             }
         )
-    candidates = [row for row in summary if row["method"] != "supervised" and row["val_accuracy"] is not None]
+    candidates = [row for row in summary if row["method"] != baseline and row["val_accuracy"] is not None]
     if candidates:
         max(candidates, key=lambda row: row["val_accuracy"])["best"] = True  # the first of equals
     return summary

@@ -135,7 +135,7 @@ def test_the_best_point_is_chosen_on_validation_never_on_test():
         entry("Scratch student", 0, [0.99], 0.99, method="supervised"),  # the baseline is not a point
         {"name": "Teacher", "role": "teacher"},
     ]
-    rows = summarize(run_rows(entries))
+    rows = summarize(run_rows(entries), "supervised")
     assert [row["name"] for row in rows] == ["KD t=2", "KD t=4", "Scratch student"]
     t2, t4, scratch = rows
     assert t4["best"] and not t2["best"] and not scratch["best"]
@@ -147,7 +147,7 @@ def test_the_best_point_is_chosen_on_validation_never_on_test():
 
 def test_a_failed_run_counts_as_failed_not_as_a_score():
     failed = {"name": "KD t=2", "role": "student", "method": "kd", "seed": 1, "point": {}, "failed": "nan loss"}
-    rows = summarize(run_rows([entry("KD t=2", 0, [0.9], 0.9), failed]))
+    rows = summarize(run_rows([entry("KD t=2", 0, [0.9], 0.9), failed]), "supervised")
     assert rows[0]["seeds"] == 1 and rows[0]["failed"] == 1
 
 
