@@ -411,11 +411,11 @@ def report(
             console.print(sweep_table(results))
         else:
             _print_results(results)
-        if plots and not results.get("sweep"):
-            from ktrain.plots import comparison_plots
+            if plots:
+                from ktrain.plots import comparison_plots
 
-            for written in comparison_plots(results, Path(run_dir), f"{prefix}_" if prefix else ""):
-                console.print(f"wrote {written}", highlight=False)
+                for written in comparison_plots(results, Path(run_dir), f"{prefix}_" if prefix else ""):
+                    console.print(f"wrote {written}", highlight=False)
     except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
         raise KtrainError(f"'{path}' is not a ktrain results.json (at {exc!r}): give the file a run wrote") from None
 

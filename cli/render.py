@@ -6,6 +6,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from ktrain.listener import Listener
+from ktrain.options import plain
 
 LIVE_KEYS = (("loss", "loss"), ("accuracy", "acc"), ("val_accuracy", "val_acc"))
 
@@ -197,7 +198,7 @@ def sweep_table(results: dict) -> Table:
         table.add_column(column, justify="right", no_wrap=True)
     for row in sweep["points"]:
         label = row["method"] if row["point"] else row["name"]  # the scratch student has no grid values
-        values = [_grid_value(row["point"].get(key)) for key in keys]
+        values = [plain(row["point"][key]) if key in row["point"] else "—" for key in keys]
         seeds = str(row["seeds"]) + (f" ({row['failed']} failed)" if row["failed"] else "")
         if row["seeds"] == 0:
             table.add_row(label, *values, "failed" if row["failed"] else "no head", "", seeds, "")
@@ -212,9 +213,3 @@ def _spread(row: dict, key: str) -> str:
     if row["seeds"] > 1:
         return f"{row[key]:.3f}±" + f"{row[f'{key}_std']:.3f}".removeprefix("0")
     return f"{row[key]:.4f}"
-
-
-def _grid_value(value) -> str:
-    if value is None:
-        return "—"
-    return f"{value:g}" if isinstance(value, float) else str(value)

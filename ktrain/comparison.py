@@ -68,7 +68,6 @@ def run_demo(
     unless ``overwrite``."""
     names, options = job.methods
     methods, _ = choose("compare", names, options=options)
-    teacher_epochs = job.teacher_epochs if epochs == job.epochs else min(job.teacher_epochs, epochs)
     run = Run(
         command="demo",
         models=ModelsSpec(student=job.student, teacher=job.teacher),
@@ -76,7 +75,7 @@ def run_demo(
         methods=methods,
         engine=TrainConfig(epochs=epochs, seed=seed, strategy="one"),
         outputs=OutputSpec(folder=out_folder, overwrite=overwrite or holds_demo(out_folder)),
-        plan=Plan(seeds=seeds, teacher_epochs=teacher_epochs),
+        plan=Plan(seeds=seeds, teacher_epochs=job.teacher_epochs_for(epochs)),
     )
     return run_compare(run, listener)
 
@@ -84,12 +83,11 @@ def run_demo(
 def holds_demo(folder: str | None) -> bool:
     """Whether ``folder``'s results.json is a demo's (a run of another command is never replaced
     without --overwrite)."""
+    if folder is None:
+        return False
     for record in ("results.json", "run.json"):  # run.json: a demo stopped before its results
         try:
-            if (
-                folder is not None
-                and json.loads((Path(folder) / record).read_text(encoding="utf-8")).get("command") == "demo"
-            ):
+            if json.loads((Path(folder) / record).read_text(encoding="utf-8")).get("command") == "demo":
                 return True
         except (OSError, ValueError, AttributeError):
             continue
@@ -334,6 +332,7 @@ class Comparison:
         )
         folder = checkpoints(self.out)
         folder = folder / f"{spec.key}_seed{seed}" if folder is not None and run.outputs.write_results else None
+        point = {"point": dict(spec.point)} if spec.point else {}  # a sweep's grid values, failed or not
         try:
             fit = trainer.fit(
                 data,
@@ -342,24 +341,23 @@ class Comparison:
             )
         except NumericalFault as exc:
             log.warning("%s failed: %s", title, exc)  # the comparison goes on with the next method
-            failed = {
+            return {
                 "name": name,
                 "role": "student",
                 "method": method.name,
                 "seed": seed,
                 "params": view.params,
                 "failed": str(exc),
+                **point,
             }
-            return failed | ({"point": dict(spec.point)} if spec.point else {})
         entry = student_record(method, view, trainer, fit, data, label(run.models.student))
         entry.update(
             name=name,
             seed=seed,
             uses_features=view.feature_key is not None,
             soft_targets=targets.source if targets is not None else "online",
+            **point,
         )
-        if spec.point:
-            entry["point"] = dict(spec.point)
         add_representation(
             entry, view, untrained.get(view.feature_key), data, run.outputs.neighbors, config.eval_batch_size
         )
@@ -434,12 +432,12 @@ class Sweep(Comparison):
         from ktrain.grid import CSV_NAME, HEATMAP_NAME, best_point, csv_text, run_rows, summarize
         from ktrain.plots import sweep_heatmap
 
-        runs = run_rows(results["results"])
-        summary = summarize(runs, baseline().name)
+        runs, scratch = run_rows(results["results"]), baseline().name
+        summary = summarize(runs, scratch)
         best = best_point(summary)
         results["sweep"] = {
             "grid": self.grid.record(),
-            "baseline": baseline().name,
+            "baseline": scratch,
             "points": summary,
             "best": best["name"] if best else None,
         }

@@ -34,11 +34,15 @@ class Job:
 
         return DEMOS[self.name]
 
+    def teacher_epochs_for(self, epochs: int) -> int:
+        """The teacher's epochs when the students train ``epochs``: a shortened demo, shortened throughout."""
+        return self.teacher_epochs if epochs == self.epochs else min(self.teacher_epochs, epochs)
+
     def describe(self, epochs: int, seeds: int) -> list[str]:
         """Which settings the job runs with (``epochs``, ``seeds`` as given), and why."""
         names, options = self.methods
         chosen = ", ".join(f"{key}={value}" for key, value in options.items())
-        teacher_epochs = self.teacher_epochs if epochs == self.epochs else min(self.teacher_epochs, epochs)
+        teacher_epochs = self.teacher_epochs_for(epochs)
         return [
             f"demo '{self.name}': teacher {self.teacher} trained for {teacher_epochs} epochs, then the student "
             f"{self.student} for {epochs} epochs by {', '.join(names)} ({chosen or 'default options'}) and alone, "

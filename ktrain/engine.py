@@ -317,7 +317,7 @@ class Trainer:
         totals: dict[str, float] = dict(start["totals"])
         if done:
             dataset = dataset.skip(done)  # the same shuffle, so the same remaining batches
-        iterator = iter(dataset if self._plain_input else self.strategy.experimental_distribute_dataset(dataset))
+        iterator = iter(self._input(dataset))
         while done < steps_per_epoch and not interrupt.requested:
             stats = self.steps.train_loop(iterator, tf.constant(min(chunk, steps_per_epoch - done)))
             done += int(stats.pop("steps"))
@@ -331,15 +331,18 @@ class Trainer:
             self.listener.on_steps(epoch, done, _train_logs(totals, done))
         return totals, done
 
+    def _input(self, dataset: tf.data.Dataset):
+        """``dataset`` as the steps take it: as it is on one CPU device (see ``strategy.host_only``),
+        else distributed over the replicas."""
+        return dataset if self._plain_input else self.strategy.experimental_distribute_dataset(dataset)
+
     # -- evaluation ----------------------------------------------------------------------------
     def evaluate(self, images: np.ndarray, labels: np.ndarray, split: str = "test") -> dict[str, float]:
         """Mean of each loss part, total loss, accuracy and cross-entropy over the given samples.
 
         ``split`` names where the samples come from: cached teacher targets exist for "train" and
         "val" only; anything else runs the teacher online."""
-        dataset = eval_pipeline(images, labels, self.config.eval_batch_size)
-        if not self._plain_input:
-            dataset = self.strategy.experimental_distribute_dataset(dataset)
+        dataset = self._input(eval_pipeline(images, labels, self.config.eval_batch_size))
         totals: dict[str, float] = {}
         for batch in dataset:
             for name, value in self.steps.eval_step(batch, split).items():

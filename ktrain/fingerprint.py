@@ -1,12 +1,13 @@
 """What decides a run's results, recorded in ``run.json`` when it starts, so ``--resume`` continues
 only the run that was started.
 
-A fingerprint is flat (setting → value as text). It holds the models (a file by its path and
-checksum), the dataset, its validation split and augmentation, the seed, every engine setting but
-the ones that only change how fast or how long (``-e``, which may grow on resume, ``-ebs``,
-``--cache-dir``), the methods and their resolved options (a sweep's grid values aside: a resumed
-sweep may add points), and the baseline and teacher epochs of a comparison. Not ``-v``,
-``--debug`` or the outputs.
+A fingerprint is flat (setting → value as text). It holds the command; the models (a file by a
+checksum of its bytes, wherever it lies; a model object by its class and size); the dataset (an
+.npz by checksum), its validation split and augmentation; the seed and every engine setting but
+those that change only how fast or how long (``UNDECIDING``: ``-e``, which may grow on resume,
+``-ebs``, ``--cache-dir``, ``--targets``, ``--jit``); the methods and their resolved options (a
+sweep's grid values aside: a resumed sweep may add points); and the baseline and teacher epochs of
+a comparison. Not ``--seeds``, ``-v``, ``--debug`` or the outputs.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 
 from ktrain.errors import KtrainError
 from ktrain.io import write_json_atomic
+from ktrain.specialists import split_spec
 from ktrain.specs import Run, is_object, label
 
 NAME = "run.json"
@@ -66,7 +68,7 @@ def _model(spec: Any) -> str:
         if hasattr(spec, "count_params"):
             return f"{type(spec).__name__} of {spec.count_params()} parameters"
         return str(label(spec))
-    path, _, classes = str(spec).partition(":") if not Path(str(spec)).is_file() else (str(spec), "", "")
+    path, classes = split_spec(str(spec))  # FILE:CLASSES: the file's bytes, and its classes
     if spec is None or not Path(path).is_file():
         return str(spec)
     digest = hashlib.sha256()

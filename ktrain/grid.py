@@ -19,13 +19,13 @@ from __future__ import annotations
 import csv
 import io
 import itertools
-import statistics
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ktrain.errors import KtrainError
-from ktrain.options import Option
+from ktrain.options import Option, plain
+from ktrain.report import mean_std
 
 if TYPE_CHECKING:
     from ktrain.methods.selection import MethodSpec
@@ -62,7 +62,6 @@ def parse_grid(grid: Iterable[str] | Mapping[str, Iterable], methods: Iterable[s
     :class:`Grid` for ``methods``; a KtrainError names a key no chosen method has, a value of the
     wrong type or range, an empty grid, and a key also set as a fixed option."""
     from ktrain.methods.base import get_method
-    from ktrain.methods.selection import plain
 
     methods = [get_method(name).name for name in methods]
     specs: dict[str, Option] = {}
@@ -180,10 +179,8 @@ def kept_val_accuracy(entry: Mapping) -> float | None:
 
 
 def _spread(values: list[float]) -> tuple[float | None, float | None]:
-    """Mean and sample standard deviation of ``values``, as ``compare`` reports them (0 for one)."""
-    if not values:
-        return None, None
-    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+    """:func:`ktrain.report.mean_std` of ``values``; None and None for no values (every run failed)."""
+    return mean_std(values) if values else (None, None)
 
 
 def run_rows(entries: Iterable[Mapping]) -> list[dict]:

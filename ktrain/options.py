@@ -86,3 +86,12 @@ class Option:
         if self.check == "non_negative" and number < 0:
             raise KtrainError(f"{self.label} is {value}: give a value of 0 or more")
         return number
+
+
+def plain(value: Any) -> str:
+    """An option's value as names, tables and plots show it: 4 for 4.0, 0.5, True; a float that
+    ``:g`` would round is shown whole, so two values never show alike."""
+    if isinstance(value, float):
+        short = f"{value:g}"
+        return short if float(short) == value else repr(value)
+    return str(value)

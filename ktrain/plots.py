@@ -19,6 +19,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from ktrain.io import atomic_write  # noqa: E402
+from ktrain.options import plain  # noqa: E402
 
 LINESTYLES = ("--", "-.", ":", (0, (5, 1)), (0, (3, 1, 1, 1)))
 COMPARISON = "KT_Methods_Comparison_{metric}_vs_epoch.png"
@@ -141,15 +142,11 @@ def sweep_heatmap(summary: list[dict], axes: tuple, path: Path) -> Path | None:
             if cell["best"]:
                 axes_.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="black", linewidth=2.5))
         image = axes_.imshow(values, cmap="viridis", aspect="auto")
-        axes_.set_xticks(range(len(column_values)), [_tick(value) for value in column_values])
-        axes_.set_yticks(range(len(row_values)), [_tick(value) for value in row_values])
+        axes_.set_xticks(range(len(column_values)), [plain(value) for value in column_values])
+        axes_.set_yticks(range(len(row_values)), [plain(value) for value in row_values])
         axes_.set_xlabel(column_key)
         axes_.set_ylabel(row_key)
         axes_.set_title(f"{method}: validation accuracy")
         figure.colorbar(image, ax=axes_)
     figure.tight_layout()
     return save_figure(figure, path)
-
-
-def _tick(value) -> str:
-    return f"{value:g}" if isinstance(value, float) else str(value)

@@ -144,7 +144,8 @@ def seed_pickle(results: dict) -> list[dict]:
     return records
 
 
-def _mean_std(values: list[float]) -> tuple[float, float]:
+def mean_std(values: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation over seeds (0 for one run), as every table reports them."""
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
@@ -187,7 +188,7 @@ def summarize(results: dict) -> list[dict]:
         }
         for key, values in metrics.items():
             if values:
-                row[key], row[f"{key}_std"] = _mean_std(values)
+                row[key], row[f"{key}_std"] = mean_std(values)
         if teacher is not None and row["role"] == "student":
             row["teacher_over_student"] = teacher["params"] / row["params"]
         rows.append(row)

@@ -13,6 +13,7 @@ from typing import Any
 
 from ktrain.errors import KtrainError
 from ktrain.methods.base import Method, Options, get_method, option_specs, registered
+from ktrain.options import plain
 
 # What each command runs when no method is named.
 DEFAULTS: dict[str, tuple[str, ...]] = {
@@ -101,14 +102,6 @@ class MethodSpec:
 
     def record(self) -> dict[str, Any]:
         return {"name": self.name, "options": self.options.to_dict()}
-
-
-def plain(value: Any) -> str:
-    """A grid value as a table shows it: 4 for 4.0, 0.5, True; a float ``:g`` would round is shown whole."""
-    if isinstance(value, float):
-        short = f"{value:g}"
-        return short if float(short) == value else repr(value)
-    return str(value)
 
 
 def ensemble_sources() -> set[str]:
