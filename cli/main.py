@@ -413,9 +413,12 @@ def report(
             _print_results(results)
             if plots:
                 from ktrain.plots import comparison_plots
+                from ktrain.report import list_outputs
 
-                for written in comparison_plots(results, Path(run_dir), f"{prefix}_" if prefix else ""):
-                    console.print(f"wrote {written}", highlight=False)
+                written = comparison_plots(results, Path(run_dir), f"{prefix}_" if prefix else "")
+                list_outputs(Path(run_dir), written)
+                for path in written:
+                    console.print(f"wrote {path}", highlight=False)
     except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
         raise KtrainError(f"'{path}' is not a ktrain results.json (at {exc!r}): give the file a run wrote") from None
 

@@ -1,16 +1,24 @@
 """Per-epoch checkpoints of everything that decides what a run does next, and their restore.
 
-TensorFlow's ``CheckpointManager`` keeps the variables (student, the method's own state, optimizer
-slots and iteration count, the base learning rate); a JSON sidecar written atomically after it keeps the rest (epoch,
-controllers, history, an epoch in progress after Ctrl-C) and an ``.npz`` the best-weights copy.
-A checkpoint counts only once its sidecar exists, so a kill at any moment leaves the previous
-checkpoint usable; an unreadable one is skipped for the one before it.
+A checkpoint ``ckpt-N`` is three things, written in this order:
+
+- TensorFlow's variable files (student, the method's own state, optimizer slots and iteration
+  count, the base learning rate, dropout's seed states), flushed to the disk;
+- new epochs appended to ``history.jsonl`` and, when the best weights changed, ``ckpt-N.best.npz``;
+- ``ckpt-N.state.json`` (epoch, controllers, how many history lines count, which best-weights file
+  is current, an epoch cut short by Ctrl-C). The state file is written last, so it makes the
+  checkpoint count: a kill at any moment leaves the previous checkpoint usable, and an unreadable
+  one is skipped for the one before it.
+
+Only the newest ``KEEP`` complete checkpoints stay, with the best-weights files they name, and the
+history is stored once: disk use does not grow with the number of epochs beyond the history itself.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import shutil
 from pathlib import Path
 
@@ -18,16 +26,28 @@ import numpy as np
 import tensorflow as tf
 
 from ktrain.errors import KtrainError, RunFault
-from ktrain.io import atomic_write, write_json_atomic
+from ktrain.io import append_json_lines, atomic_write, fsync, write_json_atomic
 
 log = logging.getLogger("ktrain")
 
 KEEP = 3
+HISTORY = "history.jsonl"
+_NAME = re.compile(r"^ckpt-(\d+)(?:[._]|$)")
+
+
+def _number(path: Path) -> int | None:
+    match = _NAME.match(path.name)
+    return int(match.group(1)) if match else None
+
+
+def _complete(folder: Path) -> list[int]:
+    """Numbers of the checkpoints in ``folder`` whose state file was written, oldest first."""
+    return sorted(_number(path) for path in Path(folder).glob("ckpt-*.state.json"))
 
 
 def has_checkpoint(folder: Path) -> bool:
     """Whether ``folder`` holds at least one complete checkpoint (one whose state file was written)."""
-    return Path(folder).is_dir() and any(Path(folder).glob("*.state.json"))
+    return Path(folder).is_dir() and bool(_complete(folder))
 
 
 class RunCheckpoint:
@@ -48,48 +68,110 @@ class RunCheckpoint:
             seed_states=seed_states,
             method_state=list(method_state or []),
         )
-        self.manager = tf.train.CheckpointManager(self.checkpoint, str(self.folder), max_to_keep=KEEP)
+        # Restoring creates the checkpoint's save counter, which ``write`` saves only if it exists;
+        # creating it now keeps every restored object matched.
+        self.checkpoint.save_counter  # noqa: B018
+        self._history_lines = 0  # lines of history.jsonl the checkpoints so far account for
+        self._best: tuple[list | None, str | None] = (None, None)  # the best weights on disk, and their file
 
     def save(self, state: dict, best_weights: list[np.ndarray] | None) -> str:
+        """Write checkpoint ``ckpt-N`` from the engine's ``state`` (its ``history`` included) and
+        the current best weights (the same list object as last time means unchanged)."""
+        number = None
         try:
-            path = self.manager.save()
-            if best_weights is not None:
-                with atomic_write(Path(f"{path}.best.npz")) as temporary:
-                    np.savez(temporary, *best_weights)
-            write_json_atomic(Path(f"{path}.state.json"), state)  # last: it makes the checkpoint count
+            self.folder.mkdir(parents=True, exist_ok=True)
+            number = max((n for n in map(_number, self.folder.iterdir()) if n is not None), default=0) + 1
+            prefix = self.folder / f"ckpt-{number}"
+            self.checkpoint.write(str(prefix))
+            for written in self.folder.glob(f"ckpt-{number}.*"):
+                fsync(written)
+            sidecar = {key: value for key, value in state.items() if key != "history"}
+            sidecar["history_length"] = self._append_history(state["history"])
+            sidecar["best_file"] = self._write_best(number, best_weights)
+            write_json_atomic(Path(f"{prefix}.state.json"), sidecar)  # last: it makes the checkpoint count
+        except RunFault:
+            self._remove(number)
+            raise
         except (OSError, tf.errors.OpError) as exc:  # TensorFlow's writer raises its own errors (a full disk)
-            for partial in self.folder.glob("*_temp*"):  # what TensorFlow's writer leaves when it fails
-                if partial.is_dir():
-                    shutil.rmtree(partial, ignore_errors=True)
-                else:
-                    partial.unlink(missing_ok=True)
+            if number is not None:
+                self._remove(number)
             reason = getattr(exc, "strerror", None) or getattr(exc, "message", None) or str(exc)
-            reason = (reason.splitlines() or [type(exc).__name__])[0]
+            reason = re.sub(r"\{\{[^}]*\}\}\s*|\s*\[Op:\w+\]", "", (reason.splitlines() or [""])[0])  # TF's op names
             raise RunFault(
-                f"could not write a checkpoint in '{self.folder}' ({reason}): "
+                f"could not write a checkpoint in '{self.folder}' ({reason or type(exc).__name__}): "
                 "free some space or choose another -out; earlier checkpoints are intact"
             ) from exc
-        return path
+        self._prune()
+        return str(prefix)
 
     def restore(self) -> tuple[dict, list[np.ndarray] | None]:
-        """Restore the newest readable checkpoint; returns its state and best-weights copy."""
-        for path in reversed(self.manager.checkpoints):
-            sidecar = Path(f"{path}.state.json")
-            if not sidecar.is_file():
-                continue
+        """Restore the newest readable checkpoint; returns its state (with its history) and
+        best-weights copy. Later history lines, from checkpoints that did not count, are dropped."""
+        for number in reversed(_complete(self.folder)):
+            prefix = self.folder / f"ckpt-{number}"
             try:
-                state = json.loads(sidecar.read_text(encoding="utf-8"))
-                self.checkpoint.restore(path).assert_existing_objects_matched()
-                best_path = Path(f"{path}.best.npz")
+                state = json.loads(Path(f"{prefix}.state.json").read_text(encoding="utf-8"))
+                history = self._read_history(state)
+                self.checkpoint.restore(str(prefix)).assert_existing_objects_matched()
+                # A checkpoint written by ktrain 0.1 holds its history and a best-weights copy of its own.
+                best_file = state.get("best_file", f"{prefix.name}.best.npz" if "history" in state else None)
                 best = None
-                if best_path.is_file():
-                    with np.load(best_path) as archive:
+                if best_file is not None and (self.folder / best_file).is_file():
+                    with np.load(self.folder / best_file) as archive:
                         best = [archive[f"arr_{index}"] for index in range(len(archive.files))]
             except Exception as exc:  # a damaged checkpoint raises many kinds of errors
-                log.warning("checkpoint %s is unreadable (%s): trying the one before", path, exc)
+                log.warning("checkpoint %s is unreadable (%s): trying the one before", prefix, exc)
                 continue
-            log.info("Resuming from %s (epoch %d done)", path, state["epoch"])
+            log.info("Resuming from %s (epoch %d done)", prefix, state["epoch"])
+            append_json_lines(self.folder / HISTORY, history, fresh=True)
+            self._history_lines = len(history)
+            self._best = (best, best_file)
+            state["history"] = history
             return state, best
         raise KtrainError(
             f"no readable checkpoint in '{self.folder}': run again without --resume (or with --overwrite)"
         )
+
+    def _append_history(self, history: list[dict]) -> int:
+        append_json_lines(self.folder / HISTORY, history[self._history_lines :], fresh=self._history_lines == 0)
+        self._history_lines = len(history)
+        return self._history_lines
+
+    def _read_history(self, state: dict) -> list[dict]:
+        if "history" in state:
+            return state["history"]
+        wanted = state["history_length"]
+        with open(self.folder / HISTORY, encoding="utf-8") as stream:
+            lines = [line for _, line in zip(range(wanted), stream)]
+        if len(lines) < wanted or not all(line.endswith("\n") for line in lines):
+            raise ValueError(f"{HISTORY} holds fewer than {wanted} epochs")
+        return [json.loads(line) for line in lines]
+
+    def _write_best(self, number: int, best_weights: list[np.ndarray] | None) -> str | None:
+        if best_weights is None:
+            return None
+        if best_weights is not self._best[0]:
+            name = f"ckpt-{number}.best.npz"
+            with atomic_write(self.folder / name) as temporary:
+                np.savez(temporary, *best_weights)
+            self._best = (best_weights, name)
+        return self._best[1]
+
+    def _prune(self) -> None:
+        """Remove all but the newest ``KEEP`` complete checkpoints, keeping the best-weights files
+        the kept ones name; a dropped checkpoint's state file goes first, so it stops counting."""
+        kept = _complete(self.folder)[-KEEP:]
+        named = {json.loads(Path(self.folder / f"ckpt-{n}.state.json").read_text()).get("best_file") for n in kept}
+        for number in sorted({_number(path) for path in self.folder.iterdir()} - {None, *kept}):
+            if number < kept[-1]:
+                self._remove(number, keep=named)
+
+    def _remove(self, number: int, keep: set = frozenset()) -> None:
+        files = sorted(self.folder.glob(f"ckpt-{number}[._]*"), key=lambda path: not path.name.endswith(".state.json"))
+        for path in files:
+            if path.name in keep:
+                continue
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)

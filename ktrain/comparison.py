@@ -23,14 +23,14 @@ from ktrain.classes import parse_classes
 from ktrain.config import TrainConfig
 from ktrain.engine import NumericalFault, Trainer
 from ktrain.errors import KtrainError
-from ktrain.evaluation import extract_features, knn_accuracy, representation_report
+from ktrain.evaluation import check_neighbors, extract_features, knn_accuracy, representation_report
 from ktrain.io import json_ready, write_json_atomic, write_pickle_atomic, write_text_atomic
 from ktrain.listener import Listener, Listeners
 from ktrain.loading import check_classes, load_student, load_teacher, student_view
 from ktrain.methods.selection import MethodSpec, baseline, choose
 from ktrain.plots import comparison_plots
 from ktrain.records import add_representation, results_record, student_record, teacher_record
-from ktrain.report import OutFolder, final_results_block, seed_pickle
+from ktrain.report import OutFolder, final_results_block, list_outputs, seed_pickle
 from ktrain.run import Outcome, check_export, checkpoints, export_student, run_context, train_members
 from ktrain.seeding import seed_everything
 from ktrain.specialists import split_spec
@@ -151,7 +151,7 @@ class BestStudent:
             self.entry.pop("saved_to", None)
             self.entry.pop("best_so_far", None)
         if model is not None and self.out is not None:
-            entry["saved_to"] = str(models.save_model_atomic(model, self.out.file("best_model.keras")))
+            entry["saved_to"] = str(models.save_model_atomic(model, self.out.output("best_model.keras")))
         entry["best_so_far"] = True
         self.entry = entry
 
@@ -173,11 +173,13 @@ class Comparison:
         seed_everything(config.seed, self.deterministic)
         log.info("Loading dataset %s...", label(run.data.dataset))
         self.data = run.data.load(config.seed)
+        if run.outputs.neighbors:
+            check_neighbors(run.outputs.neighbors, len(self.data.x_train))
         self.teacher, specs, teacher_entry = self.prepare_teacher()
         # One set of cached targets serves every method and seed.
         self.targets = prepare_targets(config, run.data.sample_views, self.teacher, self.data, self.listener)
         runs = list(specs) + ([baseline()] if run.plan.baseline else [])
-        resume_log = ResumeLog(checkpoints(self.out), run.outputs.resume, run.outputs.write_results)
+        resume_log = ResumeLog(checkpoints(self.out, run.outputs), run.outputs.resume, run.outputs.write_results)
         log.info("Starting KT method(s)...")
         for seed in range(config.seed, config.seed + run.plan.seeds):
             self.run_seed(seed, runs, resume_log)
@@ -262,7 +264,7 @@ class Comparison:
                 "train_seconds": fit.seconds,
             }
         if run.outputs.write_results and self.out is not None:
-            models.save_model_atomic(model, self.out.file("teacher.keras"))
+            models.save_model_atomic(model, self.out.output("teacher.keras"))
         return fields
 
     def report_unresolved(self) -> None:
@@ -330,8 +332,8 @@ class Comparison:
             targets=targets,
             views=run.data.sample_views,
         )
-        folder = checkpoints(self.out)
-        folder = folder / f"{spec.key}_seed{seed}" if folder is not None and run.outputs.write_results else None
+        folder = checkpoints(self.out, run.outputs)
+        folder = None if folder is None else folder / f"{spec.key}_seed{seed}"
         point = {"point": dict(spec.point)} if spec.point else {}  # a sweep's grid values, failed or not
         try:
             fit = trainer.fit(
@@ -371,7 +373,7 @@ class Comparison:
         if mode == "all" and self.out is not None:
             suffix = f"_seed{entry['seed']}" if self.run_spec.plan.seeds > 1 else ""
             entry["saved_to"] = str(
-                models.save_model_atomic(model, self.out.file(f"{entry['name']}{suffix}_model.keras"))
+                models.save_model_atomic(model, self.out.output(f"{entry['name']}{suffix}_model.keras"))
             )
             log.info("Student network has been saved as %s.", entry["saved_to"])
         elif mode == "best" and trains_head:
@@ -382,7 +384,7 @@ class Comparison:
             return None
         from ktrain.tensorboard import TensorBoardListener
 
-        return TensorBoardListener(self.out.path / f"{self.out.prefix}tensorboard")
+        return TensorBoardListener(self.out.output("tensorboard"))
 
     def validation_knn(self, view: NetworkView):
         """kNN accuracy of the student's features on the validation split (training split as database)."""
@@ -411,10 +413,10 @@ class Comparison:
         record = json_ready(results)
         if run.outputs.write_results and out is not None:
             log.info("Saving results...")
-            write_json_atomic(out.file("results.json"), record)
-            write_pickle_atomic(out.file("results.pkl"), seed_pickle(record))
+            write_json_atomic(out.output("results.json"), record)
+            write_pickle_atomic(out.output("results.pkl"), seed_pickle(record))
             if plots:
-                comparison_plots(record, out.path, out.prefix)
+                list_outputs(out.path, comparison_plots(record, out.path, out.prefix))
         log.info("Finished!")
         check_export(record)
         return record
@@ -445,8 +447,8 @@ class Sweep(Comparison):
             log.info("Best point on validation: %s (%.4f)", best["name"], best["val_accuracy"])
             self.keep_best_of(best["name"])
         if self.run_spec.outputs.write_results and self.out is not None:  # results.json is written last
-            write_text_atomic(self.out.file(CSV_NAME), csv_text(runs, self.grid.keys))
-            heatmap = self.out.file(HEATMAP_NAME)
+            write_text_atomic(self.out.output(CSV_NAME), csv_text(runs, self.grid.keys))
+            heatmap = self.out.output(HEATMAP_NAME)
             if sweep_heatmap(summary, self.grid.axes, heatmap) is None:
                 heatmap.unlink(missing_ok=True)  # an earlier sweep's, overwritten
         return super().write_outputs(results, plots=False)

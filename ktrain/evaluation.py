@@ -63,6 +63,15 @@ def _chunks(count: int, size: int):
         yield slice(start, min(start + size, count))
 
 
+def check_neighbors(k: int, database_size: int) -> None:
+    """Refuse a k the kNN search cannot serve (checked as soon as the data is loaded, before training)."""
+    if not 0 < k <= database_size:
+        raise KtrainError(
+            f"k (-k) is {k}, but the kNN search has {database_size} training images to vote: give k from 1 to "
+            f"{database_size}"
+        )
+
+
 def knn_accuracy(
     database: np.ndarray,
     database_labels: np.ndarray,
@@ -78,11 +87,7 @@ def knn_accuracy(
     """
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {METRICS}")
-    if not 0 < k <= len(database):
-        raise KtrainError(
-            f"k (-k) is {k}, but the kNN search has {len(database)} training images to vote: give k from 1 to "
-            f"{len(database)}"
-        )
+    check_neighbors(k, len(database))
     database = _prepare(database, metric)
     queries = _prepare(queries, metric)
     database_sq = np.sum(database**2, axis=1)

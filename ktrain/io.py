@@ -1,7 +1,8 @@
-"""Every byte ktrain puts on disk goes through here: atomic writes (locks and fsync will join them).
+"""Every byte ktrain puts on disk goes through here: atomic, durable writes.
 
-A file is written to a temporary name in its own folder, then renamed over the target, so a crash
-leaves the old file or the new one, never half of one.
+A file is written to a temporary name in its own folder, flushed to the disk, then renamed over the
+target, and the folder is flushed too; so a crash or a power cut leaves the old file or the new one,
+never half of one, and a file written before another is on disk before it.
 """
 
 from __future__ import annotations
@@ -29,15 +30,45 @@ def atomic_write(path: Path):
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(temporary, 0o666 & ~umask)  # mkstemp creates 0600
+        fsync(temporary)
         os.replace(temporary, path)
+        fsync(path.parent)
     except OSError as exc:  # creating, writing or renaming alike
-        raise RunFault(
-            f"could not write '{path}' ({exc.strerror or exc}): free some space or choose another -out; "
-            "files written before are intact"
-        ) from exc
+        raise write_failed(path, exc) from exc
     finally:
         if temporary is not None and os.path.exists(temporary):
             os.unlink(temporary)
+
+
+def write_failed(path: Path, exc: OSError) -> RunFault:
+    """The one line for a file that could not be written."""
+    return RunFault(
+        f"could not write '{path}' ({exc.strerror or exc}): free some space or choose another -out; "
+        "files written before are intact"
+    )
+
+
+def fsync(path: Path) -> None:
+    """Flush a written file, or a folder's entries (new and renamed names), to the disk."""
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def append_json_lines(path: Path, records: list[dict], *, fresh: bool = False) -> None:
+    """Append one JSON line per record to ``path`` (or start it afresh) and flush it to the disk.
+
+    For logs that only grow: a crash can leave a torn last line, so readers count lines from a
+    record written afterwards, never from the file itself."""
+    try:
+        with open(path, "w" if fresh else "a", encoding="utf-8") as stream:
+            stream.writelines(json.dumps(record, default=_plain) + "\n" for record in records)
+            stream.flush()
+            os.fsync(stream.fileno())
+    except OSError as exc:
+        raise write_failed(path, exc) from exc
 
 
 def json_ready(payload: dict) -> dict:

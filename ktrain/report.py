@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import fnmatch
+import json
 import logging
 import os
 import platform
@@ -16,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from ktrain.errors import KtrainError
+from ktrain.io import append_json_lines
 
 LOG_FORMAT = "%(asctime)s [%(threadName)-12.12s] [%(levelname)-5.5s]  %(message)s"
 RUN_SEPARATOR = "\n" + "-" * 93 + "\n"
@@ -39,8 +42,82 @@ class OutFolder:
     def file(self, name: str) -> Path:
         return self.path / f"{self.prefix}{name}"
 
+    def output(self, name: str) -> Path:
+        """The path of output ``name`` (a file or a folder), listed in the folder's manifest before
+        it is written: ``--overwrite`` removes what the manifest lists, and nothing else."""
+        path = self.file(name)
+        list_outputs(self.path, [path])
+        return path
+
 
 LOCK_NAME = ".ktrain.lock"
+MANIFEST = ".ktrain-files"  # one JSON string per line: the names of the outputs ktrain wrote here
+# What ktrain 0.1 wrote, for folders without a manifest (after the -res prefix).
+LEGACY_OUTPUTS = (
+    "checkpoints",
+    "results.json",
+    "results.pkl",
+    "run.json",
+    "tensorboard",
+    "model.keras",
+    "student.keras",
+    "teacher.keras",
+    "best_model.keras",
+    "*_model.keras",
+    "student_*.tflite",
+    "KT_Methods_Comparison_*.png",
+    "*_validation_curves.png",
+    "sweep.csv",
+    "sweep_heatmap.png",
+)
+
+
+def manifest_names(folder: Path) -> set[str] | None:
+    """The output names listed in ``folder``'s manifest; None for a folder without one."""
+    manifest = Path(folder) / MANIFEST
+    if not manifest.is_file():
+        return None
+    names = set()
+    for line in manifest.read_text(encoding="utf-8").splitlines():
+        try:
+            name = json.loads(line)
+        except ValueError:  # a torn last line: the entry it was adding was not written yet
+            continue
+        if isinstance(name, str) and name not in ("", ".", "..") and "/" not in name:
+            names.add(name)
+    return names
+
+
+def list_outputs(folder: Path, paths: list[Path]) -> None:
+    """Add ``paths`` (entries of ``folder``) to its manifest."""
+    listed = manifest_names(folder) or set()
+    new = [Path(path).name for path in paths if Path(path).name not in listed]
+    if new:
+        append_json_lines(Path(folder) / MANIFEST, new)
+
+
+def remove_outputs(out: OutFolder) -> list[str]:
+    """``--overwrite``: remove the earlier run's outputs, those its manifest lists (for a folder
+    written by 0.1, its known output names), and never anything else; returns the names removed.
+    The log, which every run appends to, and the lock stay."""
+    listed = manifest_names(out.path)
+    if listed is None:
+        patterns = [out.prefix + pattern for pattern in LEGACY_OUTPUTS]
+        listed = {
+            entry.name for entry in out.path.iterdir() if any(fnmatch.fnmatchcase(entry.name, p) for p in patterns)
+        }
+    removed = []
+    for name in sorted(listed - {LOCK_NAME, out.file("output.log").name}):
+        path = out.path / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        elif path.exists() or path.is_symlink():
+            path.unlink()
+        else:
+            continue
+        removed.append(name)
+    (out.path / MANIFEST).unlink(missing_ok=True)
+    return removed
 
 
 @contextlib.contextmanager
@@ -88,15 +165,14 @@ def claim_out_folder(out: OutFolder, *, resume: bool = False, overwrite: bool = 
             f"out folder '{out.path}' already holds a run ({results.name if results.exists() else checkpoints.name}): "
             "add --resume to continue it, --overwrite to start again, or choose another -out"
         )
-    if checkpoints.is_dir():
-        shutil.rmtree(checkpoints)
+    remove_outputs(out)
 
 
 def attach_log_file(out: OutFolder, debug: bool = False) -> logging.Handler:
     """Append the run's log to ``output.log`` in the seed's format; returns the handler to detach later."""
     logger = logging.getLogger("ktrain")
     logger.setLevel(logging.DEBUG if debug else logging.INFO)
-    handler = logging.FileHandler(out.file("output.log"), mode="a", encoding="utf-8")
+    handler = _LogFile(out.file("output.log"), mode="a", encoding="utf-8")
     handler.setFormatter(logging.Formatter(LOG_FORMAT))
     logger.addHandler(handler)
     # While a run logs to its file, keep its records off the root logger (TensorFlow gives it a
@@ -104,6 +180,31 @@ def attach_log_file(out: OutFolder, debug: bool = False) -> logging.Handler:
     logger.propagate = False
     logger.info(RUN_SEPARATOR)
     return handler
+
+
+class _LogFile(logging.FileHandler):
+    """``output.log``. A write error (a full disk) stops the log, not the run, and says so once on
+    stderr; the next file the run writes reports the disk in one line if it fails too."""
+
+    stopped = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not self.stopped:
+            super().emit(record)
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        error = sys.exc_info()[1]
+        if not isinstance(error, OSError):
+            super().handleError(record)
+        elif not self.stopped:
+            self.stopped = True
+            sys.stderr.write(f"warning: could not write '{self.baseFilename}' ({error.strerror}): the log stops here\n")
+
+    def close(self) -> None:
+        try:
+            super().close()
+        except OSError:  # flushing the last records failed: already reported
+            self.stream = None
 
 
 def detach_log_file(handler: logging.Handler) -> None:

@@ -29,7 +29,7 @@ from ktrain.config import TrainConfig
 from ktrain.data import DataSplits
 from ktrain.engine import Trainer
 from ktrain.errors import KtrainError, RunFault
-from ktrain.evaluation import evaluate_classifier, representation_report
+from ktrain.evaluation import check_neighbors, evaluate_classifier, representation_report
 from ktrain.fingerprint import NAME as FINGERPRINT
 from ktrain.fingerprint import check_and_record
 from ktrain.io import json_ready, write_json_atomic
@@ -38,7 +38,15 @@ from ktrain.loading import check_classes, load_student, load_teacher, student_vi
 from ktrain.methods.selection import baseline
 from ktrain.precision import policy as precision_policy
 from ktrain.records import add_representation, results_record, student_record, teacher_record
-from ktrain.report import LOCK_NAME, OutFolder, attach_log_file, claim_out_folder, detach_log_file, folder_lock
+from ktrain.report import (
+    LOCK_NAME,
+    MANIFEST,
+    OutFolder,
+    attach_log_file,
+    claim_out_folder,
+    detach_log_file,
+    folder_lock,
+)
 from ktrain.seeding import seed_everything
 from ktrain.specialists import ensemble_from_model, is_generalist, members_of
 from ktrain.specs import OutputSpec, Run, is_object, label
@@ -64,25 +72,23 @@ def run_context(run: Run, *, log_file: bool = True):
     A teacher model object gets its ``trainable`` flags back when the run ends."""
     run.validate()
     strategy = build_strategy(run.engine.strategy)
-    out, created = None, False
+    out, created = None, None
     with contextlib.ExitStack() as stack:
-        if run.outputs.writes:
+        if run.outputs.writes_files:  # -or -s none: no folder at all
             folder = output_folder(strategy, run.outputs.folder)
-            created = not Path(folder).exists()
+            created = first_missing(Path(folder))
             out = OutFolder(folder, run.outputs.prefix)
             try:
-                if run.outputs.writes_files:  # before the check: no second run slips in between
-                    try:
-                        stack.enter_context(folder_lock(out))
-                    except KtrainError:
-                        created = False  # the folder is the running run's now: leave it alone
-                        raise
+                try:  # before the check: no second run slips in between
+                    stack.enter_context(folder_lock(out))
+                except KtrainError:
+                    created = None  # the folder is the running run's now: leave it alone
+                    raise
                 claim_out_folder(out, resume=run.outputs.resume, overwrite=run.outputs.overwrite)
-                if run.outputs.writes_files:
-                    check_and_record(run, out.file(FINGERPRINT))
+                check_and_record(run, out.output(FINGERPRINT))
             except KtrainError:
                 if created:
-                    remove_if_only_log(out)
+                    remove_if_only_log(out, created)
                 raise
         handler = attach_log_file(out, run.outputs.debug) if log_file and out is not None else None
         try:
@@ -93,24 +99,41 @@ def run_context(run: Run, *, log_file: bool = True):
                 detach_log_file(handler)
                 handler = None
             if created and not isinstance(exc, RunFault):  # a refusal, not a failure of the run
-                remove_if_only_log(out)
+                remove_if_only_log(out, created)
             raise
         finally:
             if handler is not None:
                 detach_log_file(handler)
 
 
-def remove_if_only_log(out: OutFolder) -> None:
+def first_missing(folder: Path) -> Path | None:
+    """The outermost folder of ``folder``'s path that does not exist yet (None if it exists)."""
+    missing, folder = None, folder.absolute()
+    for path in (folder, *folder.parents):
+        if path.exists():
+            return missing
+        missing = path
+    return missing
+
+
+def remove_if_only_log(out: OutFolder, created: Path) -> None:
     """Input refused once the data is loaded (``--cache-topk`` against the class count, say): remove
-    the out folder this run created, when the log is all it holds, so a refusal leaves no files."""
+    the out folder this run created (and the parents it created), when the log is all it holds, so
+    a refusal leaves no files."""
     entries = list(out.path.iterdir())
-    if all(entry.name in (out.file("output.log").name, out.file(FINGERPRINT).name, LOCK_NAME) for entry in entries):
+    only_log = (out.file("output.log").name, out.file(FINGERPRINT).name, LOCK_NAME, MANIFEST)
+    if all(entry.name in only_log for entry in entries):
         shutil.rmtree(out.path, ignore_errors=True)
+        for parent in out.path.absolute().parents:
+            if not parent.is_relative_to(created.absolute()):
+                break
+            with contextlib.suppress(OSError):  # not empty: something else was put there meanwhile
+                parent.rmdir()
 
 
-def checkpoints(out: OutFolder | None):
-    """The checkpoint folder, or None when nothing is written."""
-    return None if out is None else out.file("checkpoints")
+def checkpoints(out: OutFolder | None, outputs: OutputSpec):
+    """The checkpoint folder, or None when no results are written (``-or``: nothing to resume)."""
+    return None if out is None or not outputs.write_results else out.output("checkpoints")
 
 
 def run_single(run: Run, listener: Listener | None = None) -> Outcome:
@@ -125,6 +148,8 @@ def _run_single(run: Run, strategy, out: OutFolder | None, listener: Listener | 
     seed_everything(config.seed, deterministic=not jit_enabled(config.jit, strategy))
     log.info("Loading dataset %s...", label(run.data.dataset))
     data = run.data.load(config.seed)
+    if run.outputs.neighbors:
+        check_neighbors(run.outputs.neighbors, len(data.x_train))
     specs, teacher = run.methods, None
     copies = needs_copies(strategy, config.precision)
     with strategy.scope():
@@ -170,7 +195,7 @@ def _run_single(run: Run, strategy, out: OutFolder | None, listener: Listener | 
         targets=targets,
         views=run.data.sample_views,
     )
-    folder = checkpoints(out)
+    folder = checkpoints(out, run.outputs)
     fit = trainer.fit(data, checkpoint_dir=None if folder is None else str(folder), resume=run.outputs.resume)
     log.info("Evaluating results...")
     entry = student_record(method, student, trainer, fit, data, label(run.models.student))
@@ -179,7 +204,7 @@ def _run_single(run: Run, strategy, out: OutFolder | None, listener: Listener | 
     saved = None
     if out is not None:
         saved = models.save_model_atomic(
-            student.model, out.file("model.keras" if run.command == "train" else "student.keras")
+            student.model, out.output("model.keras" if run.command == "train" else "student.keras")
         )
         entry["saved_to"] = str(saved)
         log.info("Student network has been saved as %s.", saved)
@@ -201,7 +226,7 @@ def finish(results: dict, saved, outputs: OutputSpec, out: OutFolder | None, dat
     results["export"] = export_student(outputs, saved, out, data)
     record = json_ready(results)
     if outputs.write_results and out is not None:
-        write_json_atomic(out.file("results.json"), record)
+        write_json_atomic(out.output("results.json"), record)
     log.info("Finished!")
     check_export(record)
     return record
@@ -224,7 +249,7 @@ def export_student(outputs: OutputSpec, saved, out: OutFolder | None, data: Data
     log.info("Exporting the student to TFLite (%s)...", outputs.export)
     return export(
         str(saved),
-        str(out.file(f"student_{outputs.export}.tflite")),
+        str(out.output(f"student_{outputs.export}.tflite")),
         outputs.export,
         max_accuracy_drop=outputs.max_accuracy_drop,
         data=data,
@@ -244,7 +269,7 @@ def _train_ensemble(
     own classes, then the averaged ensemble is scored; the multi-output model is saved."""
     source = label(run.models.student)
     log.info("Training the %d members of ensemble '%s'...", len(model.outputs), source)
-    folder = checkpoints(out)
+    folder = checkpoints(out, run.outputs)
     members = train_members(
         model, data, run.engine, strategy, listener, source, None if folder is None else str(folder), run.outputs.resume
     )
@@ -264,13 +289,13 @@ def _train_ensemble(
         "train_seconds": sum(member["train_seconds"] for member in members),
     }
     if out is not None:
-        saved = models.save_model_atomic(model, out.file("model.keras"))
+        saved = models.save_model_atomic(model, out.output("model.keras"))
         entry["saved_to"] = str(saved)
         log.info("Ensemble has been saved as %s.", saved)
     results = results_record(run, run.engine, data, strategy, [entry], started, [baseline().build()])
     record = json_ready(results)
     if out is not None:
-        write_json_atomic(out.file("results.json"), record)
+        write_json_atomic(out.output("results.json"), record)
     log.info("Finished!")
     return Outcome(record, {0: returned_student(run, model)})
 

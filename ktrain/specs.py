@@ -140,8 +140,10 @@ class DataSpec:
             data = load_dataset(self.dataset, data_dir=self.data_dir, val_split=self.val_split, seed=seed)
         else:
             data = self.dataset.splits(val_split=self.val_split, seed=seed)
+        chosen = tuple(range(data.num_classes))
         if self.classes:
-            data = data.restrict(parse_classes(self.classes, data.num_classes, f"--classes {self.classes}"))
+            chosen = parse_classes(self.classes, data.num_classes, f"--classes {self.classes}")
+            data = data.restrict(chosen)
             logging.getLogger("ktrain").info(
                 "Training on classes %s only (%d training images)", self.classes, len(data.y_train)
             )
@@ -157,8 +159,8 @@ class DataSpec:
                 f"--val-split {self.val_split} leaves the {empty[0]} split of {data.name} empty (each class gives "
                 f"round(val_split × its images) to validation): give a --val-split that leaves images in both"
             )
-        missing = sorted(set(range(data.num_classes)) - set(data.y_train.tolist()))
-        if missing and not self.classes:
+        missing = [chosen[label] for label in sorted(set(range(data.num_classes)) - set(data.y_train.tolist()))]
+        if missing:
             logging.getLogger("ktrain").warning(
                 "%s has %d classes but no training images of class %s: a model with %d outputs will never learn %s",
                 data.name,

@@ -210,6 +210,15 @@ def test_values_that_used_to_end_in_a_traceback(tmp_path, extra, fragments):
     assert not out.exists()  # a refused run leaves nothing
 
 
+def test_a_refusal_after_loading_removes_the_nested_folders_it_created(tmp_path):
+    # -k is checked against the training split as soon as the data is loaded, before the teacher trains.
+    out = tmp_path / "a" / "b" / "c"
+    compare = ("compare", "zoo:digits_teacher", "zoo:digits_student", "digits", "-m", "pkt", "--teacher-epochs", "1")
+    result = invoke(*compare, "-k", 100000, "-v", "0", "-out", out)
+    assert_one_line_error(result, "k (-k) is 100000, but the kNN search has 1004 training images")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_evaluate_refuses_a_k_larger_than_its_database():
     result = invoke("evaluate", "zoo:digits_student", "digits", "-k", 100000)
     assert_one_line_error(result, "k (-k) is 100000, but the kNN search has 1004 training images")

@@ -179,3 +179,7 @@ def test_a_class_without_training_images_is_noted(tmp_path, caplog):
         data = DataSpec(path).validate().load(0)
     assert data.num_classes == 4
     assert "has 4 classes but no training images of class 2" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="ktrain"):
+        DataSpec(path, classes="1-2").validate().load(0)  # the note names the class by its own number
+    assert "has 2 classes but no training images of class 2" in caplog.text
