@@ -55,11 +55,11 @@ def load_for(spec, *, role: str, data) -> keras.Model:
     """Load (or build) ``spec`` for the images and classes of ``data`` (a DataSplits), refusing a model
     whose input does not take those images. A model object is checked and returned as it is."""
     if isinstance(spec, keras.Model):
-        check_input_shape(spec, role=role, spec=f"object {spec.name}", image_shape=data.image_shape, dataset=data.name)
+        check_model(spec, role=role, spec=f"object {spec.name}", image_shape=data.image_shape, dataset=data.name)
         warn_double_scaling(spec, role, data)
         return spec
     model = load_model(spec, role=role, input_shape=data.image_shape, num_classes=data.num_classes)
-    check_input_shape(model, role=role, spec=spec, image_shape=data.image_shape, dataset=data.name)
+    check_model(model, role=role, spec=spec, image_shape=data.image_shape, dataset=data.name)
     warn_double_scaling(model, role, data)
     return model
 
@@ -115,6 +115,42 @@ def unchanged_trainable(model):
     finally:
         for layer, flag in zip(layers, flags):
             layer.trainable = flag
+
+
+def check_model(model: keras.Model, *, role: str, spec: str, image_shape: tuple[int, ...], dataset: str):
+    """Refuse a model ktrain cannot train or learn from, before anything runs: one that is not built,
+    whose input does not take the dataset's images, whose outputs are not class scores (a dict, or
+    one value per pixel), or a student with nothing to train."""
+    if not model.built or not _has_inputs(model):
+        raise KtrainError(
+            f"{role} model '{spec}' is not built (a Sequential without an Input knows no input shape): start it "
+            f"with keras.Input({tuple(image_shape)}), or call model.build((None, {', '.join(map(str, image_shape))}))"
+        )
+    check_input_shape(model, role=role, spec=spec, image_shape=image_shape, dataset=dataset)
+    structure = getattr(model, "_outputs_struct", None)
+    if isinstance(structure, dict):
+        raise KtrainError(
+            f"{role} model '{spec}' returns a dict of outputs ({', '.join(map(str, structure))}): ktrain needs class "
+            "scores, one output (or a list of them for an ensemble); return the tensor itself"
+        )
+    for output in model.outputs:
+        if len(output.shape) != 2:
+            raise KtrainError(
+                f"{role} model '{spec}' has an output of shape {_shape(output.shape)}: ktrain needs class scores "
+                "of shape batch×classes; end the model in a Dense layer (after Flatten or global pooling)"
+            )
+    if role == "student" and not model.trainable_weights:
+        raise KtrainError(
+            f"student model '{spec}' has no trainable weights (every layer is frozen): set model.trainable = True "
+            "before saving it, or give another student"
+        )
+
+
+def _has_inputs(model: keras.Model) -> bool:
+    try:
+        return bool(model.inputs)
+    except (AttributeError, ValueError):  # a Sequential without an Input raises when asked
+        return False
 
 
 def check_input_shape(model: keras.Model, *, role: str, spec: str, image_shape: tuple[int, ...], dataset: str):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import os
 import tempfile
 
@@ -25,11 +26,7 @@ def build_strategy(name: str = "auto") -> tf.distribute.Strategy:
     """
     if name == "multiworker":
         # Before listing devices: that initialises the runtime, after which collectives cannot be set up.
-        if not os.environ.get("TF_CONFIG"):
-            raise KtrainError(
-                "--strategy multiworker needs TF_CONFIG: set it on every worker to "
-                '{"cluster": {"worker": ["host1:port", "host2:port"]}, "task": {"type": "worker", "index": N}}'
-            )
+        check_tf_config(os.environ.get("TF_CONFIG"))
         return tf.distribute.MultiWorkerMirroredStrategy()
     gpus = [device.name for device in tf.config.list_logical_devices("GPU")]
     cpus = [device.name for device in tf.config.list_logical_devices("CPU")]
@@ -40,6 +37,42 @@ def build_strategy(name: str = "auto") -> tf.distribute.Strategy:
     if name == "mirrored":
         return tf.distribute.MirroredStrategy(gpus or cpus)
     raise KtrainError(f"--strategy is '{name}': use auto, one, mirrored or multiworker")
+
+
+TF_CONFIG_FORM = '{"cluster": {"worker": ["host1:port", "host2:port"]}, "task": {"type": "worker", "index": N}}'
+
+
+def check_tf_config(text: str | None) -> None:
+    """Refuse a missing or malformed ``TF_CONFIG`` in one line naming what is wrong (TensorFlow
+    fails on it later, with a traceback or a hang waiting for workers that do not exist)."""
+    if not text:
+        raise KtrainError(f"--strategy multiworker needs TF_CONFIG: set it on every worker to {TF_CONFIG_FORM}")
+    try:
+        config = json.loads(text)
+    except ValueError as exc:
+        raise KtrainError(f"TF_CONFIG is not JSON ({exc}): set it to {TF_CONFIG_FORM}") from None
+    cluster = config.get("cluster") if isinstance(config, dict) else None
+    task = config.get("task") if isinstance(config, dict) else None
+    if not isinstance(cluster, dict) or not isinstance(task, dict):
+        raise KtrainError(f"TF_CONFIG needs a 'cluster' and a 'task' object: set it to {TF_CONFIG_FORM}")
+    for role, addresses in cluster.items():
+        if (
+            not isinstance(addresses, list)
+            or not addresses
+            or not all(isinstance(address, str) and address.rpartition(":")[2].isdigit() for address in addresses)
+        ):
+            raise KtrainError(
+                f"TF_CONFIG cluster '{role}' is {addresses!r}: give a list of 'host:port' strings, as in "
+                f"{TF_CONFIG_FORM}"
+            )
+    role, index = task.get("type"), task.get("index")
+    if role not in cluster:
+        raise KtrainError(f"TF_CONFIG task type is {role!r}, which is not in its cluster ({', '.join(cluster)})")
+    if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < len(cluster[role]):
+        raise KtrainError(
+            f"TF_CONFIG task index is {index!r}: give a whole number from 0 to {len(cluster[role]) - 1} "
+            f"(the cluster has {len(cluster[role])} {role}s)"
+        )
 
 
 def _one_device(gpus: list[str], cpus: list[str]) -> tf.distribute.Strategy:

@@ -141,8 +141,10 @@ def method_view(
 
 
 def trainable_parameters(model) -> int:
-    """Trainable parameters of ``model``; count before freezing it (a frozen model has none)."""
-    return int(sum(np.prod(variable.shape) for variable in model.trainable_weights))
+    """Trainable parameters of ``model``; count before freezing it. A model that came with none
+    trainable (a teacher its author froze) counts all its parameters."""
+    weights = model.trainable_weights or model.weights
+    return int(sum(np.prod(variable.shape) for variable in weights))
 
 
 def _is_softmax(activation) -> bool:

@@ -1,0 +1,178 @@
+"""Bad input of every class, driven through the command line: exit 2, one line on stderr, no
+traceback, and the folder left as it was. Plus a property-based test of the .npz loader."""
+
+import json
+import tempfile
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+from typer.testing import CliRunner
+
+from ktrain.cli.main import app
+from ktrain.errors import KtrainError
+from ktrain.specs import DataSpec
+from ktrain.strategy import check_tf_config
+
+runner = CliRunner()
+
+
+def invoke(*args, env=None):
+    return runner.invoke(app, [str(a) for a in args], env=env)
+
+
+def assert_refused(result, fragment: str, folder: Path, before: set):
+    assert result.exit_code == 2, result.output
+    message = result.stderr.strip()
+    assert message.startswith("error: ") and "\n" not in message, message
+    assert fragment in message, message
+    assert "Traceback" not in result.output
+    assert set(folder.rglob("*")) == before  # the folder is left as it was
+
+
+def image_input():
+    return keras.Input((8, 8, 1))
+
+
+def unbuilt():
+    return keras.Sequential([keras.layers.Flatten(), keras.layers.Dense(10)])
+
+
+def dict_output():
+    inputs = image_input()
+    return keras.Model(inputs, {"scores": keras.layers.Dense(10)(keras.layers.Flatten()(inputs))})
+
+
+def pixel_output():
+    inputs = image_input()
+    return keras.Model(inputs, keras.layers.Conv2D(10, 3, padding="same")(inputs))
+
+
+def frozen():
+    inputs = image_input()
+    return keras.Model(inputs, keras.layers.Dense(10, trainable=False)(keras.layers.Flatten()(inputs)))
+
+
+MODELS = [
+    (unbuilt, "is not built", "call model.build((None, 8, 8, 1))"),
+    (dict_output, "returns a dict of outputs (scores)", "return the tensor itself"),
+    (pixel_output, "has an output of shape ?×8×8×10", "end the model in a Dense layer"),
+]
+
+
+@pytest.mark.parametrize("build, fragment, fix", MODELS + [(frozen, "has no trainable weights", "model.trainable")])
+def test_a_student_ktrain_cannot_train_is_refused(tmp_path, build, fragment, fix):
+    build().save(tmp_path / "student.keras")
+    before = set(tmp_path.rglob("*"))
+    result = invoke("train", tmp_path / "student.keras", "digits", "-e", "1", "-v", "0", "-out", tmp_path / "out")
+    assert_refused(result, fragment, tmp_path, before)
+    assert fix in result.stderr
+
+
+@pytest.mark.parametrize("build, fragment, fix", MODELS)
+def test_a_teacher_ktrain_cannot_learn_from_is_refused(tmp_path, build, fragment, fix):
+    build().save(tmp_path / "teacher.keras")
+    before = set(tmp_path.rglob("*"))
+    distill = ("distill", tmp_path / "teacher.keras", "zoo:digits_student", "digits", "-e", "1", "-v", "0")
+    assert_refused(invoke(*distill, "-out", tmp_path / "out"), fragment, tmp_path, before)
+
+
+def test_a_frozen_teacher_teaches_and_counts_its_parameters(tmp_path):
+    frozen().save(tmp_path / "teacher.keras")
+    distill = ("distill", tmp_path / "teacher.keras", "zoo:digits_student", "digits", "-e", "1", "-v", "0")
+    result = invoke(*distill, "-out", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    teacher = next(entry for entry in results["results"] if entry["role"] == "teacher")
+    assert teacher["params"] == 8 * 8 * 10 + 10  # its weights, none of them trainable
+
+
+@pytest.mark.parametrize(
+    "tf_config, fragment",
+    [
+        ("", "--strategy multiworker needs TF_CONFIG"),
+        ("{cluster", "TF_CONFIG is not JSON"),
+        ('["worker"]', "TF_CONFIG needs a 'cluster' and a 'task' object"),
+        (
+            '{"cluster": {"worker": "h:1"}, "task": {"type": "worker", "index": 0}}',
+            "TF_CONFIG cluster 'worker' is 'h:1'",
+        ),
+        (
+            '{"cluster": {"worker": ["h"]}, "task": {"type": "worker", "index": 0}}',
+            "give a list of 'host:port' strings",
+        ),
+        ('{"cluster": {"worker": ["h:1"]}, "task": {"type": "chief", "index": 0}}', "task type is 'chief'"),
+        ('{"cluster": {"worker": ["h:1", "h:2"]}, "task": {"type": "worker", "index": 2}}', "from 0 to 1"),
+        ('{"cluster": {"worker": ["h:1"]}, "task": {"type": "worker", "index": "0"}}', "task index is '0'"),
+    ],
+)
+def test_a_malformed_tf_config_is_one_line(tmp_path, tf_config, fragment):
+    before = set(tmp_path.rglob("*"))
+    train = ("train", "zoo:digits_student", "digits", "-e", "1", "-v", "0", "--strategy", "multiworker")
+    result = invoke(*train, "-out", tmp_path / "out", env={"TF_CONFIG": tf_config})
+    assert_refused(result, fragment, tmp_path, before)
+
+
+def test_a_well_formed_tf_config_passes_the_check():
+    check_tf_config(json.dumps({"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 1}}))
+
+
+# -- the loader, on generated malformed .npz files ----------------------------------------------
+
+DTYPES = st.sampled_from(["uint8", "int8", "int64", "uint64", "float32", "float64", "bool", "U3"])
+SHAPES = hnp.array_shapes(min_dims=0, max_dims=5, min_side=0, max_side=4)
+
+
+@st.composite
+def arrays(draw):
+    dtype = np.dtype(draw(DTYPES))
+    shape = draw(SHAPES)
+    if dtype.kind == "U":
+        return np.full(shape, draw(st.sampled_from(["0", "cat", ""])), dtype)
+    if dtype.kind == "f":
+        values = st.floats(-3e9, 3e9, width=dtype.itemsize * 8) | st.sampled_from([np.nan, np.inf, -np.inf, 0.5])
+        elements = values.map(lambda value: dtype.type(value))
+        return draw(hnp.arrays(dtype, shape, elements=elements))
+    return draw(hnp.arrays(dtype, shape))
+
+
+@st.composite
+def npz_contents(draw):
+    """Mostly well-formed archives with one or more things wrong: a missing key, a shape, a dtype,
+    label values, sizes."""
+    n_train, n_test = draw(st.integers(4, 12)), draw(st.integers(1, 4))
+    side = draw(st.integers(1, 3))  # zero-pixel images come from the generated arrays
+    contents = {
+        "x_train": np.zeros((n_train, side, side), np.uint8),
+        "y_train": np.arange(n_train) % 2,
+        "x_test": np.zeros((n_test, side, side), np.uint8),
+        "y_test": np.arange(n_test) % 2,
+    }
+    for key in draw(st.lists(st.sampled_from(sorted(contents)), max_size=3, unique=True)):
+        contents[key] = draw(arrays())
+    if draw(st.integers(0, 5)) == 0:
+        del contents[draw(st.sampled_from(sorted(contents)))]
+    return contents
+
+
+@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(npz_contents(), st.floats(0.05, 0.6), st.integers(0, 2**32 - 1))
+def test_the_loader_either_loads_or_refuses_in_one_line(contents, val_split, seed):
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "data.npz"
+        np.savez(path, **contents)
+        try:
+            data = DataSpec(str(path), val_split=val_split).validate().load(seed)
+        except KtrainError as exc:
+            assert "\n" not in str(exc)
+            event("refused")
+            return
+    event("loaded")
+    # What loads is usable: non-empty splits of one image shape and labels within the class count.
+    for x, y in ((data.x_train, data.y_train), (data.x_val, data.y_val), (data.x_test, data.y_test)):
+        assert len(x) == len(y) > 0 and x.shape[1:] == data.image_shape and 0 not in data.image_shape
+        assert y.dtype == np.int32 and 0 <= y.min() and y.max() < data.num_classes
