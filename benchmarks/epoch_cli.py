@@ -40,7 +40,7 @@ def main():
         command = [
             sys.executable,
             "-m",
-            "ktrain.cli.main",
+            "ktrain.cli",
             "distill",
             "zoo:cifar10_baseline_ensemble",
             "zoo:cifar10_student_strong",

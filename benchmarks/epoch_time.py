@@ -69,7 +69,7 @@ def wall(command: list[str]) -> float:
 
 def whole(folder: Path, data: Path) -> dict:
     common = [str(data), "-bs", str(BATCH), "--val-split", str(VAL_SPLIT), "-v", "0", "--overwrite"]
-    ktrain = [sys.executable, "-m", "ktrain.cli.main"]
+    ktrain = [sys.executable, "-m", "ktrain.cli"]
     commands = {
         "ktrain_distill_cached": lambda e: (
             ktrain + ["distill", TEACHER, STUDENT, *common, "-e", str(e), "-out", str(folder / "d")]

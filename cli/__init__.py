@@ -1,0 +1,37 @@
+"""The ``ktrain`` command line (installed as ``ktrain.cli``).
+
+:func:`main` is the console entry point. It catches Ctrl-C from the first instant, before the
+command line's imports (typer, rich, then TensorFlow) have run, so an early Ctrl-C is one line and
+exit status 130, never a traceback.
+"""
+
+import signal
+import sys
+
+INTERRUPTED = [False]  # set by Ctrl-C: an exception that follows it is the interruption's
+
+
+def _on_interrupt(signum, frame):
+    INTERRUPTED[0] = True
+    raise KeyboardInterrupt
+
+
+def main() -> None:
+    signal.signal(signal.SIGINT, _on_interrupt)
+    try:
+        from ktrain.cli.main import main as run
+
+        run()
+    except Exception:
+        if not INTERRUPTED[0]:
+            raise
+        interrupted()
+    except KeyboardInterrupt:
+        interrupted()
+
+
+def interrupted() -> None:
+    """Ctrl-C outside a training loop (loading, importing, scoring the teacher): one line, exit 130.
+    TensorFlow sometimes turns the KeyboardInterrupt raised inside it into another exception."""
+    sys.stderr.write("interrupted (Ctrl-C) before training began: nothing to resume, run the command again\n")
+    sys.exit(130)

@@ -18,6 +18,7 @@ import typer
 from rich.console import Console
 
 from ktrain import api  # no TensorFlow until a command runs
+from ktrain.cli import interrupted
 from ktrain.cli.options import quiet_tensorflow_import as _quiet_tensorflow_import
 from ktrain.cli.options import set_active_command, training_command
 from ktrain.cli.render import RichProgress, export_table, failures, member_lines, results_table, sweep_table
@@ -119,16 +120,25 @@ def _interruptible(run):
     try:
         return run()
     except Interrupted as exc:
+        if exc.epoch is None and exc.checkpoint_dir is None:
+            interrupted()
+        if exc.epoch is None:
+            where = f"interrupted between runs; the finished ones are checkpointed in {exc.checkpoint_dir}"
+            errors.print(f"{where}. To continue: {_again()}", highlight=False, soft_wrap=True)
+            raise typer.Exit(130) from None
         where = f"checkpoint saved in {exc.checkpoint_dir}" if exc.checkpoint_dir else "no checkpoint (compare)"
-        arguments = " ".join(sys.argv[1:])
-        again = "--resume" in sys.argv or sys.argv[1:2] == ["demo"]  # a demo starts again
-        command = f"ktrain {arguments}" + ("" if again else " --resume")
         errors.print(
-            f"interrupted at epoch {exc.epoch}, step {exc.step}; {where}. To continue: {command}",
+            f"interrupted at epoch {exc.epoch}, step {exc.step}; {where}. To continue: {_again()}",
             highlight=False,
             soft_wrap=True,
         )
         raise typer.Exit(130) from None
+
+
+def _again() -> str:
+    """The command that continues an interrupted run."""
+    again = "--resume" in sys.argv or sys.argv[1:2] == ["demo"]  # a demo starts again
+    return f"ktrain {' '.join(sys.argv[1:])}" + ("" if again else " --resume")
 
 
 def _show_single(result) -> None:
@@ -603,9 +613,8 @@ def _main() -> None:
         if _is_a(exc, "NoArgsIsHelpError"):
             exc.show()
             sys.exit(0)
-        if _is_a(exc, "Abort"):
-            errors.print("aborted")
-            sys.exit(130)
+        if _is_a(exc, "Abort"):  # click's form of a KeyboardInterrupt
+            interrupted()
         if not _is_a(exc, "UsageError"):
             raise
         command = exc.ctx.command_path if getattr(exc, "ctx", None) else "ktrain"
@@ -615,4 +624,6 @@ def _main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from ktrain.cli import main as entry
+
+    entry()

@@ -362,9 +362,11 @@ class NumericalFault(RunFault):
 
 
 class Interrupted(Exception):
-    """Ctrl-C: the epoch so far is checkpointed (when the run has a checkpoint folder)."""
+    """Ctrl-C: the epoch so far is checkpointed (when the run has a checkpoint folder). Outside a
+    training loop ``epoch`` and ``step`` are None, and ``checkpoint_dir`` holds the finished runs'
+    checkpoints, if any."""
 
-    def __init__(self, epoch: int, step: int, checkpoint_dir: str | None):
+    def __init__(self, epoch: int | None, step: int | None, checkpoint_dir: str | None):
         super().__init__(f"interrupted at epoch {epoch}, step {step}")
         self.epoch, self.step, self.checkpoint_dir = epoch, step, checkpoint_dir
 

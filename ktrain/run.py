@@ -27,7 +27,7 @@ from ktrain.checkpoint import has_checkpoint
 from ktrain.classes import format_classes
 from ktrain.config import TrainConfig
 from ktrain.data import DataSplits
-from ktrain.engine import Trainer
+from ktrain.engine import Interrupted, Trainer
 from ktrain.errors import KtrainError, RunFault
 from ktrain.evaluation import check_neighbors, evaluate_classifier, representation_report
 from ktrain.fingerprint import NAME as FINGERPRINT
@@ -101,6 +101,16 @@ def run_context(run: Run, *, log_file: bool = True):
             if created and not isinstance(exc, RunFault):  # a refusal, not a failure of the run
                 remove_if_only_log(out, created)
             raise
+        except KeyboardInterrupt:  # Ctrl-C outside a training loop (which raises Interrupted)
+            folder = None if out is None else out.file("checkpoints")
+            finished = folder is not None and any(folder.rglob("*.state.json"))
+            if handler is not None:
+                log.info("Interrupted (Ctrl-C)")
+                detach_log_file(handler)
+                handler = None
+            if created and not finished:
+                remove_if_only_log(out, created)
+            raise Interrupted(None, None, str(folder) if finished else None) from None
         finally:
             if handler is not None:
                 detach_log_file(handler)

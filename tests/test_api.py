@@ -249,7 +249,7 @@ def test_the_installed_distribution_has_no_top_level_cli():
         top_level.add(first.removesuffix(".py"))
     assert top_level == {"ktrain"}
     entry = next(point for point in distribution.entry_points if point.name == "ktrain")
-    assert entry.value == "ktrain.cli.main:main"
+    assert entry.value == "ktrain.cli:main"
 
 
 def test_version_names_the_distribution():

@@ -32,7 +32,7 @@ def weights(folder: Path):
 
 def start(out: Path, *extra):
     return subprocess.Popen(
-        [sys.executable, "-m", "ktrain.cli.main", *TRAIN, "-out", str(out), *extra],
+        [sys.executable, "-m", "ktrain.cli", *TRAIN, "-out", str(out), *extra],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -224,7 +224,7 @@ def ktrain_process(out: Path, *, limit_bytes: int | None = None, epochs: int = 2
         if limit_bytes is not None:
             resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, limit_bytes))
 
-    command = [sys.executable, "-m", "ktrain.cli.main", *TRAIN[:3], "-e", str(epochs), "-v", "0", "-out", str(out)]
+    command = [sys.executable, "-m", "ktrain.cli", *TRAIN[:3], "-e", str(epochs), "-v", "0", "-out", str(out)]
     return subprocess.run(command, preexec_fn=cap, capture_output=True, text=True, timeout=300)
 
 
@@ -318,7 +318,7 @@ def test_killed_compare_resumes_skipping_finished_methods(tmp_path):
     assert invoke(*COMPARE, "-out", whole).exit_code == 0
     out = tmp_path / "run"
     process = subprocess.Popen(
-        [sys.executable, "-m", "ktrain.cli.main", *COMPARE, "-out", str(out)],
+        [sys.executable, "-m", "ktrain.cli", *COMPARE, "-out", str(out)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -494,3 +494,24 @@ def test_overwrite_of_a_folder_without_a_manifest_removes_only_known_output_name
     assert result.exit_code == 0, result.output
     assert not (tmp_path / "KD_validation_curves.png").exists()
     assert (tmp_path / "teacher.h5").read_bytes() == b"the user's teacher"
+
+
+@pytest.mark.parametrize("delay", [0.2, 1.5, 3.0])
+def test_ctrl_c_at_any_moment_is_one_line_and_exit_130(tmp_path, delay):
+    # From the imports through loading and scoring the teacher to training: each moment is one line.
+    out = tmp_path / "out"
+    compare = ("compare", "zoo:digits_teacher", "zoo:digits_student", "digits", "-m", "kd", "-e", "2", "-v", "0")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ktrain.cli", *compare, "-out", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(delay)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=120)
+    lines = [line for line in stderr.strip().splitlines() if not line.startswith(("I0000", "WARNING: All", "E0000"))]
+    assert process.returncode == 130, stderr
+    assert len(lines) == 1 and lines[0].startswith("interrupted"), (stderr, stdout)
+    if "before training began" in lines[0]:
+        assert not out.exists()  # nothing was written that a rerun would trip over

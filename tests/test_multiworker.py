@@ -70,7 +70,7 @@ def test_cli_distill_across_two_workers_only_the_chief_writes(tmp_path):
         return [
             sys.executable,
             "-m",
-            "ktrain.cli.main",
+            "ktrain.cli",
             "distill",
             "zoo:digits_teacher",
             "zoo:digits_student",

@@ -1,0 +1,5 @@
+"""``python -m ktrain.cli``: the ``ktrain`` command."""
+
+from ktrain.cli import main
+
+main()
