@@ -5,10 +5,14 @@ command line's imports (typer, rich, then TensorFlow) have run, so an early Ctrl
 exit status 130, never a traceback.
 """
 
+import os
 import signal
 import sys
 
 INTERRUPTED = [False]  # set by Ctrl-C: an exception that follows it is the interruption's
+# The terminal's stderr, kept aside: TensorFlow's import runs with fd 2 sent to /dev/null, and a
+# Ctrl-C can land while it is.
+_STDERR = os.dup(2)
 
 
 def _on_interrupt(signum, frame):
@@ -33,5 +37,10 @@ def main() -> None:
 def interrupted() -> None:
     """Ctrl-C outside a training loop (loading, importing, scoring the teacher): one line, exit 130.
     TensorFlow sometimes turns the KeyboardInterrupt raised inside it into another exception."""
-    sys.stderr.write("interrupted (Ctrl-C) before training began: nothing to resume, run the command again\n")
-    sys.exit(130)
+    message = "interrupted (Ctrl-C) before training began: nothing to resume, run the command again\n"
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    os.write(_STDERR, message.encode())
+    # Straight out: an interpreter shutdown after a half-done TensorFlow import can end in the
+    # signal's own exit status (-2) or hang; nothing is left to save (the run unwound already).
+    os._exit(130)

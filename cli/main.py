@@ -448,13 +448,22 @@ def evaluate(
     eval_batch_size: Annotated[
         int, typer.Option("-ebs", "--evaluation-batch-size", help="Evaluation batch size.")
     ] = api.default(api.evaluate, "batch_size"),
+    input_scale: Annotated[
+        str | None, typer.Option("--input-scale", help="What the model takes for pixels 0-255 (as in train).")
+    ] = None,
 ):
     """Test accuracy, cross-entropy and (with -k) kNN accuracy of MODEL on DATASET's test split."""
     if neighbors < 0 or eval_batch_size <= 0:
         raise KtrainError(f"-k is {neighbors} and -ebs is {eval_batch_size}: give k >= 0 and a batch size > 0")
     _quiet_tensorflow_import()
     scores = api.evaluate(
-        model, dataset, neighbors=neighbors, layer=layer, data_dir=data_dir, batch_size=eval_batch_size
+        model,
+        dataset,
+        neighbors=neighbors,
+        layer=layer,
+        data_dir=data_dir,
+        batch_size=eval_batch_size,
+        input_scale=input_scale,
     )
     for key, value in scores.items():
         console.print(f"{key:>22}: {value:.4f}" if isinstance(value, float) else f"{key:>22}: {value}", highlight=False)
@@ -500,6 +509,9 @@ def cache(
     teacher_precision: Annotated[
         str, typer.Option("--teacher-precision", help="As the training run will use.")
     ] = api.default(api.cache, "teacher_precision"),
+    teacher_input_scale: Annotated[
+        str | None, typer.Option("--teacher-input-scale", help="As the training run will use.")
+    ] = None,
     verbosity: Annotated[int, typer.Option("-v", "--verbosity", help="0: quiet, 1: progress bar.")] = 1,
 ):
     """Precompute TEACHER's soft targets on DATASET's train and validation splits into --cache-dir."""
@@ -520,6 +532,7 @@ def cache(
         view_seed=view_seed,
         cache_topk=cache_topk,
         teacher_precision=teacher_precision,
+        teacher_input_scale=teacher_input_scale,
         listener=RichProgress(console, verbosity),
     )
     console.print(

@@ -201,15 +201,26 @@ def sweep(
     return comparison(outcome, Sweep)
 
 
-def evaluate(model, data, *, neighbors: int = 0, layer: str | None = None, batch_size: int = 128, data_dir=None):
+def evaluate(
+    model,
+    data,
+    *,
+    neighbors: int = 0,
+    layer: str | None = None,
+    batch_size: int = 128,
+    data_dir=None,
+    input_scale: str | None = None,
+):
     """Test accuracy and cross-entropy of ``model`` on ``data``'s test split, and with ``neighbors``
     the kNN accuracy and mAP of its features (``layer``, default the classifier's input).
+    ``input_scale``: the pixel range the model takes, as ``--input-scale``.
 
     ``model`` is a Keras model object, a ``.keras``/``.h5``/``.hdf5`` path or ``"zoo:NAME"``.
 
     {DATA}
     """
     from ktrain.evaluation import evaluate_model
+    from ktrain.scaling import parse_input_scale
     from ktrain.specs import check_model_spec
 
     if neighbors < 0 or batch_size <= 0:
@@ -218,7 +229,10 @@ def evaluate(model, data, *, neighbors: int = 0, layer: str | None = None, batch
         )
     check_model_spec(model, "model")
     dataset = as_dataset(data, None)
-    return evaluate_model(model, dataset, neighbors=neighbors, layer=layer, data_dir=data_dir, batch_size=batch_size)
+    scale = parse_input_scale(input_scale)
+    return evaluate_model(
+        model, dataset, neighbors=neighbors, layer=layer, data_dir=data_dir, batch_size=batch_size, input_scale=scale
+    )
 
 
 def export(
@@ -335,6 +349,7 @@ def cache(
     view_seed: int = DataSpec.view_seed,
     cache_topk: int | None = TrainConfig.cache_topk,
     teacher_precision: str = TrainConfig.teacher_precision,
+    teacher_input_scale: str | None = None,
     listener=None,
 ) -> dict:
     """Precompute ``teacher``'s soft targets (and with ``features`` its features at ``teacher_layer``)
@@ -342,12 +357,13 @@ def cache(
     same ``val_split`` and ``seed`` (``ktrain cache``); returns a summary. With ``augment`` and
     ``views`` K it holds the logits of K views of every training sample (``view_seed`` as the runs
     will use), and with ``cache_topk`` N only each view's N largest logits; ``teacher_precision`` as
-    the runs will use."""
+    the runs will use, and ``teacher_input_scale`` the pixel range the teacher takes (as
+    ``--teacher-input-scale``)."""
     from ktrain.augment import Views, parse_augment
     from ktrain.targets import build_cache
 
     return build_cache(
-        ModelsSpec(teacher=teacher, specialists=tuple(specialists)),
+        ModelsSpec(teacher=teacher, specialists=tuple(specialists), teacher_input_scale=teacher_input_scale),
         data,
         cache_dir=cache_dir,
         features=features or bool(teacher_layer),

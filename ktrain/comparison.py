@@ -23,7 +23,7 @@ from ktrain.classes import parse_classes
 from ktrain.config import TrainConfig
 from ktrain.engine import NumericalFault, Trainer
 from ktrain.errors import KtrainError
-from ktrain.evaluation import check_neighbors, extract_features, knn_accuracy, representation_report
+from ktrain.evaluation import extract_features, knn_accuracy, representation_report
 from ktrain.io import json_ready, write_json_atomic, write_pickle_atomic, write_text_atomic
 from ktrain.listener import Listener, Listeners
 from ktrain.loading import check_classes, load_student, load_teacher, student_view
@@ -31,7 +31,15 @@ from ktrain.methods.selection import MethodSpec, baseline, choose
 from ktrain.plots import comparison_plots
 from ktrain.records import add_representation, results_record, student_record, teacher_record
 from ktrain.report import OutFolder, final_results_block, list_outputs, seed_pickle
-from ktrain.run import Outcome, check_export, checkpoints, export_student, run_context, train_members
+from ktrain.run import (
+    Outcome,
+    check_against_data,
+    check_export,
+    checkpoints,
+    export_student,
+    run_context,
+    train_members,
+)
 from ktrain.seeding import seed_everything
 from ktrain.specialists import split_spec
 from ktrain.specs import DataSpec, ModelsSpec, OutputSpec, Plan, Run, is_object, label
@@ -173,8 +181,7 @@ class Comparison:
         seed_everything(config.seed, self.deterministic)
         log.info("Loading dataset %s...", label(run.data.dataset))
         self.data = run.data.load(config.seed)
-        if run.outputs.neighbors:
-            check_neighbors(run.outputs.neighbors, len(self.data.x_train))
+        check_against_data(run, self.data)
         self.teacher, specs, teacher_entry = self.prepare_teacher()
         # One set of cached targets serves every method and seed.
         self.targets = prepare_targets(config, run.data.sample_views, self.teacher, self.data, self.listener)
@@ -197,7 +204,9 @@ class Comparison:
         with it, and score it."""
         run, data = self.run_spec, self.data
         with self.strategy.scope():
-            teacher_model = models.load_for(split_spec(run.models.teacher)[0], role="teacher", data=data)
+            teacher_model = models.load_for(
+                split_spec(run.models.teacher)[0], role="teacher", data=data, input_scale=run.models.teacher_scale
+            )
             if is_object(run.models.teacher) and (
                 run.plan.teacher_epochs or needs_copies(self.strategy, self.config.precision)
             ):
@@ -407,7 +416,8 @@ class Comparison:
             if "saved_to" in best:
                 log.info("The best student network (on validation) has been saved as %s.", best["saved_to"])
         results["best_student"] = best["name"] if best else None
-        results["export"] = export_student(run.outputs, best.get("saved_to") if best else None, out, self.data)
+        saved = best.get("saved_to") if best else None
+        results["export"] = export_student(run.outputs, saved, out, self.data, run.models.student_scale)
         log.info("Evaluating results...")
         log.info(final_results_block(results))
         record = json_ready(results)

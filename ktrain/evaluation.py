@@ -165,6 +165,7 @@ def evaluate_model(
     layer: str | None = None,
     data_dir: str | None = None,
     batch_size: int = 128,
+    input_scale: tuple[float, float] | None = None,
 ) -> dict:
     """``ktrain evaluate``: test accuracy and cross-entropy, and kNN accuracy of the features with ``neighbors``.
 
@@ -180,7 +181,7 @@ def evaluate_model(
         data = load_dataset(dataset, data_dir=data_dir)
     else:
         data = dataset.splits(val_split=DataSpec.val_split, seed=0)
-    model = models.load_for(spec, role="model", data=data)
+    model = models.load_for(spec, role="model", data=data, input_scale=input_scale)
     spec = label(spec)
     if len(model.outputs) > 1:
         return _evaluate_ensemble(model, spec, data, neighbors, batch_size)

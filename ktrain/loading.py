@@ -15,6 +15,7 @@ from ktrain.data import DataSplits
 from ktrain.errors import KtrainError, first_line
 from ktrain.methods.selection import MethodSpec, for_teacher
 from ktrain.precision import FIDELITY_WARNING, fidelity, policy_copy
+from ktrain.scaling import carry_input_scale
 from ktrain.specialists import SpecialistEnsemble, load_ensemble, split_spec
 from ktrain.specs import ModelsSpec, is_object, label
 from ktrain.taps import NetworkView, method_view
@@ -27,7 +28,7 @@ def load_student(spec: ModelsSpec, data: DataSplits, *, copy: bool = False) -> k
 
     A model object is used as it is (its ``trainable`` flags are the caller's), or, with ``copy``,
     copied in the current scope; a file's or zoo model is made trainable."""
-    model = models.load_for(spec.student, role="student", data=data)
+    model = models.load_for(spec.student, role="student", data=data, input_scale=spec.student_scale)
     if is_object(spec.student):
         if copy:
             model = models.copy_model(model, "student")
@@ -44,7 +45,7 @@ def load_student(spec: ModelsSpec, data: DataSplits, *, copy: bool = False) -> k
         model.trainable = True
         log.info("Student runs in %s (a copy of its float32 layers)", policy)
     if spec.reinit:
-        model = keras.models.clone_model(model)  # clone_model draws fresh initial weights
+        model = carry_input_scale(model, keras.models.clone_model(model))  # clone_model draws fresh weights
     if spec.start_weights:
         try:
             model.load_weights(spec.start_weights)
@@ -90,7 +91,7 @@ def load_teacher(
     that dtype policy; the view then records ``precision`` and its ``fidelity`` to float32."""
     path = split_spec(spec.teacher)[0]
     if model is None:
-        model = models.load_for(path, role="teacher", data=data)
+        model = models.load_for(path, role="teacher", data=data, input_scale=spec.teacher_scale)
         if is_object(path) and copy:
             model = models.copy_model(model, "teacher")
     if is_ensemble(spec, model, methods):
@@ -100,7 +101,7 @@ def load_teacher(
                 "drop --teacher-precision"
             )
         methods = for_teacher(methods, True, explicit)
-        teacher = load_ensemble([spec.teacher, *spec.specialists], data, first=model)
+        teacher = load_ensemble([spec.teacher, *spec.specialists], data, first=model, input_scale=spec.teacher_scale)
         log.info("Teacher ensemble: %s", teacher.source)
     else:
         methods = resolve_methods(methods, student, model, failures)

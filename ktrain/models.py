@@ -18,6 +18,7 @@ from ktrain import zoo
 from ktrain.errors import KtrainError, first_line
 from ktrain.io import atomic_write
 from ktrain.precision import float32_copy
+from ktrain.scaling import INPUT_AFFINE, RAW, affine, carry_input_scale
 
 log = logging.getLogger("ktrain")
 
@@ -51,22 +52,40 @@ def load_model(spec: str, *, role: str, input_shape: tuple[int, ...], num_classe
     return model
 
 
-def load_for(spec, *, role: str, data) -> keras.Model:
+def load_for(spec, *, role: str, data, input_scale: tuple[float, float] | None = None) -> keras.Model:
     """Load (or build) ``spec`` for the images and classes of ``data`` (a DataSplits), refusing a model
-    whose input does not take those images. A model object is checked and returned as it is."""
-    if isinstance(spec, keras.Model):
-        check_model(spec, role=role, spec=f"object {spec.name}", image_shape=data.image_shape, dataset=data.name)
-        warn_double_scaling(spec, role, data)
-        return spec
-    model = load_model(spec, role=role, input_shape=data.image_shape, num_classes=data.num_classes)
-    check_model(model, role=role, spec=spec, image_shape=data.image_shape, dataset=data.name)
-    warn_double_scaling(model, role, data)
+    whose input does not take those images, and set the pixel range it takes (``input_scale``, see
+    :mod:`ktrain.scaling`). A model object is checked and returned as it is."""
+    model = spec
+    if not isinstance(spec, keras.Model):
+        model = load_model(spec, role=role, input_shape=data.image_shape, num_classes=data.num_classes)
+    name = f"object {spec.name}" if isinstance(spec, keras.Model) else spec
+    check_model(model, role=role, spec=name, image_shape=data.image_shape, dataset=data.name)
+    set_input_scale(model, input_scale, role, data)
     return model
 
 
+def set_input_scale(model: keras.Model, scale: tuple[float, float] | None, role: str, data) -> None:
+    """Record on ``model`` the pixel range it takes: ``scale`` if given; else raw pixels for a model
+    whose first layer is a ``Rescaling`` (said in one log line), and 1/255 for any other."""
+    uint8 = getattr(data.x_train, "dtype", None) == np.uint8
+    if scale is not None and not uint8:
+        raise KtrainError(
+            f"--input-scale with dataset '{data.name}', whose images are floats: they are given to the models as "
+            "they are; drop --input-scale, or store the images as uint8"
+        )
+    first = next((layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)), None)
+    if scale is None and uint8 and isinstance(first, keras.layers.Rescaling):
+        scale = RAW
+        log.info("The %s starts with a Rescaling layer ('%s'): it gets raw pixels 0-255", role, first.name)
+    elif scale is None:
+        warn_double_scaling(model, role, data)
+    setattr(model, INPUT_AFFINE, affine(scale))
+
+
 def warn_double_scaling(model: keras.Model, role: str, data) -> None:
-    """ktrain feeds uint8 images scaled by 1/255; a model that rescales by 1/255 itself then sees
-    inputs 255 times too small (a teacher scores at chance and is distilled from): say so."""
+    """ktrain feeds uint8 images scaled by 1/255; a model that rescales by 1/255 itself deeper
+    inside then sees inputs 255 times too small (a teacher scores at chance): say so."""
     if getattr(data.x_train, "dtype", None) != np.uint8:
         return
     for layer in model._flatten_layers(include_self=False):
@@ -74,8 +93,8 @@ def warn_double_scaling(model: keras.Model, role: str, data) -> None:
         if isinstance(scale, int | float) and abs(scale - 1 / 255) < 1e-6:
             log.warning(
                 "the %s model's layer '%s' rescales its inputs by 1/255, but ktrain already scales these uint8 "
-                "images to [0, 1]: it sees them 255 times too small; remove the layer, or give float images "
-                "scaled as it expects",
+                "images to [0, 1]: it sees them 255 times too small; give --input-scale none (raw pixels), or "
+                "remove the layer",
                 role,
                 layer.name,
             )
@@ -92,7 +111,7 @@ def copy_model(model: keras.Model, role: str) -> keras.Model:
             f"({first_line(exc)}): give every custom layer a get_config(), or pass the model as a .keras file"
         ) from exc
     copy.set_weights(model.get_weights())
-    return copy
+    return carry_input_scale(model, copy)
 
 
 def write_back(target, trained: keras.Model) -> None:

@@ -15,6 +15,7 @@ import keras
 import numpy as np
 
 from ktrain.config import PRECISIONS
+from ktrain.scaling import carry_input_scale
 
 
 @contextlib.contextmanager
@@ -59,7 +60,7 @@ def policy_copy(model: keras.Model, name: str) -> keras.Model:
     finally:
         keras.mixed_precision.set_global_policy(previous)
     copy.set_weights(model.get_weights())
-    return copy
+    return carry_input_scale(model, copy)
 
 
 def float32_copy(model: keras.Model) -> keras.Model:

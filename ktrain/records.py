@@ -5,11 +5,13 @@ from __future__ import annotations
 import logging
 import time
 
+import numpy as np
+
 from ktrain.classes import format_classes
 from ktrain.config import TrainConfig
 from ktrain.data import DataSplits
 from ktrain.engine import FitResult, Trainer
-from ktrain.evaluation import evaluate_classifier, representation_report
+from ktrain.evaluation import evaluate_classifier, predict_logits, representation_report
 from ktrain.methods.base import Method
 from ktrain.report import environment
 from ktrain.specialists import SpecialistEnsemble, is_generalist
@@ -32,6 +34,8 @@ def teacher_record(teacher, data: DataSplits, config: TrainConfig, spec: str, ne
         "averaged ensemble" if ensemble else "logits",
         teacher.source,
     )
+    if not spec.startswith("zoo:"):  # ktrain builds these for the data; an untrained one gets its own note
+        warn_if_near_chance(scorer, data, validation["accuracy"], config.eval_batch_size)
     record = {
         "name": "Teacher",
         "role": "teacher",
@@ -50,6 +54,42 @@ def teacher_record(teacher, data: DataSplits, config: TrainConfig, spec: str, ne
         record["feature_layer"] = teacher.feature_source
         record["representation"] = representation_report(teacher, data, neighbors, config.eval_batch_size)
     return record
+
+
+def near_chance(accuracy: float, num_classes: int) -> bool:
+    """Within a tenth of the way from chance (1/classes) to perfect."""
+    chance = 1.0 / num_classes
+    return accuracy < chance + 0.1 * (1.0 - chance)
+
+
+def warn_if_near_chance(teacher, data: DataSplits, accuracy: float, batch_size: int) -> None:
+    """A teacher that scores near chance on validation teaches nothing: name the likely cause. If
+    its predictions match the labels under another class order, say which."""
+    if data.num_classes < 2 or not near_chance(accuracy, data.num_classes):
+        return
+    predicted = np.argmax(predict_logits(teacher, data.x_val, batch_size), axis=1)
+    counts = np.zeros((data.num_classes, predicted.max() + 1 if len(predicted) else 1), np.int64)
+    np.add.at(counts, (data.y_val, predicted), 1)
+    mapped = counts.max(axis=1).sum() / max(len(predicted), 1)  # each label read as its most frequent output
+    one_to_one = len(set(counts.argmax(axis=1).tolist())) >= 0.8 * data.num_classes  # not one output for all
+    if one_to_one and mapped >= 0.5 and mapped >= 2 * accuracy:
+        order = ", ".join(f"{label}→{output}" for label, output in enumerate(counts.argmax(axis=1)[:5]))
+        cause = (
+            f"its outputs match the labels under another class order ({100 * mapped:.0f} % of validation images, "
+            f"label→output {order}, ...): give a teacher whose outputs follow the dataset's class order"
+        )
+    else:
+        cause = (
+            "likely causes: it expects another input range (a model that scales its own inputs, or one trained on "
+            "[-1, 1]: see --input-scale), or its classes are in another order than the dataset's labels"
+        )
+    log.warning(
+        "the teacher scores %.1f %% on validation, near chance for %d classes (%.1f %%), and will teach nothing; %s",
+        100 * accuracy,
+        data.num_classes,
+        100 / data.num_classes,
+        cause,
+    )
 
 
 def member_scores(ensemble: SpecialistEnsemble, data: DataSplits, batch_size: int) -> list[dict]:

@@ -176,10 +176,19 @@ def attach_log_file(out: OutFolder, debug: bool = False) -> logging.Handler:
     handler.setFormatter(logging.Formatter(LOG_FORMAT))
     logger.addHandler(handler)
     # While a run logs to its file, keep its records off the root logger (TensorFlow gives it a
-    # console handler): the terminal shows the Rich display only.
+    # console handler): the terminal shows the Rich display, and warnings, one line each.
+    handler.console = _warnings_to_stderr()
+    logger.addHandler(handler.console)
     logger.propagate = False
     logger.info(RUN_SEPARATOR)
     return handler
+
+
+def _warnings_to_stderr() -> logging.Handler:
+    console = logging.StreamHandler(sys.stderr)
+    console.setLevel(logging.WARNING)
+    console.setFormatter(logging.Formatter("warning: %(message)s"))
+    return console
 
 
 class _LogFile(logging.FileHandler):
@@ -187,6 +196,7 @@ class _LogFile(logging.FileHandler):
     stderr; the next file the run writes reports the disk in one line if it fails too."""
 
     stopped = False
+    console: logging.Handler | None = None  # the run's warnings on stderr, attached and detached with it
 
     def emit(self, record: logging.LogRecord) -> None:
         if not self.stopped:
@@ -210,6 +220,8 @@ class _LogFile(logging.FileHandler):
 def detach_log_file(handler: logging.Handler) -> None:
     logger = logging.getLogger("ktrain")
     logger.removeHandler(handler)
+    if getattr(handler, "console", None) is not None:
+        logger.removeHandler(handler.console)
     handler.close()
     logger.propagate = True
 

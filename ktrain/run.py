@@ -51,6 +51,7 @@ from ktrain.seeding import seed_everything
 from ktrain.specialists import ensemble_from_model, is_generalist, members_of
 from ktrain.specs import OutputSpec, Run, is_object, label
 from ktrain.strategy import build_strategy, jit_enabled, needs_copies, output_folder
+from ktrain.targets import check_topk_classes
 from ktrain.targets import prepare as prepare_targets
 
 log = logging.getLogger("ktrain")
@@ -141,6 +142,14 @@ def remove_if_only_log(out: OutFolder, created: Path) -> None:
                 parent.rmdir()
 
 
+def check_against_data(run: Run, data: DataSplits) -> None:
+    """Settings only the data can refuse, checked as soon as it is loaded: before a teacher is
+    trained or scored, so a refusal comes first and costs nothing."""
+    if run.outputs.neighbors:
+        check_neighbors(run.outputs.neighbors, len(data.x_train))
+    check_topk_classes(run.engine.cache_topk, data)
+
+
 def checkpoints(out: OutFolder | None, outputs: OutputSpec):
     """The checkpoint folder, or None when no results are written (``-or``: nothing to resume)."""
     return None if out is None or not outputs.write_results else out.output("checkpoints")
@@ -158,8 +167,7 @@ def _run_single(run: Run, strategy, out: OutFolder | None, listener: Listener | 
     seed_everything(config.seed, deterministic=not jit_enabled(config.jit, strategy))
     log.info("Loading dataset %s...", label(run.data.dataset))
     data = run.data.load(config.seed)
-    if run.outputs.neighbors:
-        check_neighbors(run.outputs.neighbors, len(data.x_train))
+    check_against_data(run, data)
     specs, teacher = run.methods, None
     copies = needs_copies(strategy, config.precision)
     with strategy.scope():
@@ -221,7 +229,7 @@ def _run_single(run: Run, strategy, out: OutFolder | None, listener: Listener | 
     entries = [entry] + ([teacher_entry] if teacher_entry else [])
     results = results_record(run, config, data, strategy, entries, started, [method])
     returned = returned_student(run, student_model)  # before finish: a failed export check keeps the weights
-    return Outcome(finish(results, saved, run.outputs, out, data), {0: returned})
+    return Outcome(finish(results, saved, run.outputs, out, data, run.models.student_scale), {0: returned})
 
 
 def returned_student(run: Run, trained: keras.Model) -> keras.Model:
@@ -230,10 +238,10 @@ def returned_student(run: Run, trained: keras.Model) -> keras.Model:
     return run.models.student if is_object(run.models.student) else trained
 
 
-def finish(results: dict, saved, outputs: OutputSpec, out: OutFolder | None, data: DataSplits) -> dict:
+def finish(results: dict, saved, outputs: OutputSpec, out: OutFolder | None, data: DataSplits, scale=None) -> dict:
     """Export the (best) student when asked, write results.json, and check the export last; returns
-    the record as results.json holds it."""
-    results["export"] = export_student(outputs, saved, out, data)
+    the record as results.json holds it. ``scale``: the student's ``--input-scale``."""
+    results["export"] = export_student(outputs, saved, out, data, scale)
     record = json_ready(results)
     if outputs.write_results and out is not None:
         write_json_atomic(out.output("results.json"), record)
@@ -250,7 +258,7 @@ def check_export(results: dict) -> None:
         check(results["export"])
 
 
-def export_student(outputs: OutputSpec, saved, out: OutFolder | None, data: DataSplits) -> dict | None:
+def export_student(outputs: OutputSpec, saved, out: OutFolder | None, data: DataSplits, scale=None) -> dict | None:
     """``--export MODE``: the saved student as ``student_MODE.tflite``, checked on the test split."""
     if not outputs.export or saved is None or out is None:
         return None
@@ -263,6 +271,7 @@ def export_student(outputs: OutputSpec, saved, out: OutFolder | None, data: Data
         outputs.export,
         max_accuracy_drop=outputs.max_accuracy_drop,
         data=data,
+        input_scale=scale,
     )
 
 

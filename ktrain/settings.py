@@ -168,6 +168,23 @@ SETTINGS: dict[str, Setting] = {
             optional=True,
         ),
         _setting(
+            "input_scale",
+            ("--input-scale",),
+            "What the models take for pixels 0-255: 1/255 (default), none (raw) or SCALE,OFFSET (2/255,-1).",
+            ModelsSpec,
+            kind=str,
+            optional=True,
+        ),
+        _setting(
+            "teacher_input_scale",
+            ("--teacher-input-scale",),
+            "The teacher's, when it differs from the student's (same values as --input-scale).",
+            ModelsSpec,
+            kind=str,
+            optional=True,
+            commands=TEACHING,
+        ),
+        _setting(
             "reinit",
             ("--reinit",),
             "Start the student from fresh random weights instead of its file's.",

@@ -37,6 +37,7 @@ from ktrain.classes import format_classes, parse_classes
 from ktrain.data import DataSplits
 from ktrain.errors import KtrainError
 from ktrain.methods.base import LOGITS
+from ktrain.scaling import carry_input_scale
 from ktrain.specs import label
 from ktrain.taps import LOG_FLOOR, NetworkView, trainable_parameters
 
@@ -201,7 +202,7 @@ def members_of(model: keras.Model, num_classes: int, spec: str, probe: np.ndarra
             classes = tuple(range(start, start + width))
             start += width
         layer = output._keras_history.operation.name
-        sub = keras.Model(model.inputs, output, name=f"{model.name}_{index}")
+        sub = carry_input_scale(model, keras.Model(model.inputs, output, name=f"{model.name}_{index}"))
         view = NetworkView(sub, probe, name=f"output '{layer}' of teacher '{spec}'")
         members.append(Member(layer, classes, view))
     return members
@@ -211,10 +212,13 @@ def ensemble_from_model(model: keras.Model, data: DataSplits, spec: str) -> Spec
     return SpecialistEnsemble(members_of(model, data.num_classes, spec, data.x_val), data.num_classes, model)
 
 
-def load_ensemble(specs: list[str], data: DataSplits, first: keras.Model | None = None) -> SpecialistEnsemble:
+def load_ensemble(
+    specs: list[str], data: DataSplits, first: keras.Model | None = None, input_scale: tuple | None = None
+) -> SpecialistEnsemble:
     """The ensemble of the teacher ``specs``: multi-output models, ``FILE:CLASSES`` specialists, generalists.
 
-    ``first``, if given, is the already loaded (or just trained) model of ``specs[0]``."""
+    ``first``, if given, is the already loaded (or just trained) model of ``specs[0]``; ``input_scale``
+    is the members' (``--teacher-input-scale``)."""
     members: list[Member] = []
     loaded: list[keras.Model] = []
     for index, spec in enumerate(specs):
@@ -223,7 +227,7 @@ def load_ensemble(specs: list[str], data: DataSplits, first: keras.Model | None 
         if index == 0 and first is not None:
             model = first
         else:
-            model = models.load_for(path, role="teacher", data=data)
+            model = models.load_for(path, role="teacher", data=data, input_scale=input_scale)
         loaded.append(model)
         if len(model.outputs) > 1:
             if text is not None:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from ktrain.augment import VIEW_SEED, Augment, Views, parse_augment
 from ktrain.config import MAX_SEED, TrainConfig
 from ktrain.errors import KtrainError
+from ktrain.scaling import parse_input_scale
 
 if TYPE_CHECKING:
     from ktrain.methods.selection import MethodSpec
@@ -85,8 +86,22 @@ class ModelsSpec:
     specialists: tuple[str, ...] = ()
     reinit: bool = False
     start_weights: str | None = None
+    input_scale: str | None = None
+    teacher_input_scale: str | None = None
+
+    @property
+    def student_scale(self) -> tuple[float, float] | None:
+        """The student's input range (None: 1/255, or raw pixels for a model that starts by rescaling)."""
+        return parse_input_scale(self.input_scale)
+
+    @property
+    def teacher_scale(self) -> tuple[float, float] | None:
+        if self.teacher_input_scale is not None:
+            return parse_input_scale(self.teacher_input_scale, "--teacher-input-scale")
+        return self.student_scale
 
     def validate(self, needs_teacher: bool) -> ModelsSpec:
+        self.student_scale, self.teacher_scale  # noqa: B018 (parsed now: a bad value is refused before anything runs)
         if needs_teacher and self.teacher is None:
             raise KtrainError("this method needs a TEACHER model")
         if is_object(self.teacher) and self.teacher is self.student:

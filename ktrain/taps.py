@@ -27,6 +27,7 @@ import tensorflow as tf
 from ktrain.data import model_input
 from ktrain.errors import KtrainError
 from ktrain.methods.base import LOGITS, Tap
+from ktrain.scaling import input_affine
 
 LOG_FLOOR = 1e-12
 
@@ -115,7 +116,11 @@ class NetworkView:
         return self.sources.get(self.feature_key) if self.feature_key else None
 
     def tap(self, images: tf.Tensor, training: bool = False) -> dict[str, tf.Tensor]:
-        """Every tap in float32 from one forward pass, keyed by ``Tap.key``."""
+        """Every tap in float32 from one forward pass, keyed by ``Tap.key``; ``images`` as ktrain's
+        pipelines give them, brought to the pixel range the model takes (``--input-scale``)."""
+        factor, offset = input_affine(self.model)
+        if (factor, offset) != (1.0, 0.0):
+            images = images * factor + offset
         outputs = self._body(images, training=training)
         if not isinstance(outputs, (list, tuple)):
             outputs = [outputs]
@@ -158,5 +163,6 @@ def _is_softmax_activation(layer) -> bool:
 
 
 def _looks_like_probabilities(model: keras.Model, images: np.ndarray) -> bool:
-    outputs = np.asarray(model(model_input(images[:32]), training=False), dtype=np.float64)
+    factor, offset = input_affine(model)
+    outputs = np.asarray(model(model_input(images[:32]) * factor + offset, training=False), dtype=np.float64)
     return bool(outputs.min() >= 0.0 and np.allclose(outputs.sum(axis=-1), 1.0, atol=1e-3))

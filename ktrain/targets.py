@@ -36,6 +36,7 @@ from ktrain.data import DataSplits, eval_pipeline
 from ktrain.errors import KtrainError
 from ktrain.io import atomic_write, write_json_atomic
 from ktrain.listener import Listener
+from ktrain.scaling import input_affine
 
 log = logging.getLogger("ktrain")
 
@@ -197,7 +198,12 @@ def check_topk(topk: int, teacher, data: DataSplits) -> None:
             f"--cache-topk {topk} with an ensemble teacher: its members' logits sit side by side, which "
             "top-N storage would mix; drop --cache-topk"
         )
-    if topk >= data.num_classes:
+    check_topk_classes(topk, data)
+
+
+def check_topk_classes(topk: int | None, data: DataSplits) -> None:
+    """Top-N storage needs more than N classes (checked as soon as the data is loaded)."""
+    if topk is not None and topk >= data.num_classes:
         raise KtrainError(
             f"--cache-topk is {topk} but {data.name} has {data.num_classes} classes: "
             "give fewer than the classes, or drop --cache-topk"
@@ -281,6 +287,7 @@ def manifest(teacher, data: DataSplits, plan: CachePlan | None = None) -> dict:
         "logits_from": teacher.source,
         "taps": {key: teacher.sources[key] for key in teacher.keys},
         "teacher_precision": getattr(teacher, "precision", "float32"),
+        "teacher_input": list(input_affine(teacher.model)),
         **(plan or CachePlan()).record(),
     }
 

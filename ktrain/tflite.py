@@ -25,6 +25,7 @@ from ktrain.data import DataSplits, load_dataset, model_input_array
 from ktrain.errors import KtrainError, first_line
 from ktrain.io import atomic_write
 from ktrain.precision import float32_copy
+from ktrain.scaling import input_affine
 from ktrain.specs import label
 
 MODES = ("float32", "float16", "int8")
@@ -68,7 +69,10 @@ def _silenced():
             os.close(descriptor)
 
 
-def convert(model, mode: str, data: DataSplits | None) -> bytes:
+def convert(model, mode: str, data: DataSplits | None, scaling: tuple[float, float] = (1.0, 0.0)) -> bytes:
+    """The TFLite file of ``model``; an int8 one is calibrated on training images brought to the
+    model's pixel range by ``scaling`` (``ktrain.scaling.input_affine``)."""
+    factor, offset = scaling
     if mode not in MODES:
         raise KtrainError(f"--quantize is '{mode}': use float32, float16 or int8")
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
@@ -83,7 +87,7 @@ def convert(model, mode: str, data: DataSplits | None) -> bytes:
 
         def representative():
             for index in picks:
-                yield [model_input_array(data.x_train[index : index + 1])]
+                yield [model_input_array(data.x_train[index : index + 1]) * factor + offset]
 
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.representative_dataset = representative
@@ -133,6 +137,7 @@ def export(
     data_dir: str | None = None,
     max_accuracy_drop: float = 0.01,
     data: DataSplits | None = None,
+    input_scale: tuple[float, float] | None = None,
 ) -> dict:
     """Convert, write atomically, and (with a dataset) check accuracy, agreement and latency."""
     if mode not in MODES:
@@ -150,12 +155,12 @@ def export(
     if data is None and dataset is not None:
         data = load_dataset(dataset, data_dir=data_dir)
     if data is not None:
-        model = models.load_for(spec, role="student", data=data)
+        model = models.load_for(spec, role="student", data=data, input_scale=input_scale)
     elif not isinstance(spec, str):  # a model object
         model = spec
     else:  # a file (a zoo: name needs the data, refused above): nothing to build it for
         model = models.load_model(spec, role="student", input_shape=(), num_classes=0)
-    content = convert(float32_copy(model), mode, data)
+    content = convert(float32_copy(model), mode, data, input_affine(model))
     Path(out_path).parent.mkdir(parents=True, exist_ok=True)
     with atomic_write(Path(out_path)) as temporary:
         temporary.write_bytes(content)
@@ -163,7 +168,8 @@ def export(
     if data is None:
         return report
     lite = LiteModel(content)
-    images = model_input_array(data.x_test)
+    factor, offset = input_affine(model)
+    images = model_input_array(data.x_test) * factor + offset
     keras_predictions = np.argmax(np.asarray(model.predict(images, batch_size=256, verbose=0)), axis=-1)
     lite_predictions, latencies = [], []
     for image in images:
