@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from ktrain.errors import KtrainError, RunFault
+from ktrain.errors import KtrainError, RunFault, first_line
 from ktrain.io import append_json_lines, atomic_write, fsync, write_json_atomic
 
 log = logging.getLogger("ktrain")
@@ -95,10 +95,8 @@ class RunCheckpoint:
         except (OSError, tf.errors.OpError) as exc:  # TensorFlow's writer raises its own errors (a full disk)
             if number is not None:
                 self._remove(number)
-            reason = getattr(exc, "strerror", None) or getattr(exc, "message", None) or str(exc)
-            reason = re.sub(r"\{\{[^}]*\}\}\s*|\s*\[Op:\w+\]", "", (reason.splitlines() or [""])[0])  # TF's op names
             raise RunFault(
-                f"could not write a checkpoint in '{self.folder}' ({reason or type(exc).__name__}): "
+                f"could not write a checkpoint in '{self.folder}' ({first_line(exc)}): "
                 "free some space or choose another -out; earlier checkpoints are intact"
             ) from exc
         self._prune()

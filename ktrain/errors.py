@@ -1,5 +1,7 @@
 """The one exception type the command line turns into a one-line message."""
 
+import re
+
 
 class KtrainError(ValueError):
     """A problem with the user's input: the message names the bad value and the fix.
@@ -15,6 +17,9 @@ class RunFault(KtrainError):
 
 
 def first_line(exc: BaseException) -> str:
-    """The first line of an exception's message (at most 200 characters), for one-line errors."""
-    lines = str(exc).strip().splitlines()
+    """The first line of an exception's message (at most 200 characters), for one-line errors;
+    for an OSError its reason, and for a TensorFlow error its message without the op's names."""
+    text = getattr(exc, "strerror", None) or getattr(exc, "message", None) or str(exc)
+    text = re.sub(r"\{\{[^}]*\}\}\s*|\s*\[Op:\w+\]( name: \S*)?", "", text)
+    lines = text.strip().splitlines()
     return lines[0][:200] if lines else type(exc).__name__

@@ -6,12 +6,14 @@ needs no ``tensorboard`` package to write them (only to view them: ``pip install
 
 from __future__ import annotations
 
+import contextlib
 import re
 from pathlib import Path
 
 import tensorflow as tf
 from tensorflow.core.framework import summary_pb2
 
+from ktrain.errors import RunFault, first_line
 from ktrain.listener import Listener
 
 SCALAR = summary_pb2.SummaryMetadata(plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"))
@@ -26,16 +28,30 @@ class TensorBoardListener(Listener):
 
     def on_train_begin(self, title, epochs, steps_per_epoch):
         run = re.sub(r"[^A-Za-z0-9._+-]+", "_", title).strip("_")
-        self.writer = tf.summary.create_file_writer(str(self.folder / run))
+        with self._writing():
+            self.writer = tf.summary.create_file_writer(str(self.folder / run))
 
     def on_epoch_end(self, epoch, logs):
-        with self.writer.as_default():
+        with self._writing(), self.writer.as_default():
             for name, value in logs.items():
                 if name != "epoch" and isinstance(value, (int, float)):
                     tf.summary.write(name, tf.constant(value, tf.float32), step=epoch, metadata=SCALAR)
 
     def on_train_end(self):
         if self.writer is not None:
-            self.writer.flush()
-            self.writer.close()
-            self.writer = None
+            writer, self.writer = self.writer, None
+            with self._writing():
+                writer.flush()
+                writer.close()
+
+    @contextlib.contextmanager
+    def _writing(self):
+        """TensorFlow's summary writer raises its own errors (a full disk, a file where the folder
+        goes): one line, like every other write."""
+        try:
+            yield
+        except (OSError, tf.errors.OpError) as exc:
+            raise RunFault(
+                f"could not write TensorBoard events in '{self.folder}' ({first_line(exc)}): free some space, "
+                "choose another -out, or drop --tensorboard"
+            ) from None

@@ -521,3 +521,14 @@ def test_ctrl_c_at_any_moment_is_one_line_and_exit_130(tmp_path, moment):
     assert len(lines) == 1 and lines[0].startswith("interrupted"), (stderr, stdout)
     if "before training began" in lines[0]:
         assert not out.exists()  # nothing was written that a rerun would trip over
+
+
+def test_a_tensorboard_write_failure_is_one_line(tmp_path):
+    # TensorFlow's summary writer raises its own FailedPreconditionError: a file where its folder goes.
+    (tmp_path / "tensorboard").write_text("in the way")
+    compare = ("compare", "zoo:digits_teacher", "zoo:digits_student", "digits", "-m", "kd", "-e", "1", "-v", "0")
+    result = invoke(*compare, "--tensorboard", "-out", tmp_path)
+    assert result.exit_code == 2, result.output
+    message = result.stderr.strip()
+    assert message.startswith("error: could not write TensorBoard events in") and "\n" not in message, message
+    assert "is not a directory" in message and "{{" not in message and "Traceback" not in result.output
