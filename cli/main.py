@@ -19,12 +19,13 @@ from rich.console import Console
 
 from ktrain import api  # no TensorFlow until a command runs
 from ktrain.cli import interrupted
+from ktrain.cli.options import KtrainGroup, set_active_command, training_command
 from ktrain.cli.options import quiet_tensorflow_import as _quiet_tensorflow_import
-from ktrain.cli.options import set_active_command, training_command
 from ktrain.cli.render import RichProgress, export_table, failures, member_lines, results_table, sweep_table
 from ktrain.errors import KtrainError
 
 app = typer.Typer(
+    cls=KtrainGroup,
     help="Transfer knowledge from a trained teacher network to a small student.",
     no_args_is_help=True,
     add_completion=False,

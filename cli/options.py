@@ -9,10 +9,12 @@ command, so a method registered later (a plug-in, a test's toy method) brings it
 
 import inspect
 import os
+import re
 import sys
 from typing import Annotated
 
 import typer
+from typer.core import TyperGroup
 
 PANEL = "Engine options"
 # Help panels by the spec a setting fills (the rest are engine options).
@@ -200,3 +202,54 @@ class TrainingCommand:
 def training_command(function):
     """Decorator: see :class:`TrainingCommand`; the command is named after the function."""
     return TrainingCommand(function, function.__name__)
+
+
+# -- flags a command lacks ----------------------------------------------------------------------
+SEED_FLAG = re.compile(r"(-[A-Za-z][A-Za-z0-9]+)(?:=.*)?")  # -or, -kdl, -lrp: one dash, several letters
+
+
+def flags_of(command: str) -> set[str]:
+    """Every flag ``command`` takes from the settings and from its methods' options and switches."""
+    from ktrain.settings import settings_for
+
+    flags = {flag for setting in settings_for(command).values() for flag in setting.option.flags}
+    quiet_tensorflow_import()  # the methods import TensorFlow
+    from ktrain.methods.selection import offered
+
+    for method in offered(command):
+        flags |= {flag for spec in method.Options.specs().values() for flag in spec.flags}
+        if method.switch is not None and command in method.switch.commands:
+            flags |= set(method.switch.flags)
+    return flags
+
+
+class KtrainGroup(TyperGroup):
+    """Refuses a seed-style short flag (``-or``) on a command that lacks it, in one line naming the
+    commands that have it, before Click reads it as a shorter flag with its value attached (``-or``
+    on ``train`` was ``-o r``, "unknown optimizer 'r'")."""
+
+    def resolve_command(self, ctx, args):
+        name, command, rest = super().resolve_command(ctx, args)
+        if command is None:
+            return name, command, rest
+        own = _declared(command)
+        for token in rest[: rest.index("--")] if "--" in rest else rest:
+            match = SEED_FLAG.fullmatch(token)
+            if match is None or match.group(1) in own:
+                continue
+            flag = match.group(1)
+            owners = [
+                other
+                for other, built in self.commands.items()
+                if other != name and (flag in _declared(built) or flag in flags_of(other))
+            ]
+            if owners:  # failed in the command's own context, so the hint names its --help
+                ctx.__class__(command, parent=ctx, info_name=name).fail(
+                    f"{name} has no option {flag}: it is an option of {', '.join(owners)}"
+                )
+        return name, command, rest
+
+
+def _declared(command) -> set[str]:
+    """The flags a built Click command declares (another command's: its own options only)."""
+    return {flag for parameter in command.params for flag in (*parameter.opts, *parameter.secondary_opts)}

@@ -293,6 +293,25 @@ def test_usage_errors_from_the_entry_point_are_one_line(monkeypatch, capsys):
     assert message.startswith("error: ") and "\n" not in message and "'-bs'" in message
 
 
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        (["train", "zoo:digits_student", "digits", "-or"], "train has no option -or: it is an option of compare"),
+        (["distill", "a", "b", "digits", "-or"], "distill has no option -or: it is an option of compare"),
+        (["train", "zoo:digits_student", "digits", "-kdl", "0.1"], "train has no option -kdl: it is an option of"),
+    ],
+)
+def test_a_flag_of_another_command_is_named_not_misread(monkeypatch, capsys, argv, expected):
+    # Click read -or as -o r ("unknown optimizer 'r'") on the commands that lack -or.
+    monkeypatch.setattr(sys, "argv", ["ktrain", *argv])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    assert exit_info.value.code == 2
+    message = capsys.readouterr().err.strip()
+    assert message.startswith(f"error: {expected}") and "\n" not in message, message
+    assert message.endswith(f"(see 'ktrain {argv[0]} --help')")
+
+
 @pytest.mark.parametrize("mode", ["file", "start_weights", "reinit"])
 def test_student_starts_from_its_file_or_the_given_weights_or_fresh(tmp_path, mode):
     keras.utils.set_random_seed(1)
