@@ -28,7 +28,7 @@ from ktrain.io import json_ready, write_json_atomic, write_pickle_atomic, write_
 from ktrain.listener import Listener, Listeners
 from ktrain.loading import check_classes, load_student, load_teacher, student_view
 from ktrain.methods.selection import MethodSpec, baseline, choose
-from ktrain.plots import comparison_plots
+from ktrain.plots import comparison_plots, file_key
 from ktrain.records import add_representation, results_record, student_record, teacher_record
 from ktrain.report import OutFolder, final_results_block, list_outputs, seed_pickle
 from ktrain.run import (
@@ -344,6 +344,7 @@ class Comparison:
         folder = checkpoints(self.out, run.outputs)
         folder = None if folder is None else folder / f"{spec.key}_seed{seed}"
         point = {"point": dict(spec.point)} if spec.point else {}  # a sweep's grid values, failed or not
+        point["key"] = spec.key  # file names: kd, pkt+kd, kd_temperature-2
         try:
             fit = trainer.fit(
                 data,
@@ -382,7 +383,7 @@ class Comparison:
         if mode == "all" and self.out is not None:
             suffix = f"_seed{entry['seed']}" if self.run_spec.plan.seeds > 1 else ""
             entry["saved_to"] = str(
-                models.save_model_atomic(model, self.out.output(f"{entry['name']}{suffix}_model.keras"))
+                models.save_model_atomic(model, self.out.output(f"{file_key(entry)}{suffix}_model.keras"))
             )
             log.info("Student network has been saved as %s.", entry["saved_to"])
         elif mode == "best" and trains_head:

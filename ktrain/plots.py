@@ -9,6 +9,7 @@ the validation split, measured each epoch; it has no cross-entropy line (the leg
 from __future__ import annotations
 
 import itertools
+import re
 from collections import defaultdict
 from pathlib import Path
 
@@ -40,6 +41,12 @@ def _students(results: dict) -> dict[str, list[dict]]:
         if entry["role"] == "student" and "failed" not in entry and entry.get("history"):
             grouped[entry["name"]].append(entry)
     return grouped
+
+
+def file_key(entry: dict) -> str:
+    """A run's name in file names: its method key (``kd``, ``kd_temperature-2``), not the display
+    name with spaces; results.json files from before the key get their name without spaces."""
+    return entry.get("key") or re.sub(r"[^A-Za-z0-9._+=-]+", "_", entry["name"]).strip("_")
 
 
 def save_figure(figure, path: Path) -> Path:
@@ -110,7 +117,7 @@ def comparison_plots(results: dict, folder: Path, prefix: str = "") -> list[Path
         grid[0][0].legend(loc="best")
         figure.suptitle(f"{name}: validation curves")
         figure.tight_layout()
-        written.append(save_figure(figure, folder / f"{prefix}{name}_validation_curves.png"))
+        written.append(save_figure(figure, folder / f"{prefix}{file_key(entries[0])}_validation_curves.png"))
     return written
 
 

@@ -227,7 +227,8 @@ def detach_log_file(handler: logging.Handler) -> None:
 
 
 def seed_pickle(results: dict) -> list[dict]:
-    """The seed's ``results.pkl`` structure: ``[{method, history, evaluation}, ...]``, teacher last.
+    """The seed's ``results.pkl`` structure: ``[{method, history, evaluation}, ...]``, teacher last,
+    each with the ``seed`` it ran with too.
 
     ``evaluation`` is ``[loss, accuracy, crossentropy]`` on the test split, where ``loss`` is the
     model's own objective (the method's loss; cross-entropy for the teacher and the baseline), not
@@ -252,6 +253,7 @@ def seed_pickle(results: dict) -> list[dict]:
                     float(test["accuracy"]),
                     float(test["crossentropy"]),
                 ],
+                "seed": entry.get("seed"),  # beside the seed's three keys (None for the teacher)
             }
         )
     return records

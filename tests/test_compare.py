@@ -98,7 +98,12 @@ def test_methods_start_from_identical_weights_and_save_all(tmp_path):
     result = invoke(*COMPARE, "-e", 1, "-m", "kd,pkt+kd", "-lr", 1e-9, "-d", 0, "-ufm", "-s", "all", "-out", tmp_path)
     assert result.exit_code == 0, result.output
     saved = sorted(tmp_path.glob("*_model.keras"))
-    assert len(saved) == 3  # KD, PKT plus Distillation, Scratch student
+    # Named by method key, without spaces (the tables keep the display names).
+    assert [path.name for path in saved] == ["kd_model.keras", "pkt+kd_model.keras", "supervised_model.keras"]
+    plots = sorted(path.name for path in tmp_path.glob("*_validation_curves.png"))
+    assert plots == ["kd_validation_curves.png", "pkt+kd_validation_curves.png", "supervised_validation_curves.png"]
+    with open(tmp_path / "results.pkl", "rb") as stream:
+        assert [record["seed"] for record in pickle.load(stream)] == [0, 0, 0, None]  # the teacher's last
     weights = [keras.saving.load_model(path).get_weights() for path in saved]
     for other in weights[1:]:
         for a, b in zip(weights[0], other):

@@ -470,7 +470,7 @@ def test_overwrite_removes_the_files_ktrain_wrote_and_nothing_else(tmp_path):
     compare = ("compare", "zoo:digits_teacher", "zoo:digits_student", "digits", "-m", "kd", "-e", "1", "-v", "0")
     assert invoke(*compare, "-out", tmp_path).exit_code == 0
     earlier = {path.name for path in tmp_path.iterdir()}
-    assert {"Knowledge Distillation_validation_curves.png", "results.pkl", ".ktrain-files"} <= earlier
+    assert {"kd_validation_curves.png", "results.pkl", ".ktrain-files"} <= earlier
     (tmp_path / "notes.txt").write_text("mine")
     (tmp_path / "figures").mkdir()
     result = invoke("train", "zoo:digits_student", "digits", "-e", "1", "-v", "0", "-out", tmp_path, "--overwrite")
@@ -478,7 +478,7 @@ def test_overwrite_removes_the_files_ktrain_wrote_and_nothing_else(tmp_path):
     after = {path.name for path in tmp_path.iterdir()}
     # The compare's plots and pickle are gone (they would mix with the new run's files); the log,
     # which every run appends to, the user's files and the train run's outputs are there.
-    assert not {"Knowledge Distillation_validation_curves.png", "results.pkl", "best_model.keras"} & after
+    assert not {"kd_validation_curves.png", "results.pkl", "best_model.keras"} & after
     assert {"notes.txt", "figures", "output.log", "model.keras", "results.json", "run.json"} <= after
     assert (tmp_path / "notes.txt").read_text() == "mine"
     listed = [json.loads(line) for line in (tmp_path / ".ktrain-files").read_text().splitlines()]
