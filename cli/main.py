@@ -147,7 +147,8 @@ def _show_single(result) -> None:
     _print_results(results)
     saved = result.entry.get("saved_to")
     if saved:
-        console.print(f"student saved to {saved}")
+        role = "model" if results.get("command") == "train" else "student"
+        console.print(f"{role} saved to {saved}", highlight=False)
     if results.get("export"):
         console.print(export_table([results["export"]]))
 
@@ -578,6 +579,8 @@ def export_command(
         check=False,
     )
     console.print(export_table([report]))
+    if "tflite_accuracy" not in report:
+        console.print("not checked: give --dataset D for test accuracy, agreement with Keras and latency")
     check(report)
 
 

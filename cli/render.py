@@ -104,7 +104,8 @@ def results_table(results: dict) -> Table:
     student = next((row for row in rows if row["role"] == "student"), None)
     caption = None
     if student is not None:
-        caption = f"parameters: student {student['params']:,}"
+        role = "model" if results.get("command") == "train" else "student"
+        caption = f"parameters: {role} {student['params']:,}"
         if teacher is not None:
             caption += f", teacher {teacher['params']:,}, T/S {teacher['params'] / student['params']:.1f}"
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True, title=title, caption=caption)
@@ -145,21 +146,25 @@ def failures(results: dict) -> list[str]:
 
 
 def export_table(reports: list[dict]) -> Table:
-    """TFLite exports: file size, Keras and TFLite test accuracy, agreement, median latency."""
+    """TFLite exports: file size, Keras and TFLite test accuracy, agreement, median latency; without
+    a dataset (nothing was checked) the size alone."""
+    checked = any("tflite_accuracy" in report for report in reports)
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True, title="TFLite export")
-    for column in ("mode", "size", "Keras acc", "TFLite acc", "agreement", "latency"):
+    columns = ("mode", "size", "Keras acc", "TFLite acc", "agreement", "latency") if checked else ("mode", "size")
+    for column in columns:
         table.add_column(column, justify="left" if column == "mode" else "right", no_wrap=True)
     for report in reports:
+        cells = [report["mode"], f"{report['bytes'] / 1024:.1f} KiB"]
         if "tflite_accuracy" in report:
-            cells = [
+            cells += [
                 f"{report['keras_accuracy']:.4f}",
                 f"{report['tflite_accuracy']:.4f}",
                 f"{report['agreement']:.4f}",
                 f"{report['median_latency_ms']:.3f} ms",
             ]
-        else:
-            cells = ["", "", "", ""]  # no --dataset: converted, not checked
-        table.add_row(report["mode"], f"{report['bytes'] / 1024:.1f} KiB", *cells)
+        elif checked:
+            cells += ["", "", "", ""]
+        table.add_row(*cells)
     return table
 
 

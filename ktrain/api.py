@@ -220,6 +220,7 @@ def evaluate(
     {DATA}
     """
     from ktrain.evaluation import evaluate_model
+    from ktrain.models import resolve_model
     from ktrain.scaling import parse_input_scale
     from ktrain.specs import check_model_spec
 
@@ -227,7 +228,8 @@ def evaluate(
         raise KtrainError(
             f"neighbors is {neighbors} and batch_size is {batch_size}: give neighbors >= 0, batch_size > 0"
         )
-    check_model_spec(model, "model")
+    model = resolve_model(model)  # a run folder means its best student, as for export
+    check_model_spec(model, "evaluated")
     dataset = as_dataset(data, None)
     scale = parse_input_scale(input_scale)
     return evaluate_model(

@@ -176,12 +176,12 @@ def evaluate_model(
     from ktrain.methods.base import Tap
     from ktrain.specs import DataSpec, check_model_spec, label
 
-    check_model_spec(spec, "model")
+    check_model_spec(spec, "evaluated")
     if isinstance(dataset, str):
         data = load_dataset(dataset, data_dir=data_dir)
     else:
         data = dataset.splits(val_split=DataSpec.val_split, seed=0)
-    model = models.load_for(spec, role="model", data=data, input_scale=input_scale)
+    model = models.load_for(spec, role="evaluated", data=data, input_scale=input_scale)
     spec = label(spec)
     if len(model.outputs) > 1:
         return _evaluate_ensemble(model, spec, data, neighbors, batch_size)

@@ -52,6 +52,26 @@ def load_model(spec: str, *, role: str, input_shape: tuple[int, ...], num_classe
     return model
 
 
+RUN_FILES = ("best_model.keras", "student.keras", "model.keras")
+
+
+def resolve_model(spec):
+    """A model file, or a run folder's best student (best_model.keras, else student.keras / model.keras);
+    anything else (a model object, zoo:NAME) as it is."""
+    if not isinstance(spec, str | Path):
+        return spec
+    path = Path(spec)
+    if path.is_dir():
+        for name in RUN_FILES:
+            candidates = sorted(path.glob(f"*{name}"))
+            if candidates:
+                return str(candidates[0])
+        raise KtrainError(
+            f"run folder '{spec}' holds no {', '.join(RUN_FILES)}: give a model file or a run's -out folder"
+        )
+    return spec
+
+
 def load_for(spec, *, role: str, data, input_scale: tuple[float, float] | None = None) -> keras.Model:
     """Load (or build) ``spec`` for the images and classes of ``data`` (a DataSplits), refusing a model
     whose input does not take those images, and set the pixel range it takes (``input_scale``, see

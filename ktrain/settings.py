@@ -308,11 +308,12 @@ SETTINGS: dict[str, Setting] = {
         _setting(
             "export",
             ("--export",),
-            "Also export the (best) student to TFLite: float32, float16 or int8, checked on the test split.",
+            "Also export the (best) student to TFLite: float32, float16, int8 or none (the default).",
             OutputSpec,
             kind=str,
             optional=True,
             commands=("distill", *COMPARING),
+            parse=lambda value: None if value is None or str(value).lower() == "none" else str(value),
         ),
         _setting(
             "max_accuracy_drop",

@@ -220,7 +220,7 @@ class OutputSpec:
         if self.save_students not in SAVE_MODES:
             raise KtrainError(f"save mode (-s) is '{self.save_students}': use all, best or none")
         if self.export is not None and self.export not in EXPORT_MODES:
-            raise KtrainError(f"--export is '{self.export}': use {', '.join(EXPORT_MODES)}")
+            raise KtrainError(f"--export is '{self.export}': use {', '.join(EXPORT_MODES)} or none")
         if self.folder is None:
             wanted = (
                 ("export", self.export),

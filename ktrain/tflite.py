@@ -29,23 +29,8 @@ from ktrain.scaling import input_affine
 from ktrain.specs import label
 
 MODES = ("float32", "float16", "int8")
-RUN_FILES = ("best_model.keras", "student.keras", "model.keras")
 REPRESENTATIVE = 200
 LATENCY_SAMPLES = 200
-
-
-def resolve_model(spec: str) -> str:
-    """A model file, or a run folder's best student (best_model.keras, else student.keras / model.keras)."""
-    path = Path(spec)
-    if path.is_dir():
-        for name in RUN_FILES:
-            candidates = sorted(path.glob(f"*{name}"))
-            if candidates:
-                return str(candidates[0])
-        raise KtrainError(
-            f"run folder '{spec}' holds no {', '.join(RUN_FILES)}: give a model file or a run's -out folder"
-        )
-    return spec
 
 
 @contextlib.contextmanager
@@ -149,7 +134,7 @@ def export(
     if mode == "int8" and dataset is None and data is None:
         raise KtrainError("--quantize int8 needs --dataset D: its training split calibrates the quantization")
     if isinstance(spec, str):
-        spec = resolve_model(spec)
+        spec = models.resolve_model(spec)
         if spec.startswith("zoo:") and dataset is None and data is None:
             raise KtrainError(f"'{spec}' is an untrained zoo architecture: export a trained model file or run folder")
     if data is None and dataset is not None:

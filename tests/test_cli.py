@@ -445,3 +445,24 @@ def test_demo_replaces_an_earlier_demo_but_not_another_run(tmp_path):
         result = invoke("demo", "-e", 1, "-v", 0, "-out", tmp_path, *extra)
         assert result.exit_code == 0, result.output
         assert json.loads((tmp_path / "results.json").read_text())["command"] == "demo"
+
+
+def test_commands_speak_alike(tmp_path):
+    # train speaks of its model; evaluate takes a run folder as export does; --export none is the default.
+    train = invoke("train", "zoo:digits_student", "digits", "-e", 1, "-v", 0, "-out", tmp_path / "run")
+    assert train.exit_code == 0, train.output
+    assert "model saved to" in train.output and "parameters: model 2,410" in train.output
+    assert "student" not in train.output
+    evaluated = invoke("evaluate", tmp_path / "run", "digits")
+    assert evaluated.exit_code == 0, evaluated.output
+    accuracy = json.loads((tmp_path / "run" / "results.json").read_text())["results"][0]["test"]["accuracy"]
+    assert f"test accuracy: {accuracy:.4f}" in evaluated.output
+    missing = invoke("evaluate", tmp_path / "none.keras", "digits")
+    assert_one_line_error(missing, "evaluated model")
+    assert "model model" not in missing.stderr
+    distill = invoke(*DISTILL, "--export", "none", "-out", tmp_path / "d")
+    assert distill.exit_code == 0, distill.output
+    assert json.loads((tmp_path / "d" / "results.json").read_text())["export"] is None
+    exported = invoke("export", tmp_path / "run", tmp_path / "m.tflite")
+    assert exported.exit_code == 0, exported.output
+    assert "Keras acc" not in exported.output and "give --dataset D for test accuracy" in exported.output
