@@ -18,6 +18,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from ktrain.io import atomic_write  # noqa: E402
 from ktrain.options import plain  # noqa: E402
@@ -26,12 +27,15 @@ LINESTYLES = ("--", "-.", ":", (0, (5, 1)), (0, (3, 1, 1, 1)))
 COMPARISON = "KT_Methods_Comparison_{metric}_vs_epoch.png"
 
 
-def _mean_curve(histories: list[dict], key: str) -> np.ndarray | None:
+def _mean_curve(histories: list[dict], key: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """Mean and sample standard deviation over seeds per epoch (std 0 for one seed)."""
     curves = [history[key] for history in histories if key in history]
     if not curves:
         return None
     length = min(len(curve) for curve in curves)  # seeds may stop early at different epochs
-    return np.mean([curve[:length] for curve in curves], axis=0)
+    stacked = np.array([curve[:length] for curve in curves], dtype=np.float64)
+    spread = stacked.std(axis=0, ddof=1) if len(curves) > 1 else np.zeros(length)
+    return stacked.mean(axis=0), spread
 
 
 def _students(results: dict) -> dict[str, list[dict]]:
@@ -69,7 +73,6 @@ def comparison_plots(results: dict, folder: Path, prefix: str = "") -> list[Path
     written = []
     for metric in ("accuracy", "crossentropy"):
         figure, axes = plt.subplots(figsize=(9, 6))
-        longest = 1
         for index, (name, entries) in enumerate(students.items()):
             histories = [entry["history"] for entry in entries]
             label = name
@@ -88,13 +91,17 @@ def comparison_plots(results: dict, folder: Path, prefix: str = "") -> list[Path
                     label=f"{name}: not shown (its class head is not trained)",
                 )
                 continue
-            epochs = np.arange(1, len(curve) + 1)
-            longest = max(longest, len(curve))
-            axes.plot(epochs, curve, linestyle=LINESTYLES[index % len(LINESTYLES)], label=label)
+            mean, spread = curve
+            epochs = np.arange(1, len(mean) + 1)
+            if len(entries) > 1:
+                label += f" (mean ± std, {len(entries)} seeds)"
+            (line,) = axes.plot(epochs, mean, linestyle=LINESTYLES[index % len(LINESTYLES)], label=label)
+            if len(entries) > 1:
+                axes.fill_between(epochs, mean - spread, mean + spread, color=line.get_color(), alpha=0.2)
         if teacher is not None and f"val_{metric}" in teacher.get("validation", {}):
-            axes.axhline(
-                teacher["validation"][f"val_{metric}"], color="black", linewidth=1.5, label="Teacher (validation)"
-            )
+            value = teacher["validation"][f"val_{metric}"]
+            axes.axhline(value, color="black", linewidth=1.5, label=f"Teacher (validation: {value:.4f})")
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
         axes.set_title("KT Methods Comparison", fontsize="x-large")
         axes.set_xlabel("epoch", fontsize="large")
         axes.set_ylabel(f"validation {metric}", fontsize="large")
@@ -114,6 +121,7 @@ def comparison_plots(results: dict, folder: Path, prefix: str = "") -> list[Path
                 )
             axes.set_title(key)
             axes.set_xlabel("epoch")
+            axes.xaxis.set_major_locator(MaxNLocator(integer=True))
         grid[0][0].legend(loc="best")
         figure.suptitle(f"{name}: validation curves")
         figure.tight_layout()
