@@ -21,7 +21,15 @@ from ktrain import api  # no TensorFlow until a command runs
 from ktrain.cli import interrupted
 from ktrain.cli.options import KtrainGroup, set_active_command, training_command
 from ktrain.cli.options import quiet_tensorflow_import as _quiet_tensorflow_import
-from ktrain.cli.render import RichProgress, export_table, failures, member_lines, results_table, sweep_table
+from ktrain.cli.render import (
+    RichProgress,
+    export_table,
+    failures,
+    member_lines,
+    results_table,
+    sweep_table,
+    zoo_table,
+)
 from ktrain.errors import KtrainError
 
 app = typer.Typer(
@@ -599,14 +607,20 @@ def methods():
 
 
 @app.command()
-def zoo():
-    """List the built-in architectures (use them as zoo:NAME)."""
+@user_errors
+def zoo(
+    dataset: Annotated[
+        str, typer.Option("--dataset", help="Build each model for this dataset's images and classes.")
+    ] = "digits",
+    data_dir: Annotated[str | None, typer.Option("--data-dir", help="Local TFDS data directory.")] = None,
+):
+    """List the built-in architectures (use them as zoo:NAME), built for DATASET's images."""
     _quiet_tensorflow_import()
-    from ktrain.zoo import ARCHITECTURES
+    from ktrain.data import load_dataset
+    from ktrain.zoo import describe
 
-    for name, build in ARCHITECTURES.items():
-        summary = (build.__doc__ or "").strip().splitlines()
-        console.print(f"zoo:{name}" + (f"  {summary[0]}" if summary else ""), highlight=False)
+    data = load_dataset(dataset, data_dir=data_dir)
+    console.print(zoo_table(describe(data.image_shape, data.num_classes), data))
 
 
 def _is_a(exc: BaseException, name: str) -> bool:

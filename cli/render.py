@@ -218,3 +218,22 @@ def _spread(row: dict, key: str) -> str:
     if row["seeds"] > 1:
         return f"{row[key]:.3f}±" + f"{row[f'{key}_std']:.3f}".removeprefix("0")
     return f"{row[key]:.4f}"
+
+
+def zoo_table(rows: list[dict], data) -> Table:
+    """``ktrain zoo``: name, suggested role, parameters and input as built for ``data``, and what it is."""
+    shape = "×".join(map(str, data.image_shape))
+    table = Table(
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        title=f"Built for {data.name} ({shape} images, {data.num_classes} classes)",
+    )
+    table.add_column("model", no_wrap=True)
+    table.add_column("role")
+    table.add_column("parameters", justify="right")
+    table.add_column("about")
+    for row in rows:
+        params = f"{row['params']:,}" if row["params"] is not None else "—"
+        about = row["about"] if row["params"] is not None else f"{row['about']} Does not fit: {row['unfit']}"
+        table.add_row(row["name"], row["role"], params, about)
+    return table

@@ -8,6 +8,7 @@ pair is ours, sized for the 8×8 built-in dataset.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import keras
 from keras import layers
@@ -121,7 +122,7 @@ def pyramid_ensemble(input_shape, num_classes):
 
 
 def digits_teacher(input_shape, num_classes):
-    """A small CNN that reaches about 98 % on the 8×8 digits."""
+    """A small CNN for the 8×8 digits: two conv layers, pooling and a dense layer of 128."""
     inputs = keras.Input(input_shape, name="image")
     x = layers.Conv2D(32, 3, padding="same", activation="relu", name="conv1")(inputs)
     x = layers.Conv2D(64, 3, padding="same", activation="relu", name="conv2")(x)
@@ -135,7 +136,7 @@ def digits_teacher(input_shape, num_classes):
 
 
 def digits_student(input_shape, num_classes):
-    """A one-hidden-layer MLP, about 50× smaller than the digits teacher."""
+    """A one-hidden-layer MLP of 32 units."""
     inputs = keras.Input(input_shape, name="image")
     x = layers.Flatten(name="flatten")(inputs)
     x = layers.Dense(32, activation="relu", name="hidden")(x)
@@ -144,7 +145,7 @@ def digits_student(input_shape, num_classes):
 
 
 def digits_cnn_student(input_shape, num_classes):
-    """A two-conv CNN of 3,818 parameters, with feature maps at two resolutions (for AT and FitNets)."""
+    """A two-conv CNN with feature maps at two resolutions (for AT and FitNets)."""
     inputs = keras.Input(input_shape, name="image")
     x = layers.Conv2D(8, 3, padding="same", activation="relu", name="conv1")(inputs)
     x = layers.MaxPooling2D(name="pool1")(x)
@@ -154,16 +155,30 @@ def digits_cnn_student(input_shape, num_classes):
     return keras.Model(inputs, outputs, name="digits_cnn_student")
 
 
+@dataclass(frozen=True)
+class Entry:
+    """One zoo architecture: its builder, the role it is meant for, and what it is."""
+
+    build: Callable[[tuple[int, ...], int], keras.Model]
+    role: str
+    about: str
+
+
+ZOO: dict[str, Entry] = {
+    "cifar10_student_strong": Entry(cifar10_student_strong, "student", "Two conv blocks of two layers (32, 64)."),
+    "cifar10_student_weak": Entry(cifar10_student_weak, "student", "Two conv blocks of one layer (32, 64)."),
+    "cifar10_model1": Entry(cifar10_model1, "teacher", "Three conv blocks of two layers (32, 64, 128)."),
+    "cifar10_baseline_ensemble": Entry(cifar10_baseline_ensemble, "teacher", cifar10_baseline_ensemble.__doc__),
+    "cifar100_student_strong": Entry(
+        cifar100_student_strong, "student", "Three conv blocks of two layers (32-64, 128, 256)."
+    ),
+    "pyramid_ensemble": Entry(pyramid_ensemble, "teacher", pyramid_ensemble.__doc__),
+    "digits_teacher": Entry(digits_teacher, "teacher", digits_teacher.__doc__),
+    "digits_student": Entry(digits_student, "student", digits_student.__doc__),
+    "digits_cnn_student": Entry(digits_cnn_student, "student", digits_cnn_student.__doc__),
+}
 ARCHITECTURES: dict[str, Callable[[tuple[int, ...], int], keras.Model]] = {
-    "cifar10_student_strong": cifar10_student_strong,
-    "cifar10_student_weak": cifar10_student_weak,
-    "cifar10_model1": cifar10_model1,
-    "cifar10_baseline_ensemble": cifar10_baseline_ensemble,
-    "cifar100_student_strong": cifar100_student_strong,
-    "pyramid_ensemble": pyramid_ensemble,
-    "digits_teacher": digits_teacher,
-    "digits_student": digits_student,
-    "digits_cnn_student": digits_cnn_student,
+    name: entry.build for name, entry in ZOO.items()
 }
 
 
@@ -175,3 +190,22 @@ def build(name: str, input_shape: tuple[int, ...], num_classes: int) -> keras.Mo
     if key not in ARCHITECTURES:
         raise KtrainError(f"unknown zoo model '{name}': use one of {', '.join('zoo:' + n for n in ARCHITECTURES)}")
     return ARCHITECTURES[key](tuple(input_shape), num_classes)
+
+
+def describe(image_shape: tuple[int, ...], num_classes: int) -> list[dict]:
+    """``ktrain zoo``: each architecture built for images of ``image_shape`` and ``num_classes``
+    classes: its role, parameter count (None with the reason when it does not fit) and what it is."""
+    from ktrain.errors import first_line
+
+    rows = []
+    for name, entry in ZOO.items():
+        about = " ".join(entry.about.replace("``", "").split())
+        row = {"name": f"{ZOO_PREFIX}{name}", "role": entry.role, "about": about}
+        try:
+            model = entry.build(tuple(image_shape), num_classes)
+            row["params"] = model.count_params()
+        except Exception as exc:  # too small an image for its pooling, say
+            row["params"], row["unfit"] = None, first_line(exc)
+        rows.append(row)
+        keras.backend.clear_session()
+    return rows

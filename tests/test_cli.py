@@ -466,3 +466,15 @@ def test_commands_speak_alike(tmp_path):
     exported = invoke("export", tmp_path / "run", tmp_path / "m.tflite")
     assert exported.exit_code == 0, exported.output
     assert "Keras acc" not in exported.output and "give --dataset D for test accuracy" in exported.output
+
+
+def test_zoo_lists_each_model_with_its_role_and_computed_parameters():
+    from ktrain.zoo import ZOO, build
+
+    result = runner.invoke(app, ["zoo"], env={"COLUMNS": "160"})
+    assert result.exit_code == 0, result.output
+    assert "Built for digits (8×8×1 images, 10 classes)" in result.output
+    for name, entry in ZOO.items():
+        params = build(name, (8, 8, 1), 10).count_params()
+        row = next(line for line in result.output.splitlines() if f"zoo:{name} " in line)
+        assert entry.role in row and f"{params:,}" in row, row
