@@ -1,5 +1,7 @@
 """Rich rendering of engine progress and of the final results table."""
 
+import time
+
 from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -12,15 +14,26 @@ LIVE_KEYS = (("loss", "loss"), ("accuracy", "acc"), ("val_accuracy", "val_acc"))
 
 
 class RichProgress(Listener):
-    """A progress bar over the epochs with the live loss and accuracy; ``verbosity`` 0 shows nothing."""
+    """A progress bar over the epochs with the live loss and accuracy; ``verbosity`` 0 shows nothing.
+
+    Without a terminal (a log file, CI, nohup) a bar would be drawn once, at the end, cut to 80
+    columns: there each epoch and each phase is one plain, complete line instead."""
 
     def __init__(self, console: Console, verbosity: int = 1):
         self.console = console
         self.verbosity = verbosity
         self.progress: Progress | None = None
+        self.plain = not console.is_terminal
+        self.started = 0.0
+
+    def _line(self, text: str) -> None:
+        self.console.print(text, highlight=False, soft_wrap=True, markup=False)
 
     def on_train_begin(self, title, epochs, steps_per_epoch):
         if self.verbosity <= 0:
+            return
+        self.title, self.epochs = title, epochs
+        if self.plain:
             return
         self.steps_per_epoch = steps_per_epoch
         self.progress = Progress(
@@ -43,6 +56,11 @@ class RichProgress(Listener):
         self.progress.update(self.task, completed=completed, metrics=_metrics(logs))
 
     def on_epoch_end(self, epoch, logs):
+        if self.plain and self.verbosity > 0:
+            seconds = logs.get("epoch_seconds")
+            timing = f"  {seconds:.1f} s" if seconds is not None else ""
+            self._line(f"{self.title}  epoch {epoch}/{self.epochs}  {_metrics(logs)}  lr {logs['lr']:.3g}{timing}")
+            return
         if self.progress is None:
             return
         self.progress.update(self.task, metrics=_metrics(logs))
@@ -56,6 +74,10 @@ class RichProgress(Listener):
 
     def on_task_begin(self, title, total):
         if self.verbosity <= 0:
+            return
+        if self.plain:
+            self.title, self.started = title, time.perf_counter()
+            self._line(f"{title}: {total} batches...")
             return
         self.progress = Progress(
             TextColumn("[bold]{task.description}"),
@@ -74,6 +96,8 @@ class RichProgress(Listener):
             self.progress.update(self.task, completed=done)
 
     def on_task_end(self):
+        if self.plain and self.verbosity > 0:
+            self._line(f"{self.title}: done in {time.perf_counter() - self.started:.1f} s")
         self.on_train_end()
 
 

@@ -17,9 +17,12 @@ class RunFault(KtrainError):
 
 
 def first_line(exc: BaseException) -> str:
-    """The first line of an exception's message (at most 200 characters), for one-line errors;
+    """The first line of an exception's message (at most 240 characters), for one-line errors;
     for an OSError its reason, and for a TensorFlow error its message without the op's names."""
     text = getattr(exc, "strerror", None) or getattr(exc, "message", None) or str(exc)
     text = re.sub(r"\{\{[^}]*\}\}\s*|\s*\[Op:\w+\]( name: \S*)?", "", text)
     lines = text.strip().splitlines()
-    return lines[0][:200] if lines else type(exc).__name__
+    if not lines:
+        return type(exc).__name__
+    line = lines[0]
+    return line if len(line) <= 240 else f"{line[:100]}…{line[-130:]}"  # the reason is often at the end

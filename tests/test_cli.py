@@ -1,6 +1,7 @@
 """The command line through typer's CliRunner: the demo, train, distill, seed flags and every bad input."""
 
 import json
+import subprocess
 import sys
 
 import keras
@@ -362,7 +363,7 @@ def test_engine_switches_reach_the_run(tmp_path):
         *DISTILL, "--jit", "on", "--strategy", "mirrored", "--val-split", "0.25", "--debug", "-v", "2", "-out", tmp_path
     )
     assert result.exit_code == 0, result.output
-    assert "epoch    1" in result.output  # -v 2 prints a line per epoch
+    assert "Knowledge Distillation  epoch 1/1  loss" in result.output  # a line per epoch (no terminal here)
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["jit"] is True and results["strategy"]["replicas"] == 2
     assert results["dataset"]["sizes"]["val"] == 359  # 25 % of the 1,438 training images, rounded per class
@@ -478,3 +479,18 @@ def test_zoo_lists_each_model_with_its_role_and_computed_parameters():
         params = build(name, (8, 8, 1), 10).count_params()
         row = next(line for line in result.output.splitlines() if f"zoo:{name} " in line)
         assert entry.role in row and f"{params:,}" in row, row
+
+
+def test_without_a_terminal_each_epoch_is_one_complete_line(tmp_path):
+    # A bar would be drawn once, at the end, cut to 80 columns: in a log file each epoch is a line.
+    log = tmp_path / "run.log"
+    command = [sys.executable, "-m", "ktrain.cli", *DISTILL[:4], "-e", "3", "-out", str(tmp_path / "out")]
+    with open(log, "w") as stream:
+        done = subprocess.run(command, stdout=stream, stderr=subprocess.DEVNULL, timeout=300)
+    assert done.returncode == 0
+    lines = log.read_text().splitlines()
+    epochs = [line for line in lines if line.startswith("Knowledge Distillation  epoch ")]
+    assert [line.split()[3] for line in epochs] == ["1/3", "2/3", "3/3"]
+    for line in epochs:
+        assert "…" not in line and all(word in line for word in ("loss", "val_acc", "lr")), line
+    assert any(line.startswith("Teacher's soft targets: done in") for line in lines)
