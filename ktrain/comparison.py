@@ -38,6 +38,7 @@ from ktrain.run import (
     checkpoints,
     export_student,
     run_context,
+    tensorboard_listener,
     train_members,
 )
 from ktrain.seeding import seed_everything
@@ -390,11 +391,7 @@ class Comparison:
             self.best.offer(entry, model)
 
     def tensorboard(self) -> Listener | None:
-        if not self.run_spec.outputs.tensorboard or self.out is None:
-            return None
-        from ktrain.tensorboard import TensorBoardListener
-
-        return TensorBoardListener(self.out.output("tensorboard"))
+        return tensorboard_listener(self.run_spec, self.out)
 
     def validation_knn(self, view: NetworkView):
         """kNN accuracy of the student's features on the validation split (training split as database)."""

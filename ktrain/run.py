@@ -33,7 +33,7 @@ from ktrain.evaluation import check_neighbors, evaluate_classifier, representati
 from ktrain.fingerprint import NAME as FINGERPRINT
 from ktrain.fingerprint import check_and_record
 from ktrain.io import json_ready, write_json_atomic
-from ktrain.listener import Listener
+from ktrain.listener import Listener, Listeners
 from ktrain.loading import check_classes, load_student, load_teacher, student_view
 from ktrain.methods.selection import baseline
 from ktrain.precision import policy as precision_policy
@@ -158,7 +158,16 @@ def checkpoints(out: OutFolder | None, outputs: OutputSpec):
 def run_single(run: Run, listener: Listener | None = None) -> Outcome:
     """Run ``train``, ``distill`` or ``pkt`` end to end."""
     with run_context(run) as (strategy, out):
-        return _run_single(run, strategy, out, listener)
+        return _run_single(run, strategy, out, Listeners(listener, tensorboard_listener(run, out)))
+
+
+def tensorboard_listener(run: Run, out: OutFolder | None) -> Listener | None:
+    """``--tensorboard``: each training run's scalars under ``-out/tensorboard/<run>/``."""
+    if not run.outputs.tensorboard or out is None:
+        return None
+    from ktrain.tensorboard import TensorBoardListener
+
+    return TensorBoardListener(out.output("tensorboard"))
 
 
 def _run_single(run: Run, strategy, out: OutFolder | None, listener: Listener | None) -> Outcome:

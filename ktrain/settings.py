@@ -359,7 +359,7 @@ SETTINGS: dict[str, Setting] = {
             "Per-method TensorBoard scalars under the out folder.",
             OutputSpec,
             kind=bool,
-            commands=COMPARING,
+            commands=("train", *TEACHING),
         ),
         _setting(
             "resume",

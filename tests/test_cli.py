@@ -494,3 +494,12 @@ def test_without_a_terminal_each_epoch_is_one_complete_line(tmp_path):
     for line in epochs:
         assert "…" not in line and all(word in line for word in ("loss", "val_acc", "lr")), line
     assert any(line.startswith("Teacher's soft targets: done in") for line in lines)
+
+
+@pytest.mark.parametrize("command", ["train", "distill", "pkt"])
+def test_tensorboard_works_on_every_training_command(tmp_path, command):
+    models = ("zoo:digits_student",) if command == "train" else ("zoo:digits_teacher", "zoo:digits_student")
+    result = invoke(command, *models, "digits", "-e", 2, "-v", 0, "--tensorboard", "-out", tmp_path)
+    assert result.exit_code == 0, result.output
+    (events,) = (tmp_path / "tensorboard").glob("*/events.out.tfevents.*")
+    assert events.stat().st_size > 0
