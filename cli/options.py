@@ -39,8 +39,13 @@ def setting_annotation(setting):
     option = setting.option
     kind = {tuple: list[str]}.get(option.kind, option.kind)
     optional = option.optional or option.kind is tuple
+    from ktrain.settings import CHOICES
+
     panel = PANELS.get(setting.holder.__name__, PANEL)
-    declared = typer.Option(*option.flags, help=option.help, rich_help_panel=panel)
+    choices = CHOICES.get(setting.name)
+    # The help lists a choice's values, and shows an on/off flag as a flag, not as taking a <bool>.
+    metavar = f"[{'|'.join(choices)}]" if choices else "" if option.kind is bool else None
+    declared = typer.Option(*option.flags, help=option.help, rich_help_panel=panel, metavar=metavar)
     return Annotated[kind | None if optional else kind, declared]
 
 

@@ -16,9 +16,20 @@ from dataclasses import dataclass
 from typing import Any
 
 from ktrain.augment import parse_augment
-from ktrain.config import OptimizerConfig, ScheduleConfig, TrainConfig
+from ktrain.config import (
+    JIT_MODES,
+    LR_SCHEDULES,
+    OPTIMIZERS,
+    PRECISIONS,
+    STRATEGIES,
+    TARGET_MODES,
+    TEACHER_PRECISIONS,
+    OptimizerConfig,
+    ScheduleConfig,
+    TrainConfig,
+)
 from ktrain.options import Option
-from ktrain.specs import DataSpec, ModelsSpec, OutputSpec, Plan
+from ktrain.specs import EXPORT_MODES, SAVE_MODES, DataSpec, ModelsSpec, OutputSpec, Plan
 
 # A sweep is a comparison over a grid of method options: it takes every setting compare takes.
 COMPARING = ("compare", "sweep")
@@ -395,6 +406,19 @@ SETTINGS: dict[str, Setting] = {
         _setting("debug", ("--debug",), "Debug-level log file.", OutputSpec, kind=bool),
     )
 }
+# The values of the single-choice settings, which the help lists (the specs check them).
+CHOICES: dict[str, tuple[str, ...]] = {
+    "optimizer": OPTIMIZERS,
+    "lr_schedule": LR_SCHEDULES,
+    "jit": JIT_MODES,
+    "strategy": STRATEGIES,
+    "precision": PRECISIONS,
+    "teacher_precision": TEACHER_PRECISIONS,
+    "targets": TARGET_MODES,
+    "export": (*EXPORT_MODES, "none"),
+    "save_students": SAVE_MODES,
+}
+
 # Settings the command line sets through flags of its own (-or writes no results).
 HIDDEN = {
     "write_results": Setting(
