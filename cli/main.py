@@ -436,7 +436,7 @@ def report(
                 from ktrain.report import list_outputs
 
                 written = comparison_plots(results, Path(run_dir), f"{prefix}_" if prefix else "")
-                list_outputs(Path(run_dir), written)
+                list_outputs(Path(run_dir), written, f"{prefix}_" if prefix else "")
                 for path in written:
                     console.print(f"wrote {path}", highlight=False)
     except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:

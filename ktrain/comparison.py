@@ -424,7 +424,7 @@ class Comparison:
             write_json_atomic(out.output("results.json"), record)
             write_pickle_atomic(out.output("results.pkl"), seed_pickle(record))
             if plots:
-                list_outputs(out.path, comparison_plots(record, out.path, out.prefix))
+                list_outputs(out.path, comparison_plots(record, out.path, out.prefix), out.prefix)
         log.info("Finished!")
         check_export(record)
         return record

@@ -46,12 +46,13 @@ class OutFolder:
         """The path of output ``name`` (a file or a folder), listed in the folder's manifest before
         it is written: ``--overwrite`` removes what the manifest lists, and nothing else."""
         path = self.file(name)
-        list_outputs(self.path, [path])
+        list_outputs(self.path, [path], self.prefix)
         return path
 
 
 LOCK_NAME = ".ktrain.lock"
 MANIFEST = ".ktrain-files"  # one JSON string per line: the names of the outputs ktrain wrote here
+ASIDE = ".ktrain-overwritten"  # an --overwrite run's predecessor, until the new run is past its checks
 # What ktrain 0.1 wrote, for folders without a manifest (after the -res prefix).
 LEGACY_OUTPUTS = (
     "checkpoints",
@@ -72,9 +73,15 @@ LEGACY_OUTPUTS = (
 )
 
 
-def manifest_names(folder: Path) -> set[str] | None:
-    """The output names listed in ``folder``'s manifest; None for a folder without one."""
-    manifest = Path(folder) / MANIFEST
+def manifest_path(folder: Path, prefix: str = "") -> Path:
+    """The manifest of the runs with ``-res`` ``prefix`` in ``folder`` (one per prefix: an
+    ``--overwrite`` of one never touches another's files)."""
+    return Path(folder) / (MANIFEST + (f".{prefix.rstrip('_')}" if prefix else ""))
+
+
+def manifest_names(folder: Path, prefix: str = "") -> set[str] | None:
+    """The output names listed in the manifest; None for a folder without one."""
+    manifest = manifest_path(folder, prefix)
     if not manifest.is_file():
         return None
     names = set()
@@ -88,36 +95,49 @@ def manifest_names(folder: Path) -> set[str] | None:
     return names
 
 
-def list_outputs(folder: Path, paths: list[Path]) -> None:
-    """Add ``paths`` (entries of ``folder``) to its manifest."""
-    listed = manifest_names(folder) or set()
+def list_outputs(folder: Path, paths: list[Path], prefix: str = "") -> None:
+    """Add ``paths`` (entries of ``folder``) to the manifest of ``prefix``'s runs."""
+    listed = manifest_names(folder, prefix) or set()
     new = [Path(path).name for path in paths if Path(path).name not in listed]
     if new:
-        append_json_lines(Path(folder) / MANIFEST, new)
+        append_json_lines(manifest_path(folder, prefix), new)
 
 
-def remove_outputs(out: OutFolder) -> list[str]:
-    """``--overwrite``: remove the earlier run's outputs, those its manifest lists (for a folder
-    written by 0.1, its known output names), and never anything else; returns the names removed.
-    The log, which every run appends to, and the lock stay."""
-    listed = manifest_names(out.path)
+def set_aside(out: OutFolder) -> Path:
+    """``--overwrite``: move the earlier run's outputs (those its manifest lists; for a folder
+    written by 0.1, its known output names) into a hidden folder, and nothing else. The new run
+    restores them if its input is refused (:func:`restore_aside`) and discards them once it is
+    past its checks (:func:`discard_aside`). The log, which every run appends to, and the lock stay."""
+    listed = manifest_names(out.path, out.prefix)
     if listed is None:
         patterns = [out.prefix + pattern for pattern in LEGACY_OUTPUTS]
         listed = {
             entry.name for entry in out.path.iterdir() if any(fnmatch.fnmatchcase(entry.name, p) for p in patterns)
         }
-    removed = []
-    for name in sorted(listed - {LOCK_NAME, out.file("output.log").name}):
+    aside = out.file(ASIDE)
+    discard_aside(aside)  # a killed run's leftover: ktrain's own
+    aside.mkdir()
+    manifest = manifest_path(out.path, out.prefix)
+    for name in sorted(listed - {LOCK_NAME, out.file("output.log").name}) + [manifest.name]:
         path = out.path / name
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)
-        elif path.exists() or path.is_symlink():
-            path.unlink()
-        else:
-            continue
-        removed.append(name)
-    (out.path / MANIFEST).unlink(missing_ok=True)
-    return removed
+        if path.exists() or path.is_symlink():
+            os.replace(path, aside / name)
+    return aside
+
+
+def restore_aside(out: OutFolder, aside: Path) -> None:
+    """Put a refused ``--overwrite`` run's predecessor back as it was."""
+    for path in aside.iterdir():
+        target = out.path / path.name
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        os.replace(path, target)
+    aside.rmdir()
+
+
+def discard_aside(aside: Path | None) -> None:
+    if aside is not None and aside.is_dir():
+        shutil.rmtree(aside)
 
 
 @contextlib.contextmanager
@@ -153,19 +173,20 @@ def folder_lock(out: OutFolder):
         handle.close()
 
 
-def claim_out_folder(out: OutFolder, *, resume: bool = False, overwrite: bool = False) -> None:
-    """Refuse an out folder that already holds a run, unless it is resumed or may be overwritten."""
+def claim_out_folder(out: OutFolder, *, resume: bool = False, overwrite: bool = False) -> Path | None:
+    """Refuse an out folder that already holds a run, unless it is resumed or may be overwritten;
+    with ``--overwrite``, returns where the earlier run's outputs were set aside (see :func:`set_aside`)."""
     checkpoints = out.file("checkpoints")
     results = out.file("results.json")
     holds_run = results.exists() or (checkpoints.is_dir() and any(checkpoints.iterdir()))
     if resume or not holds_run:
-        return
+        return None
     if not overwrite:
         raise KtrainError(
             f"out folder '{out.path}' already holds a run ({results.name if results.exists() else checkpoints.name}): "
             "add --resume to continue it, --overwrite to start again, or choose another -out"
         )
-    remove_outputs(out)
+    return set_aside(out)
 
 
 def attach_log_file(out: OutFolder, debug: bool = False) -> logging.Handler:

@@ -40,12 +40,14 @@ from ktrain.precision import policy as precision_policy
 from ktrain.records import add_representation, results_record, student_record, teacher_record
 from ktrain.report import (
     LOCK_NAME,
-    MANIFEST,
     OutFolder,
     attach_log_file,
     claim_out_folder,
     detach_log_file,
+    discard_aside,
     folder_lock,
+    manifest_path,
+    restore_aside,
 )
 from ktrain.seeding import seed_everything
 from ktrain.specialists import ensemble_from_model, is_generalist, members_of
@@ -73,7 +75,7 @@ def run_context(run: Run, *, log_file: bool = True):
     A teacher model object gets its ``trainable`` flags back when the run ends."""
     run.validate()
     strategy = build_strategy(run.engine.strategy)
-    out, created = None, None
+    out, created, aside = None, None, None
     with contextlib.ExitStack() as stack:
         if run.outputs.writes_files:  # -or -s none: no folder at all
             folder = output_folder(strategy, run.outputs.folder)
@@ -85,9 +87,11 @@ def run_context(run: Run, *, log_file: bool = True):
                 except KtrainError:
                     created = None  # the folder is the running run's now: leave it alone
                     raise
-                claim_out_folder(out, resume=run.outputs.resume, overwrite=run.outputs.overwrite)
+                aside = claim_out_folder(out, resume=run.outputs.resume, overwrite=run.outputs.overwrite)
                 check_and_record(run, out.output(FINGERPRINT))
             except KtrainError:
+                if aside is not None:
+                    restore_aside(out, aside)
                 if created:
                     remove_if_only_log(out, created)
                 raise
@@ -99,8 +103,12 @@ def run_context(run: Run, *, log_file: bool = True):
             if handler is not None:
                 detach_log_file(handler)
                 handler = None
-            if created and not isinstance(exc, RunFault):  # a refusal, not a failure of the run
-                remove_if_only_log(out, created)
+            if not isinstance(exc, RunFault):  # a refusal, not a failure of the run: leave no trace
+                if aside is not None:
+                    restore_aside(out, aside)
+                    aside = None
+                if created:
+                    remove_if_only_log(out, created)
             raise
         except KeyboardInterrupt:  # Ctrl-C outside a training loop (which raises Interrupted)
             folder = None if out is None else out.file("checkpoints")
@@ -109,12 +117,17 @@ def run_context(run: Run, *, log_file: bool = True):
                 log.info("Interrupted (Ctrl-C)")
                 detach_log_file(handler)
                 handler = None
-            if created and not finished:
-                remove_if_only_log(out, created)
+            if not finished:  # nothing of the new run counts yet: as if it had not started
+                if aside is not None:
+                    restore_aside(out, aside)
+                    aside = None
+                if created:
+                    remove_if_only_log(out, created)
             raise Interrupted(None, None, str(folder) if finished else None) from None
         finally:
             if handler is not None:
                 detach_log_file(handler)
+            discard_aside(aside)  # the new run got past its checks: the earlier one goes
 
 
 def first_missing(folder: Path) -> Path | None:
@@ -132,7 +145,12 @@ def remove_if_only_log(out: OutFolder, created: Path) -> None:
     the out folder this run created (and the parents it created), when the log is all it holds, so
     a refusal leaves no files."""
     entries = list(out.path.iterdir())
-    only_log = (out.file("output.log").name, out.file(FINGERPRINT).name, LOCK_NAME, MANIFEST)
+    only_log = (
+        out.file("output.log").name,
+        out.file(FINGERPRINT).name,
+        LOCK_NAME,
+        manifest_path(out.path, out.prefix).name,
+    )
     if all(entry.name in only_log for entry in entries):
         shutil.rmtree(out.path, ignore_errors=True)
         for parent in out.path.absolute().parents:

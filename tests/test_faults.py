@@ -532,3 +532,27 @@ def test_a_tensorboard_write_failure_is_one_line(tmp_path):
     message = result.stderr.strip()
     assert message.startswith("error: could not write TensorBoard events in") and "\n" not in message, message
     assert "is not a directory" in message and "{{" not in message and "Traceback" not in result.output
+
+
+def test_a_refused_overwrite_leaves_the_earlier_run_as_it_was(tmp_path):
+    train = ("train", "zoo:digits_student", "digits", "-e", "1", "-v", "0", "-out", tmp_path)
+    assert invoke(*train).exit_code == 0
+    before = {path: path.read_bytes() for path in tmp_path.rglob("*") if path.is_file() and path.name != "output.log"}
+    # Refused once the data is loaded, after the folder was claimed: an empty validation split.
+    result = invoke(*train, "--overwrite", "--val-split", "0.003")
+    assert result.exit_code == 2 and "leaves the validation split of digits empty" in result.stderr
+    after = {path: path.read_bytes() for path in tmp_path.rglob("*") if path.is_file() and path.name != "output.log"}
+    assert after == before
+    assert invoke(*train, "--overwrite").exit_code == 0  # accepted: the earlier run goes, nothing set aside stays
+    assert not list(tmp_path.glob(".ktrain-overwritten*"))
+
+
+def test_overwrite_with_a_prefix_leaves_the_other_prefixes_runs(tmp_path):
+    train = ("train", "zoo:digits_student", "digits", "-e", "1", "-v", "0", "-out", tmp_path)
+    assert invoke(*train).exit_code == 0
+    assert invoke(*train, "-res", "a").exit_code == 0
+    assert invoke(*train, "-res", "a", "--overwrite").exit_code == 0
+    assert (tmp_path / "results.json").is_file() and (tmp_path / "model.keras").is_file()
+    assert (tmp_path / "checkpoints").is_dir() and (tmp_path / "a_results.json").is_file()
+    assert invoke(*train, "--overwrite").exit_code == 0
+    assert (tmp_path / "a_results.json").is_file() and (tmp_path / "a_model.keras").is_file()
