@@ -10,6 +10,7 @@ import signal
 import sys
 
 INTERRUPTED = [False]  # set by Ctrl-C: an exception that follows it is the interruption's
+REPORTED = [False]  # set once an interruption's line is printed (a training loop prints its own)
 # The terminal's stderr, kept aside: TensorFlow's import runs with fd 2 sent to /dev/null, and a
 # Ctrl-C can land while it is.
 _STDERR = os.dup(2)
@@ -35,9 +36,10 @@ def main() -> None:
 
 
 def interrupted() -> None:
-    """Ctrl-C outside a training loop (loading, importing, scoring the teacher): one line, exit 130.
+    """Ctrl-C outside a training loop (importing, loading, scoring, evaluating, exporting): one line,
+    exit 130.
     TensorFlow sometimes turns the KeyboardInterrupt raised inside it into another exception."""
-    message = "interrupted (Ctrl-C) before training began: nothing to resume, run the command again\n"
+    message = "interrupted (Ctrl-C) before any checkpoint was written: nothing to resume, run the command again\n"
     for stream in (sys.stdout, sys.stderr):
         stream.flush()
     os.write(_STDERR, message.encode())

@@ -18,7 +18,7 @@ import typer
 from rich.console import Console
 
 from ktrain import api  # no TensorFlow until a command runs
-from ktrain.cli import interrupted
+from ktrain.cli import REPORTED, interrupted
 from ktrain.cli.options import KtrainGroup, set_active_command, training_command
 from ktrain.cli.options import quiet_tensorflow_import as _quiet_tensorflow_import
 from ktrain.cli.render import (
@@ -134,6 +134,7 @@ def _interruptible(run):
         if exc.epoch is None:
             where = f"interrupted between runs; the finished ones are checkpointed in {exc.checkpoint_dir}"
             errors.print(f"{where}. To continue: {_again()}", highlight=False, soft_wrap=True)
+            REPORTED[0] = True
             raise typer.Exit(130) from None
         where = f"checkpoint saved in {exc.checkpoint_dir}" if exc.checkpoint_dir else "no checkpoint (compare)"
         errors.print(
@@ -141,6 +142,7 @@ def _interruptible(run):
             highlight=False,
             soft_wrap=True,
         )
+        REPORTED[0] = True
         raise typer.Exit(130) from None
 
 
@@ -651,6 +653,8 @@ def _main() -> None:
         command = exc.ctx.command_path if getattr(exc, "ctx", None) else "ktrain"
         errors.print(f"error: {exc.format_message()} (see '{command} --help')", highlight=False, soft_wrap=True)
         sys.exit(2)
+    if code == 130 and not REPORTED[0]:  # Typer's own form of a KeyboardInterrupt, printed by nobody
+        interrupted()
     sys.exit(code if isinstance(code, int) else 0)
 
 

@@ -108,13 +108,13 @@ class RunCheckpoint:
         for number in reversed(_complete(self.folder)):
             prefix = self.folder / f"ckpt-{number}"
             try:
-                state = json.loads(Path(f"{prefix}.state.json").read_text(encoding="utf-8"))
+                state = self._state(number)
                 history = self._read_history(state)
                 self.checkpoint.restore(str(prefix)).assert_existing_objects_matched()
                 # A checkpoint written by ktrain 0.1 holds its history and a best-weights copy of its own.
                 best_file = state.get("best_file", f"{prefix.name}.best.npz" if "history" in state else None)
                 best = None
-                if best_file is not None and (self.folder / best_file).is_file():
+                if best_file is not None:  # named but missing: the checkpoint is incomplete
                     with np.load(self.folder / best_file) as archive:
                         best = [archive[f"arr_{index}"] for index in range(len(archive.files))]
             except Exception as exc:  # a damaged checkpoint raises many kinds of errors
@@ -129,6 +129,18 @@ class RunCheckpoint:
         raise KtrainError(
             f"no readable checkpoint in '{self.folder}': run again without --resume (or with --overwrite)"
         )
+
+    def _state(self, number: int) -> dict:
+        """Checkpoint ``number``'s state file, checked for what a resume reads from it."""
+        state = json.loads(Path(self.folder / f"ckpt-{number}.state.json").read_text(encoding="utf-8"))
+        if not isinstance(state, dict) or not isinstance(state.get("epoch"), int):
+            raise ValueError("the state file is not a checkpoint's")
+        if "history" not in state and not isinstance(state.get("history_length"), int):
+            raise ValueError("the state file does not say how much history counts")
+        for key, kind in (("plateau", dict), ("early_stopping", dict), ("best", dict), ("stopped_early", bool)):
+            if not isinstance(state.get(key), kind):
+                raise ValueError(f"the state file lacks '{key}'")
+        return state
 
     def _append_history(self, history: list[dict]) -> int:
         append_json_lines(self.folder / HISTORY, history[self._history_lines :], fresh=self._history_lines == 0)
@@ -159,7 +171,12 @@ class RunCheckpoint:
         """Remove all but the newest ``KEEP`` complete checkpoints, keeping the best-weights files
         the kept ones name; a dropped checkpoint's state file goes first, so it stops counting."""
         kept = _complete(self.folder)[-KEEP:]
-        named = {json.loads(Path(self.folder / f"ckpt-{n}.state.json").read_text()).get("best_file") for n in kept}
+        named = set()
+        for number in kept:
+            try:
+                named.add(self._state(number).get("best_file"))
+            except (OSError, ValueError):  # a damaged kept state: keep every best-weights file
+                named |= {path.name for path in self.folder.glob("*.best.npz")}
         for number in sorted({_number(path) for path in self.folder.iterdir()} - {None, *kept}):
             if number < kept[-1]:
                 self._remove(number, keep=named)

@@ -101,6 +101,26 @@ def test_a_corrupt_checkpoint_falls_back_to_the_one_before(tmp_path, uninterrupt
     assert learning(out) == learning(uninterrupted)
 
 
+@pytest.mark.parametrize("damage", ["state", "best"])
+def test_a_checkpoint_missing_a_part_falls_back_too(tmp_path, uninterrupted, damage):
+    out = tmp_path / "run"
+    process = start(out)
+    wait_for_checkpoint(out, process, 3)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    folder = out / "checkpoints"
+    newest = max(folder.glob("ckpt-*.state.json"), key=lambda p: int(p.name.split("-")[1].split(".")[0]))
+    if damage == "state":
+        newest.write_text('{"history_length": 0}')  # JSON, but not a checkpoint's state
+    else:
+        (folder / json.loads(newest.read_text())["best_file"]).unlink()  # the best weights it names
+    result = invoke(*TRAIN, "-out", out, "--resume")
+    assert result.exit_code == 0, result.output
+    assert "is unreadable" in (out / "output.log").read_text()
+    for a, b in zip(weights(out), weights(uninterrupted)):
+        np.testing.assert_array_equal(a, b)
+
+
 def learning(folder: Path) -> dict:
     """A run's history without its timings."""
     history = json.loads((folder / "results.json").read_text())["results"][0]["history"]
@@ -519,7 +539,7 @@ def test_ctrl_c_at_any_moment_is_one_line_and_exit_130(tmp_path, moment):
     lines = [line for line in stderr.strip().splitlines() if not line.startswith(("I0000", "WARNING: All", "E0000"))]
     assert process.returncode == 130, stderr
     assert len(lines) == 1 and lines[0].startswith("interrupted"), (stderr, stdout)
-    if "before training began" in lines[0]:
+    if "before any checkpoint was written" in lines[0]:
         assert not out.exists()  # nothing was written that a rerun would trip over
 
 
@@ -556,3 +576,18 @@ def test_overwrite_with_a_prefix_leaves_the_other_prefixes_runs(tmp_path):
     assert (tmp_path / "checkpoints").is_dir() and (tmp_path / "a_results.json").is_file()
     assert invoke(*train, "--overwrite").exit_code == 0
     assert (tmp_path / "a_results.json").is_file() and (tmp_path / "a_model.keras").is_file()
+
+
+@pytest.mark.parametrize("delay", [1.0, 2.5])
+def test_ctrl_c_in_evaluate_is_one_line_too(delay):
+    # Typer turned the interrupt into exit 130 with nothing printed.
+    command = [sys.executable, "-m", "ktrain.cli", "evaluate", "zoo:digits_teacher", "digits", "-k", "5"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(delay)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    lines = [line for line in stderr.strip().splitlines() if not line.startswith(("I0000", "WARNING: All", "E0000"))]
+    if process.returncode == 0:
+        pytest.skip("evaluate finished before the signal")  # a fast machine
+    assert process.returncode == 130, stderr
+    assert len(lines) == 1 and lines[0].startswith("interrupted (Ctrl-C)"), stderr
