@@ -320,6 +320,7 @@ class Trainer:
         iterator = iter(self._input(dataset))
         while done < steps_per_epoch and not interrupt.requested:
             stats = self.steps.train_loop(iterator, tf.constant(min(chunk, steps_per_epoch - done)))
+            self.steps.check_trains()
             done += int(stats.pop("steps"))
             for name, value in stats.items():
                 totals[name] = totals.get(name, 0.0) + float(value)

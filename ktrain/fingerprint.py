@@ -37,8 +37,9 @@ def fingerprint(run: Run) -> dict[str, str]:
         flat[f"models.{name}"] = _model(getattr(models, name))
     flat["models.specialists"] = ", ".join(_model(member) for member in models.specialists)
     flat["models.reinit"] = str(models.reinit)
-    flat["models.input_scale"] = str(models.student_scale)
-    flat["models.teacher_input_scale"] = str(models.teacher_scale)
+    flat["models.input_scale"] = models.input_scale or "auto"
+    if models.teacher is not None:
+        flat["models.teacher_input_scale"] = models.teacher_input_scale or flat["models.input_scale"]
     data = run.data
     flat["data.dataset"] = _model(data.dataset)
     for name in ("val_split", "augment", "classes", "views", "view_seed"):

@@ -37,6 +37,9 @@ def parse_input_scale(text: str | None, flag: str = "--input-scale") -> tuple[fl
     scale, offset = values[0], values[1] if len(values) == 2 else 0.0
     if not all(math.isfinite(value) for value in (scale, offset)) or scale == 0:
         raise KtrainError(f"{flag} is '{text}': give a finite, non-zero scale and a finite offset")
+    # Pixels 0-255 must land in a range float32 models can hold: not at 0 or inf.
+    if not 1e-6 <= abs(scale) <= 1e6 or abs(offset) > 1e6:
+        raise KtrainError(f"{flag} is '{text}': give a scale from 1e-6 to 1e6 and an offset within ±1e6 (in size)")
     return scale, offset
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from ktrain.config import OptimizerConfig
+from ktrain.errors import KtrainError
 from ktrain.losses import classification_counts, dominant_labels
 from ktrain.methods.base import Batch, Context, Method
 from ktrain.optim import clip_gradients
@@ -148,8 +149,22 @@ class Steps:
             if replicas > 1:
                 gradients = [g / replicas for g in gradients]
         # Variables a method does not train (PKT leaves the class head alone) get no gradient.
-        self.optimizer.apply_gradients([(g, v) for g, v in zip(gradients, self.variables) if g is not None])
+        pairs = [(g, v) for g, v in zip(gradients, self.variables) if g is not None]
+        if not pairs:  # known when the step is traced: the caller refuses the run (see check_trains)
+            self.trains_nothing = True
+            return stats
+        self.optimizer.apply_gradients(pairs)
         return stats
+
+    def check_trains(self) -> None:
+        """Refuse a method whose loss reaches none of the student's weights (after the first steps
+        were traced; an exception raised while tracing would come out wrapped by autograph)."""
+        if getattr(self, "trains_nothing", False):
+            raise KtrainError(
+                f"method '{self.method.name}' trains none of the student's weights: its loss reaches no weight "
+                "(a feature layer with no weights before it, say); give a --student-layer after a layer with "
+                "weights, or another student"
+            )
 
     def _replica_eval_step(self, images, labels, indices, split):
         student_outputs = self.student.tap(images, training=False)

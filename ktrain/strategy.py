@@ -55,6 +55,14 @@ def check_tf_config(text: str | None) -> None:
     task = config.get("task") if isinstance(config, dict) else None
     if not isinstance(cluster, dict) or not isinstance(task, dict):
         raise KtrainError(f"TF_CONFIG needs a 'cluster' and a 'task' object: set it to {TF_CONFIG_FORM}")
+    roles = set(cluster) - {"chief", "worker"}
+    if roles or "worker" not in cluster and "chief" not in cluster:
+        raise KtrainError(
+            f"TF_CONFIG cluster has {', '.join(sorted(roles)) or 'no workers'}: MultiWorkerMirroredStrategy takes "
+            f"'chief' and 'worker' tasks only, as in {TF_CONFIG_FORM}"
+        )
+    if not isinstance(config.get("rpc_layer", "grpc"), str):
+        raise KtrainError(f'TF_CONFIG rpc_layer is {config["rpc_layer"]!r}: give a name such as "grpc", or drop it')
     for role, addresses in cluster.items():
         if (
             not isinstance(addresses, list)
@@ -66,7 +74,7 @@ def check_tf_config(text: str | None) -> None:
                 f"{TF_CONFIG_FORM}"
             )
     role, index = task.get("type"), task.get("index")
-    if role not in cluster:
+    if not isinstance(role, str) or role not in cluster:
         raise KtrainError(f"TF_CONFIG task type is {role!r}, which is not in its cluster ({', '.join(cluster)})")
     if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < len(cluster[role]):
         raise KtrainError(

@@ -108,6 +108,9 @@ def test_a_frozen_teacher_teaches_and_counts_its_parameters(tmp_path):
         ('{"cluster": {"worker": ["h:1"]}, "task": {"type": "chief", "index": 0}}', "task type is 'chief'"),
         ('{"cluster": {"worker": ["h:1", "h:2"]}, "task": {"type": "worker", "index": 2}}', "from 0 to 1"),
         ('{"cluster": {"worker": ["h:1"]}, "task": {"type": "worker", "index": "0"}}', "task index is '0'"),
+        ('{"cluster": {"worker": ["h:1"]}, "task": {"type": ["worker"], "index": 0}}', "task type is ['worker']"),
+        ('{"cluster": {"chief": ["h:1"], "ps": ["h:2"]}, "task": {"type": "ps", "index": 0}}', "cluster has ps"),
+        ('{"cluster": {"worker": ["h:1"]}, "task": {"type": "worker", "index": 0}, "rpc_layer": 5}', "rpc_layer is 5"),
     ],
 )
 def test_a_malformed_tf_config_is_one_line(tmp_path, tf_config, fragment):
@@ -176,3 +179,14 @@ def test_the_loader_either_loads_or_refuses_in_one_line(contents, val_split, see
     for x, y in ((data.x_train, data.y_train), (data.x_val, data.y_val), (data.x_test, data.y_test)):
         assert len(x) == len(y) > 0 and x.shape[1:] == data.image_shape and 0 not in data.image_shape
         assert y.dtype == np.int32 and 0 <= y.min() and y.max() < data.num_classes
+
+
+def test_a_method_that_would_train_no_weight_is_refused(tmp_path):
+    # PKT matches the features at the classifier's input: here the Flatten, with no weights before it.
+    inputs = image_input()
+    keras.Model(inputs, keras.layers.Dense(10)(keras.layers.Flatten()(inputs))).save(tmp_path / "linear.keras")
+    before = set(tmp_path.rglob("*"))
+    pkt = ("pkt", "zoo:digits_teacher", tmp_path / "linear.keras", "digits", "-e", "1", "-v", "0")
+    assert_refused(
+        invoke(*pkt, "-out", tmp_path / "out"), "method 'pkt' trains none of the student's weights", tmp_path, before
+    )

@@ -39,7 +39,9 @@ def test_input_scales_parse_as_keras_rescaling_takes_them(text, expected):
     assert parse_input_scale(text) == expected
 
 
-@pytest.mark.parametrize("text", ["", "x", "1/0", "2/255,-1,3", "0", "inf", "1,nan", "2/255,"])
+@pytest.mark.parametrize(
+    "text", ["", "x", "1/0", "2/255,-1,3", "0", "inf", "1,nan", "2/255,", "1e308", "1e-320", "1,1e308"]
+)
 def test_a_bad_input_scale_is_refused(text):
     with pytest.raises(KtrainError, match="--input-scale is"):
         parse_input_scale(text)
