@@ -39,7 +39,10 @@ def interrupted() -> None:
     """Ctrl-C outside a training loop (importing, loading, scoring, evaluating, exporting): one line,
     exit 130.
     TensorFlow sometimes turns the KeyboardInterrupt raised inside it into another exception."""
-    message = "interrupted (Ctrl-C) before any checkpoint was written: nothing to resume, run the command again\n"
+    message = (
+        "interrupted (Ctrl-C) outside a training epoch: run the command again "
+        "(with --resume to continue a run's checkpoints)\n"
+    )
     for stream in (sys.stdout, sys.stderr):
         stream.flush()
     os.write(_STDERR, message.encode())

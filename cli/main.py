@@ -132,7 +132,7 @@ def _interruptible(run):
         if exc.epoch is None and exc.checkpoint_dir is None:
             interrupted()
         if exc.epoch is None:
-            where = f"interrupted between runs; the finished ones are checkpointed in {exc.checkpoint_dir}"
+            where = f"interrupted outside a training epoch; the checkpoints so far are in {exc.checkpoint_dir}"
             errors.print(f"{where}. To continue: {_again()}", highlight=False, soft_wrap=True)
             REPORTED[0] = True
             raise typer.Exit(130) from None
@@ -441,6 +441,8 @@ def report(
                 list_outputs(Path(run_dir), written, f"{prefix}_" if prefix else "")
                 for path in written:
                     console.print(f"wrote {path}", highlight=False)
+    except KtrainError:  # a write that failed (a full disk), said as it is
+        raise
     except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
         raise KtrainError(f"'{path}' is not a ktrain results.json (at {exc!r}): give the file a run wrote") from None
 

@@ -45,9 +45,12 @@ def _complete(folder: Path) -> list[int]:
     return sorted(_number(path) for path in Path(folder).glob("ckpt-*.state.json"))
 
 
-def has_checkpoint(folder: Path) -> bool:
-    """Whether ``folder`` holds at least one complete checkpoint (one whose state file was written)."""
-    return Path(folder).is_dir() and bool(_complete(folder))
+def has_checkpoint(folder: Path, recursive: bool = False) -> bool:
+    """Whether ``folder`` (or, ``recursive``, any folder in it: a comparison's runs) holds at least
+    one complete checkpoint (one whose state file was written)."""
+    if not Path(folder).is_dir():
+        return False
+    return any(Path(folder).rglob("ckpt-*.state.json")) if recursive else bool(_complete(folder))
 
 
 class RunCheckpoint:
@@ -112,7 +115,9 @@ class RunCheckpoint:
                 history = self._read_history(state)
                 self.checkpoint.restore(str(prefix)).assert_existing_objects_matched()
                 # A checkpoint written by ktrain 0.1 holds its history and a best-weights copy of its own.
-                best_file = state.get("best_file", f"{prefix.name}.best.npz" if "history" in state else None)
+                best_file = state.get("best_file")
+                if "history" in state and (self.folder / f"{prefix.name}.best.npz").is_file():
+                    best_file = f"{prefix.name}.best.npz"  # 0.1 wrote one only once a best epoch existed
                 best = None
                 if best_file is not None:  # named but missing: the checkpoint is incomplete
                     with np.load(self.folder / best_file) as archive:
@@ -120,6 +125,10 @@ class RunCheckpoint:
             except Exception as exc:  # a damaged checkpoint raises many kinds of errors
                 log.warning("checkpoint %s is unreadable (%s): trying the one before", prefix, exc)
                 continue
+            for newer in _complete(self.folder):  # unreadable ones must never count again
+                if newer > number:
+                    state_file = self.folder / f"ckpt-{newer}.state.json"
+                    state_file.replace(state_file.with_name(f"ckpt-{newer}.unreadable"))
             log.info("Resuming from %s (epoch %d done)", prefix, state["epoch"])
             append_json_lines(self.folder / HISTORY, history, fresh=True)
             self._history_lines = len(history)

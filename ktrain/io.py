@@ -40,6 +40,15 @@ def atomic_write(path: Path):
             os.unlink(temporary)
 
 
+def _last_byte(path) -> bytes:
+    with open(path, "rb") as stream:
+        stream.seek(0, os.SEEK_END)
+        if stream.tell() == 0:
+            return b""
+        stream.seek(-1, os.SEEK_END)
+        return stream.read(1)
+
+
 def write_failed(path: Path, exc: OSError) -> RunFault:
     """The one line for a file that could not be written."""
     return RunFault(
@@ -63,7 +72,10 @@ def append_json_lines(path: Path, records: list[dict], *, fresh: bool = False) -
     For logs that only grow: a crash can leave a torn last line, so readers count lines from a
     record written afterwards, never from the file itself."""
     try:
+        torn = not fresh and os.path.exists(path) and _last_byte(path) not in (b"", b"\n")
         with open(path, "w" if fresh else "a", encoding="utf-8") as stream:
+            if torn:  # a crash cut the last line: end it, so the new records stay whole
+                stream.write("\n")
             stream.writelines(json.dumps(record, default=_plain) + "\n" for record in records)
             stream.flush()
             os.fsync(stream.fileno())

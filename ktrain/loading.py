@@ -27,13 +27,12 @@ def load_student(spec: ModelsSpec, data: DataSplits, *, copy: bool = False) -> k
     """The student model from its file or zoo name, with ``--reinit`` and ``-w`` applied.
 
     A model object is used as it is (its ``trainable`` flags are the caller's), or, with ``copy``,
-    copied in the current scope; a file's or zoo model is made trainable."""
+    copied in the current scope; a file's or zoo model is made trainable (one saved with every
+    layer frozen is refused by ``models.check_model``)."""
     model = models.load_for(spec.student, role="student", data=data, input_scale=spec.student_scale)
     if is_object(spec.student):
         if copy:
             model = models.copy_model(model, "student")
-        if not model.trainable_weights:
-            raise KtrainError(f"the student model '{model.name}' has no trainable weights: set model.trainable = True")
     else:
         model.trainable = True
     policy = keras.mixed_precision.global_policy().name  # --precision, set for the whole job

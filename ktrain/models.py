@@ -158,14 +158,19 @@ def unchanged_trainable(model):
 
 def check_model(model: keras.Model, *, role: str, spec: str, image_shape: tuple[int, ...], dataset: str):
     """Refuse a model ktrain cannot train or learn from, before anything runs: one that is not built,
-    whose input does not take the dataset's images, whose outputs are not class scores (a dict, or
-    one value per pixel), or a student with nothing to train."""
+    whose input does not take the dataset's images, or whose outputs are not class scores (a dict,
+    or one value per pixel), or a student with nothing to train."""
     if not model.built or not _has_inputs(model):
         raise KtrainError(
             f"{role} model '{spec}' is not built (a Sequential without an Input knows no input shape): start it "
             f"with keras.Input({tuple(image_shape)}), or call model.build((None, {', '.join(map(str, image_shape))}))"
         )
     check_input_shape(model, role=role, spec=spec, image_shape=image_shape, dataset=dataset)
+    if role == "student" and not model.trainable_weights:
+        raise KtrainError(
+            f"student model '{spec}' has no trainable weights (every layer is frozen): set model.trainable = True "
+            "before saving it, or give another student"
+        )
     structure = getattr(model, "_outputs_struct", None)
     if isinstance(structure, dict):
         raise KtrainError(
@@ -178,11 +183,6 @@ def check_model(model: keras.Model, *, role: str, spec: str, image_shape: tuple[
                 f"{role} model '{spec}' has an output of shape {_shape(output.shape)}: ktrain needs class scores "
                 "of shape batch×classes; end the model in a Dense layer (after Flatten or global pooling)"
             )
-    if role == "student" and not model.trainable_weights:
-        raise KtrainError(
-            f"student model '{spec}' has no trainable weights (every layer is frozen): set model.trainable = True "
-            "before saving it, or give another student"
-        )
 
 
 def _has_inputs(model: keras.Model) -> bool:

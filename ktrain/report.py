@@ -42,9 +42,17 @@ class OutFolder:
     def file(self, name: str) -> Path:
         return self.path / f"{self.prefix}{name}"
 
+    # An --overwrite run's predecessor, set aside (see set_aside) until this run names its first
+    # output: the commit point, after every check of its input.
+    pending_aside: Path | None = None
+
     def output(self, name: str) -> Path:
         """The path of output ``name`` (a file or a folder), listed in the folder's manifest before
-        it is written: ``--overwrite`` removes what the manifest lists, and nothing else."""
+        it is written: ``--overwrite`` removes what the manifest lists, and nothing else. The first
+        output of an ``--overwrite`` run discards the earlier run it set aside."""
+        if self.pending_aside is not None:
+            discard_aside(self.pending_aside)
+            self.pending_aside = None
         path = self.file(name)
         list_outputs(self.path, [path], self.prefix)
         return path

@@ -44,8 +44,8 @@ from ktrain.report import (
     attach_log_file,
     claim_out_folder,
     detach_log_file,
-    discard_aside,
     folder_lock,
+    list_outputs,
     manifest_path,
     restore_aside,
 )
@@ -75,7 +75,7 @@ def run_context(run: Run, *, log_file: bool = True):
     A teacher model object gets its ``trainable`` flags back when the run ends."""
     run.validate()
     strategy = build_strategy(run.engine.strategy)
-    out, created, aside = None, None, None
+    out, created = None, None
     with contextlib.ExitStack() as stack:
         if run.outputs.writes_files:  # -or -s none: no folder at all
             folder = output_folder(strategy, run.outputs.folder)
@@ -88,12 +88,11 @@ def run_context(run: Run, *, log_file: bool = True):
                     created = None  # the folder is the running run's now: leave it alone
                     raise
                 aside = claim_out_folder(out, resume=run.outputs.resume, overwrite=run.outputs.overwrite)
-                check_and_record(run, out.output(FINGERPRINT))
+                out.pending_aside = aside  # restored if the run ends before its first output
+                list_outputs(out.path, [out.file(FINGERPRINT)], out.prefix)  # not output(): no commit yet
+                check_and_record(run, out.file(FINGERPRINT))
             except KtrainError:
-                if aside is not None:
-                    restore_aside(out, aside)
-                if created:
-                    remove_if_only_log(out, created)
+                _undo(out, created)
                 raise
         handler = attach_log_file(out, run.outputs.debug) if log_file and out is not None else None
         try:
@@ -104,30 +103,34 @@ def run_context(run: Run, *, log_file: bool = True):
                 detach_log_file(handler)
                 handler = None
             if not isinstance(exc, RunFault):  # a refusal, not a failure of the run: leave no trace
-                if aside is not None:
-                    restore_aside(out, aside)
-                    aside = None
-                if created:
-                    remove_if_only_log(out, created)
+                _undo(out, created)
             raise
         except KeyboardInterrupt:  # Ctrl-C outside a training loop (which raises Interrupted)
             folder = None if out is None else out.file("checkpoints")
-            finished = folder is not None and any(folder.rglob("*.state.json"))
+            finished = folder is not None and has_checkpoint(folder, recursive=True)
             if handler is not None:
                 log.info("Interrupted (Ctrl-C)")
                 detach_log_file(handler)
                 handler = None
             if not finished:  # nothing of the new run counts yet: as if it had not started
-                if aside is not None:
-                    restore_aside(out, aside)
-                    aside = None
-                if created:
-                    remove_if_only_log(out, created)
+                _undo(out, created)
             raise Interrupted(None, None, str(folder) if finished else None) from None
         finally:
             if handler is not None:
                 detach_log_file(handler)
-            discard_aside(aside)  # the new run got past its checks: the earlier one goes
+            if out is not None and out.pending_aside is not None:  # ended before its first output
+                restore_aside(out, out.pending_aside)
+                out.pending_aside = None
+
+
+def _undo(out: OutFolder | None, created: Path | None) -> None:
+    """A refused run leaves no trace: the earlier run it set aside comes back, and a folder it
+    created goes."""
+    if out is not None and out.pending_aside is not None:
+        restore_aside(out, out.pending_aside)
+        out.pending_aside = None
+    if out is not None and created:
+        remove_if_only_log(out, created)
 
 
 def first_missing(folder: Path) -> Path | None:

@@ -72,3 +72,10 @@ def carry_input_scale(source, copy):
     if hasattr(source, INPUT_AFFINE):
         setattr(copy, INPUT_AFFINE, input_affine(source))
     return copy
+
+
+def apply(model, images):
+    """``images`` as ktrain's pipelines give them ([0, 1] for uint8 data), brought to the pixel
+    range ``model`` takes: the one place every forward pass (views, probes, TFLite checks) scales."""
+    factor, offset = input_affine(model)
+    return images if (factor, offset) == (1.0, 0.0) else images * factor + offset

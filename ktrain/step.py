@@ -16,7 +16,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from ktrain.config import OptimizerConfig
-from ktrain.errors import KtrainError
+from ktrain.errors import RunFault
 from ktrain.losses import classification_counts, dominant_labels
 from ktrain.methods.base import Batch, Context, Method
 from ktrain.optim import clip_gradients
@@ -160,7 +160,7 @@ class Steps:
         """Refuse a method whose loss reaches none of the student's weights (after the first steps
         were traced; an exception raised while tracing would come out wrapped by autograph)."""
         if getattr(self, "trains_nothing", False):
-            raise KtrainError(
+            raise RunFault(
                 f"method '{self.method.name}' trains none of the student's weights: its loss reaches no weight "
                 "(a feature layer with no weights before it, say); give a --student-layer after a layer with "
                 "weights, or another student"

@@ -24,10 +24,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from ktrain import scaling
 from ktrain.data import model_input
 from ktrain.errors import KtrainError
 from ktrain.methods.base import LOGITS, Tap
-from ktrain.scaling import input_affine
 
 LOG_FLOOR = 1e-12
 
@@ -118,10 +118,7 @@ class NetworkView:
     def tap(self, images: tf.Tensor, training: bool = False) -> dict[str, tf.Tensor]:
         """Every tap in float32 from one forward pass, keyed by ``Tap.key``; ``images`` as ktrain's
         pipelines give them, brought to the pixel range the model takes (``--input-scale``)."""
-        factor, offset = input_affine(self.model)
-        if (factor, offset) != (1.0, 0.0):
-            images = images * factor + offset
-        outputs = self._body(images, training=training)
+        outputs = self._body(scaling.apply(self.model, images), training=training)
         if not isinstance(outputs, (list, tuple)):
             outputs = [outputs]
         tensors = dict(zip(self.keys, outputs))
@@ -163,6 +160,5 @@ def _is_softmax_activation(layer) -> bool:
 
 
 def _looks_like_probabilities(model: keras.Model, images: np.ndarray) -> bool:
-    factor, offset = input_affine(model)
-    outputs = np.asarray(model(model_input(images[:32]) * factor + offset, training=False), dtype=np.float64)
+    outputs = np.asarray(model(scaling.apply(model, model_input(images[:32])), training=False), dtype=np.float64)
     return bool(outputs.min() >= 0.0 and np.allclose(outputs.sum(axis=-1), 1.0, atol=1e-3))

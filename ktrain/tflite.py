@@ -20,12 +20,11 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from ktrain import models
+from ktrain import models, scaling
 from ktrain.data import DataSplits, load_dataset, model_input_array
 from ktrain.errors import KtrainError, first_line
 from ktrain.io import atomic_write
 from ktrain.precision import float32_copy
-from ktrain.scaling import input_affine
 from ktrain.specs import label
 
 MODES = ("float32", "float16", "int8")
@@ -54,10 +53,10 @@ def _silenced():
             os.close(descriptor)
 
 
-def convert(model, mode: str, data: DataSplits | None, scaling: tuple[float, float] = (1.0, 0.0)) -> bytes:
+def convert(model, mode: str, data: DataSplits | None, source=None) -> bytes:
     """The TFLite file of ``model``; an int8 one is calibrated on training images brought to the
-    model's pixel range by ``scaling`` (``ktrain.scaling.input_affine``)."""
-    factor, offset = scaling
+    pixel range of ``source`` (the model ``model`` is a float32 copy of; default ``model``)."""
+    source = model if source is None else source
     if mode not in MODES:
         raise KtrainError(f"--quantize is '{mode}': use float32, float16 or int8")
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
@@ -72,7 +71,7 @@ def convert(model, mode: str, data: DataSplits | None, scaling: tuple[float, flo
 
         def representative():
             for index in picks:
-                yield [model_input_array(data.x_train[index : index + 1]) * factor + offset]
+                yield [scaling.apply(source, model_input_array(data.x_train[index : index + 1]))]
 
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.representative_dataset = representative
@@ -140,12 +139,12 @@ def export(
     if data is None and dataset is not None:
         data = load_dataset(dataset, data_dir=data_dir)
     if data is not None:
-        model = models.load_for(spec, role="student", data=data, input_scale=input_scale)
+        model = models.load_for(spec, role="exported", data=data, input_scale=input_scale)
     elif not isinstance(spec, str):  # a model object
         model = spec
     else:  # a file (a zoo: name needs the data, refused above): nothing to build it for
         model = models.load_model(spec, role="student", input_shape=(), num_classes=0)
-    content = convert(float32_copy(model), mode, data, input_affine(model))
+    content = convert(float32_copy(model), mode, data, model)
     Path(out_path).parent.mkdir(parents=True, exist_ok=True)
     with atomic_write(Path(out_path)) as temporary:
         temporary.write_bytes(content)
@@ -153,8 +152,7 @@ def export(
     if data is None:
         return report
     lite = LiteModel(content)
-    factor, offset = input_affine(model)
-    images = model_input_array(data.x_test) * factor + offset
+    images = scaling.apply(model, model_input_array(data.x_test))
     keras_predictions = np.argmax(np.asarray(model.predict(images, batch_size=256, verbose=0)), axis=-1)
     lite_predictions, latencies = [], []
     for image in images:

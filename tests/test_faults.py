@@ -539,8 +539,8 @@ def test_ctrl_c_at_any_moment_is_one_line_and_exit_130(tmp_path, moment):
     lines = [line for line in stderr.strip().splitlines() if not line.startswith(("I0000", "WARNING: All", "E0000"))]
     assert process.returncode == 130, stderr
     assert len(lines) == 1 and lines[0].startswith("interrupted"), (stderr, stdout)
-    if "before any checkpoint was written" in lines[0]:
-        assert not out.exists()  # nothing was written that a rerun would trip over
+    if "outside a training epoch: run the command again" in lines[0]:
+        assert not out.exists()  # nothing was checkpointed: the folder the run created is gone
 
 
 def test_a_tensorboard_write_failure_is_one_line(tmp_path):
@@ -565,6 +565,23 @@ def test_a_refused_overwrite_leaves_the_earlier_run_as_it_was(tmp_path):
     assert after == before
     assert invoke(*train, "--overwrite").exit_code == 0  # accepted: the earlier run goes, nothing set aside stays
     assert not list(tmp_path.glob(".ktrain-overwritten*"))
+
+
+def test_an_overwrite_that_fails_after_its_first_output_keeps_the_new_run(tmp_path):
+    # A failure of the run (here a NaN loss) after the commit point: the earlier run is gone for good.
+    train = ("train", "zoo:digits_student", "digits", "-e", "1", "-v", "0", "-out", tmp_path)
+    assert invoke(*train, "-res", "x").exit_code == 0
+    result = invoke(*train, "-res", "x", "--overwrite", "-o", "sgd", "-lr", "1e12")
+    assert result.exit_code == 2 and "the training loss became nan" in result.stderr
+    assert not (tmp_path / "x_results.json").exists() and not list(tmp_path.glob(".ktrain-overwritten*"))
+
+
+def test_a_torn_manifest_line_does_not_swallow_the_next_entry(tmp_path):
+    from ktrain.report import list_outputs, manifest_names
+
+    (tmp_path / ".ktrain-files").write_text('"a.json"\n"to')  # a crash cut the last line
+    list_outputs(tmp_path, [tmp_path / "b.json"])
+    assert manifest_names(tmp_path) == {"a.json", "b.json"}
 
 
 def test_overwrite_with_a_prefix_leaves_the_other_prefixes_runs(tmp_path):
