@@ -30,6 +30,7 @@ class OutFolder:
     def __init__(self, folder: str | os.PathLike, prefix: str = ""):
         self.path = Path(folder)
         self.prefix = f"{prefix}_" if prefix else ""
+        self.commit_hooks: list = []  # called once, at the first output (past every check): held warnings
         try:
             self.path.mkdir(parents=True, exist_ok=True)
             probe = tempfile.NamedTemporaryFile(dir=self.path, prefix=".ktrain-write-test-", delete=True)
@@ -53,6 +54,8 @@ class OutFolder:
         if self.pending_aside is not None:
             discard_aside(self.pending_aside)
             self.pending_aside = None
+        while self.commit_hooks:
+            self.commit_hooks.pop(0)()
         path = self.file(name)
         list_outputs(self.path, [path], self.prefix)
         return path
@@ -206,18 +209,34 @@ def attach_log_file(out: OutFolder, debug: bool = False) -> logging.Handler:
     logger.addHandler(handler)
     # While a run logs to its file, keep its records off the root logger (TensorFlow gives it a
     # console handler): the terminal shows the Rich display, and warnings, one line each.
-    handler.console = _warnings_to_stderr()
+    handler.console = HeldWarnings()
+    out.commit_hooks.append(handler.console.show_held)
     logger.addHandler(handler.console)
     logger.propagate = False
     logger.info(RUN_SEPARATOR)
     return handler
 
 
-def _warnings_to_stderr() -> logging.Handler:
-    console = logging.StreamHandler(sys.stderr)
-    console.setLevel(logging.WARNING)
-    console.setFormatter(logging.Formatter("warning: %(message)s"))
-    return console
+class HeldWarnings(logging.StreamHandler):
+    """The run's warnings on stderr, one line each. Until the run names its first output (past
+    every check of its input) they are held: a refused run's stderr is its one error line."""
+
+    def __init__(self):
+        super().__init__(sys.stderr)
+        self.setLevel(logging.WARNING)
+        self.setFormatter(logging.Formatter("warning: %(message)s"))
+        self.held: list[logging.LogRecord] | None = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.held is not None:
+            self.held.append(record)
+        else:
+            super().emit(record)
+
+    def show_held(self) -> None:  # not release(): logging.Handler's lock method has that name
+        held, self.held = self.held or [], None
+        for record in held:
+            super().emit(record)
 
 
 class _LogFile(logging.FileHandler):
@@ -246,11 +265,14 @@ class _LogFile(logging.FileHandler):
             self.stream = None
 
 
-def detach_log_file(handler: logging.Handler) -> None:
+def detach_log_file(handler: logging.Handler, refused: bool = False) -> None:
+    """Detach the run's log; its held warnings are printed now, unless the run was ``refused``."""
     logger = logging.getLogger("ktrain")
     logger.removeHandler(handler)
     if getattr(handler, "console", None) is not None:
         logger.removeHandler(handler.console)
+        if not refused:
+            handler.console.show_held()
     handler.close()
     logger.propagate = True
 

@@ -100,7 +100,7 @@ def run_context(run: Run, *, log_file: bool = True):
                 yield strategy, out
         except KtrainError as exc:
             if handler is not None:
-                detach_log_file(handler)
+                detach_log_file(handler, refused=not isinstance(exc, RunFault))
                 handler = None
             if not isinstance(exc, RunFault):  # a refusal, not a failure of the run: leave no trace
                 _undo(out, created)

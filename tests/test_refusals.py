@@ -190,3 +190,14 @@ def test_a_method_that_would_train_no_weight_is_refused(tmp_path):
     assert result.exit_code == 2 and "\n" not in result.stderr.strip(), result.output
     assert result.stderr.startswith("error: method 'pkt' trains none of the student's weights")
     assert not (tmp_path / "out" / "student.keras").exists() and not (tmp_path / "out" / "results.json").exists()
+
+
+def test_a_refusal_is_one_line_even_after_a_warning(tmp_path):
+    # The student warns (it rescales by 1/255 inside) before its class count is refused: warnings
+    # are held until the run is past its checks, so stderr is the error alone.
+    inputs = image_input()
+    x = keras.layers.Rescaling(1 / 255)(keras.layers.Flatten()(inputs))
+    keras.Model(inputs, keras.layers.Dense(5)(x)).save(tmp_path / "five.keras")
+    before = set(tmp_path.rglob("*"))
+    distill = ("distill", "zoo:digits_teacher", tmp_path / "five.keras", "digits", "-e", "1", "-v", "0")
+    assert_refused(invoke(*distill, "-out", tmp_path / "out"), "outputs 10 classes but student", tmp_path, before)
