@@ -110,7 +110,7 @@ def run_context(run: Run, *, log_file: bool = True):
             finished = folder is not None and has_checkpoint(folder, recursive=True)
             if handler is not None:
                 log.info("Interrupted (Ctrl-C)")
-                detach_log_file(handler)
+                detach_log_file(handler, refused=not finished)  # no stray warning before the one line
                 handler = None
             if not finished:  # nothing of the new run counts yet: as if it had not started
                 _undo(out, created)
