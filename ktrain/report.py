@@ -30,7 +30,10 @@ class OutFolder:
     def __init__(self, folder: str | os.PathLike, prefix: str = ""):
         self.path = Path(folder)
         self.prefix = f"{prefix}_" if prefix else ""
-        self.commit_hooks: list = []  # called once, at the first output (past every check): held warnings
+        # The first output is the commit point: the run is past every check of its input. Then the
+        # hooks run once: an --overwrite run discards the run it set aside, held warnings show.
+        self.commit_hooks: list = []
+        self.committed = False
         try:
             self.path.mkdir(parents=True, exist_ok=True)
             probe = tempfile.NamedTemporaryFile(dir=self.path, prefix=".ktrain-write-test-", delete=True)
@@ -43,19 +46,15 @@ class OutFolder:
     def file(self, name: str) -> Path:
         return self.path / f"{self.prefix}{name}"
 
-    # An --overwrite run's predecessor, set aside (see set_aside) until this run names its first
-    # output: the commit point, after every check of its input.
-    pending_aside: Path | None = None
-
     def output(self, name: str) -> Path:
         """The path of output ``name`` (a file or a folder), listed in the folder's manifest before
         it is written: ``--overwrite`` removes what the manifest lists, and nothing else. The first
-        output of an ``--overwrite`` run discards the earlier run it set aside."""
-        if self.pending_aside is not None:
-            discard_aside(self.pending_aside)
-            self.pending_aside = None
-        while self.commit_hooks:
-            self.commit_hooks.pop(0)()
+        output commits the run (see ``commit_hooks``)."""
+        if not self.committed:
+            self.committed = True
+            for hook in self.commit_hooks:
+                hook()
+            self.commit_hooks.clear()
         path = self.file(name)
         list_outputs(self.path, [path], self.prefix)
         return path
@@ -137,7 +136,9 @@ def set_aside(out: OutFolder) -> Path:
 
 
 def restore_aside(out: OutFolder, aside: Path) -> None:
-    """Put a refused ``--overwrite`` run's predecessor back as it was."""
+    """Put a refused ``--overwrite`` run's predecessor back as it was (once: then ``aside`` is gone)."""
+    if not aside.is_dir():
+        return
     for path in aside.iterdir():
         target = out.path / path.name
         if target.is_dir() and not target.is_symlink():

@@ -44,6 +44,7 @@ from ktrain.report import (
     attach_log_file,
     claim_out_folder,
     detach_log_file,
+    discard_aside,
     folder_lock,
     list_outputs,
     manifest_path,
@@ -75,7 +76,7 @@ def run_context(run: Run, *, log_file: bool = True):
     A teacher model object gets its ``trainable`` flags back when the run ends."""
     run.validate()
     strategy = build_strategy(run.engine.strategy)
-    out, created = None, None
+    out, created, aside = None, None, None
     with contextlib.ExitStack() as stack:
         if run.outputs.writes_files:  # -or -s none: no folder at all
             folder = output_folder(strategy, run.outputs.folder)
@@ -88,11 +89,12 @@ def run_context(run: Run, *, log_file: bool = True):
                     created = None  # the folder is the running run's now: leave it alone
                     raise
                 aside = claim_out_folder(out, resume=run.outputs.resume, overwrite=run.outputs.overwrite)
-                out.pending_aside = aside  # restored if the run ends before its first output
+                if aside is not None:  # restored if the run ends before its first output
+                    out.commit_hooks.append(lambda: discard_aside(aside))
                 list_outputs(out.path, [out.file(FINGERPRINT)], out.prefix)  # not output(): no commit yet
                 check_and_record(run, out.file(FINGERPRINT))
             except KtrainError:
-                _undo(out, created)
+                _undo(out, created, aside)
                 raise
         handler = attach_log_file(out, run.outputs.debug) if log_file and out is not None else None
         try:
@@ -103,7 +105,7 @@ def run_context(run: Run, *, log_file: bool = True):
                 detach_log_file(handler, refused=not isinstance(exc, RunFault))
                 handler = None
             if not isinstance(exc, RunFault):  # a refusal, not a failure of the run: leave no trace
-                _undo(out, created)
+                _undo(out, created, aside)
             raise
         except KeyboardInterrupt:  # Ctrl-C outside a training loop (which raises Interrupted)
             folder = None if out is None else out.file("checkpoints")
@@ -113,22 +115,20 @@ def run_context(run: Run, *, log_file: bool = True):
                 detach_log_file(handler, refused=not finished)  # no stray warning before the one line
                 handler = None
             if not finished:  # nothing of the new run counts yet: as if it had not started
-                _undo(out, created)
+                _undo(out, created, aside)
             raise Interrupted(None, None, str(folder) if finished else None) from None
         finally:
             if handler is not None:
                 detach_log_file(handler)
-            if out is not None and out.pending_aside is not None:  # ended before its first output
-                restore_aside(out, out.pending_aside)
-                out.pending_aside = None
+            if aside is not None and not out.committed:  # ended before its first output
+                restore_aside(out, aside)
 
 
-def _undo(out: OutFolder | None, created: Path | None) -> None:
-    """A refused run leaves no trace: the earlier run it set aside comes back, and a folder it
-    created goes."""
-    if out is not None and out.pending_aside is not None:
-        restore_aside(out, out.pending_aside)
-        out.pending_aside = None
+def _undo(out: OutFolder | None, created: Path | None, aside: Path | None) -> None:
+    """A refused run leaves no trace: the earlier run it set aside comes back (unless the run
+    committed), and a folder it created goes."""
+    if aside is not None and not out.committed:
+        restore_aside(out, aside)
     if out is not None and created:
         remove_if_only_log(out, created)
 
