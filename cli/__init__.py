@@ -33,6 +33,10 @@ def main() -> None:
         interrupted()
     except KeyboardInterrupt:
         interrupted()
+    finally:
+        # The command is over and its files are written: a Ctrl-C while the interpreter shuts down
+        # (TensorFlow's teardown takes a moment) would otherwise end it with the signal's status (-2).
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def interrupted() -> None:

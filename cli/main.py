@@ -435,10 +435,9 @@ def report(
             _print_results(results)
             if plots:
                 from ktrain.plots import comparison_plots
-                from ktrain.report import list_outputs
+                from ktrain.report import OutFolder
 
-                written = comparison_plots(results, Path(run_dir), f"{prefix}_" if prefix else "")
-                list_outputs(Path(run_dir), written, f"{prefix}_" if prefix else "")
+                written = comparison_plots(results, OutFolder(run_dir, prefix).output)
                 for path in written:
                     console.print(f"wrote {path}", highlight=False)
     except KtrainError:  # a write that failed (a full disk), said as it is

@@ -22,7 +22,7 @@ from ktrain.checkpoint import has_checkpoint
 from ktrain.classes import parse_classes
 from ktrain.config import TrainConfig
 from ktrain.engine import NumericalFault, Trainer
-from ktrain.errors import KtrainError
+from ktrain.errors import KtrainError, counted
 from ktrain.evaluation import extract_features, knn_accuracy, representation_report
 from ktrain.io import json_ready, write_json_atomic, write_pickle_atomic, write_text_atomic
 from ktrain.listener import Listener, Listeners
@@ -30,7 +30,7 @@ from ktrain.loading import check_classes, load_student, load_teacher, student_vi
 from ktrain.methods.selection import MethodSpec, baseline, choose
 from ktrain.plots import comparison_plots, file_key
 from ktrain.records import add_representation, results_record, student_record, teacher_record
-from ktrain.report import OutFolder, final_results_block, list_outputs, seed_pickle
+from ktrain.report import OutFolder, final_results_block, seed_pickle
 from ktrain.run import (
     Outcome,
     check_against_data,
@@ -255,8 +255,8 @@ class Comparison:
             view = NetworkView(model, name="teacher")
             if view.num_classes != own.num_classes:
                 raise KtrainError(
-                    f"teacher '{label(run.models.teacher)}' outputs {view.num_classes} classes but is trained "
-                    f"on {own.num_classes}: give a teacher with {own.num_classes} outputs"
+                    f"teacher '{label(run.models.teacher)}' outputs {counted(view.num_classes, 'class')} but is "
+                    f"trained on {own.num_classes}: give a teacher with {own.num_classes} outputs"
                 )
             trainer = Trainer(
                 student=view,
@@ -291,7 +291,8 @@ class Comparison:
         """Every method once from this seed's initial student weights."""
         seed_everything(seed, self.deterministic)
         with self.strategy.scope():
-            initial = load_student(self.run_spec.models, self.data, copy=True)  # -w must not touch the caller's
+            # -w must not touch the caller's; the architecture's loading said what there is to say
+            initial = load_student(self.run_spec.models, self.data, copy=True, quiet=True)
         if seed == self.config.seed:
             check_classes(NetworkView(initial), self.teacher, self.run_spec.models, self.data)
         weights = initial.get_weights()
@@ -424,7 +425,7 @@ class Comparison:
             write_json_atomic(out.output("results.json"), record)
             write_pickle_atomic(out.output("results.pkl"), seed_pickle(record))
             if plots:
-                list_outputs(out.path, comparison_plots(record, out.path, out.prefix), out.prefix)
+                comparison_plots(record, out.output)
         log.info("Finished!")
         check_export(record)
         return record

@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from ktrain.errors import counted
+
 
 @dataclass(frozen=True)
 class Job:
@@ -46,7 +48,7 @@ class Job:
         return [
             f"demo '{self.name}': teacher {self.teacher} trained for {teacher_epochs} epochs, then the student "
             f"{self.student} for {epochs} epochs by {', '.join(names)} ({chosen or 'default options'}) and alone, "
-            f"{seeds} seed{'s' * (seeds != 1)}",
+            f"{counted(seeds, 'seed')}",
             f"why: {self.why}",
         ]
 

@@ -16,6 +16,13 @@ class RunFault(KtrainError):
     the run's log is kept, whatever it has written."""
 
 
+def counted(number: int, noun: str) -> str:
+    """``1 class``, ``2 classes``, ``3 seeds``: a number and its noun, agreeing."""
+    if number == 1:
+        return f"1 {noun}"
+    return f"{number} {noun}{'es' if noun.endswith(('s', 'x', 'ch', 'sh')) else 's'}"
+
+
 def first_line(exc: BaseException) -> str:
     """The first line of an exception's message (at most 240 characters), for one-line errors;
     for an OSError its reason, and for a TensorFlow error its message without the op's names."""

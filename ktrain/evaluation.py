@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from ktrain.data import eval_pipeline
-from ktrain.errors import KtrainError
+from ktrain.errors import KtrainError, counted
 from ktrain.losses import classification_counts
 from ktrain.methods.base import LOGITS
 from ktrain.taps import NetworkView
@@ -189,7 +189,7 @@ def evaluate_model(
     view = NetworkView(model, data.x_val, name=f"model '{spec}'", taps=taps)
     if view.num_classes != data.num_classes:
         raise KtrainError(
-            f"model '{spec}' outputs {view.num_classes} classes but dataset '{data.name}' has "
+            f"model '{spec}' outputs {counted(view.num_classes, 'class')} but dataset '{data.name}' has "
             f"{data.num_classes}: give a model with {data.num_classes} outputs"
         )
     scores = {

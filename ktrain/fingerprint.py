@@ -20,6 +20,7 @@ from typing import Any
 
 from ktrain.errors import KtrainError
 from ktrain.io import write_json_atomic
+from ktrain.scaling import parse_input_scale
 from ktrain.specialists import split_spec
 from ktrain.specs import Run, is_object, label
 
@@ -27,6 +28,7 @@ NAME = "run.json"
 # Settings that change how fast or how long, not the numbers: -e may grow on resume, cached and
 # online targets are tested equal, XLA changes speed (and determinism, which resume checks itself).
 UNDECIDING = ("epochs", "eval_batch_size", "cache_dir", "targets", "jit")
+SCALES = ("models.input_scale", "models.teacher_input_scale")
 
 
 def fingerprint(run: Run) -> dict[str, str]:
@@ -37,9 +39,9 @@ def fingerprint(run: Run) -> dict[str, str]:
         flat[f"models.{name}"] = _model(getattr(models, name))
     flat["models.specialists"] = ", ".join(_model(member) for member in models.specialists)
     flat["models.reinit"] = str(models.reinit)
-    flat["models.input_scale"] = models.input_scale or "auto"
+    flat["models.input_scale"] = _scale(models.input_scale)
     if models.teacher is not None:
-        flat["models.teacher_input_scale"] = models.teacher_input_scale or flat["models.input_scale"]
+        flat["models.teacher_input_scale"] = _scale(models.teacher_input_scale or models.input_scale)
     data = run.data
     flat["data.dataset"] = _model(data.dataset)
     for name in ("val_split", "augment", "classes", "views", "view_seed"):
@@ -62,6 +64,16 @@ def _flatten(prefix: str, values: dict, flat: dict[str, str]) -> None:
             _flatten(f"{prefix}.{key}", value, flat)
         else:
             flat[f"{prefix}.{key}"] = str(value)
+
+
+def _scale(text: str | None) -> str:
+    """An input scale by its value (``2/255, -1`` and ``2/255,-1`` are one), or ``auto``; a value that
+    does not parse (only from a hand-edited run.json) as it is."""
+    try:
+        scale = parse_input_scale(text)
+    except KtrainError:
+        return str(text)
+    return "auto" if scale is None else f"{scale[0]!r},{scale[1]!r}"
 
 
 def _model(spec: Any) -> str:
@@ -94,6 +106,9 @@ def check_and_record(run: Run, path: Path) -> None:
                 raise ValueError("not a JSON object")
         except (OSError, ValueError) as exc:
             raise KtrainError(f"'{path}' is unreadable ({exc}): start again with --overwrite") from None
+        for key in SCALES:  # recorded as written by the version before the scale's value was
+            if isinstance(recorded.get(key), str) and recorded[key] != "auto":
+                recorded[key] = _scale(recorded[key])
         differences = [  # a setting the record lacks (added by a later version) is not a difference
             f"{key} {recorded[key]} → {current.get(key, '(unset)')}"
             for key in sorted(recorded)

@@ -12,7 +12,7 @@ import keras
 
 from ktrain import evaluation, models
 from ktrain.data import DataSplits
-from ktrain.errors import KtrainError, first_line
+from ktrain.errors import KtrainError, counted, first_line
 from ktrain.methods.selection import MethodSpec, for_teacher
 from ktrain.precision import FIDELITY_WARNING, fidelity, policy_copy
 from ktrain.scaling import carry_input_scale
@@ -23,16 +23,20 @@ from ktrain.taps import NetworkView, method_view
 log = logging.getLogger("ktrain")
 
 
-def load_student(spec: ModelsSpec, data: DataSplits, *, copy: bool = False) -> keras.Model:
+def load_student(
+    spec: ModelsSpec, data: DataSplits, *, copy: bool = False, quiet: bool = False, role: str = "student"
+) -> keras.Model:
     """The student model from its file or zoo name, with ``--reinit`` and ``-w`` applied.
 
     A model object is used as it is (its ``trainable`` flags are the caller's), or, with ``copy``,
     copied in the current scope; a file's or zoo model is made trainable (one saved with every
-    layer frozen is refused by ``models.check_model``)."""
-    model = models.load_for(spec.student, role="student", data=data, input_scale=spec.student_scale)
+    layer frozen is refused by ``models.check_model``). ``quiet``: loaded again, it does not repeat
+    what its loading says about its pixel range. ``role``: how messages name it (``model`` for
+    ``train``)."""
+    model = models.load_for(spec.student, role=role, data=data, input_scale=spec.student_scale, quiet=quiet)
     if is_object(spec.student):
         if copy:
-            model = models.copy_model(model, "student")
+            model = models.copy_model(model, role)
     else:
         model.trainable = True
     policy = keras.mixed_precision.global_policy().name  # --precision, set for the whole job
@@ -160,22 +164,22 @@ def resolve_methods(methods: tuple[MethodSpec, ...], student, teacher, failures:
     return tuple(resolved)
 
 
-def student_view(model: keras.Model, data: DataSplits, spec: ModelsSpec, method) -> NetworkView:
-    """The student as the method taps it."""
-    return method_view(model, method, "student", data.x_val, name=f"student '{label(spec.student)}'")
+def student_view(model: keras.Model, data: DataSplits, spec: ModelsSpec, method, role: str = "student") -> NetworkView:
+    """The student as the method taps it (``role``: how messages name it)."""
+    return method_view(model, method, "student", data.x_val, name=f"{role} '{label(spec.student)}'")
 
 
-def check_classes(student: NetworkView, teacher, spec: ModelsSpec, data: DataSplits) -> None:
-    """Teacher, student and dataset agree on the number of classes."""
+def check_classes(student: NetworkView, teacher, spec: ModelsSpec, data: DataSplits, role: str = "student") -> None:
+    """Teacher, student (named ``role`` in messages) and dataset agree on the number of classes."""
     if teacher is not None and teacher.num_classes != student.num_classes:
         raise KtrainError(
-            f"teacher '{label(spec.teacher)}' outputs {teacher.num_classes} classes but student "
+            f"teacher '{label(spec.teacher)}' outputs {counted(teacher.num_classes, 'class')} but student "
             f"'{label(spec.student)}' outputs "
             f"{student.num_classes}: give a teacher and a student with the same classes"
         )
-    for role, name, view in (("teacher", label(spec.teacher), teacher), ("student", label(spec.student), student)):
+    for who, name, view in (("teacher", label(spec.teacher), teacher), (role, label(spec.student), student)):
         if view is not None and view.num_classes != data.num_classes:
             raise KtrainError(
-                f"{role} '{name}' outputs {view.num_classes} classes but dataset '{data.name}' has "
+                f"{who} '{name}' outputs {counted(view.num_classes, 'class')} but dataset '{data.name}' has "
                 f"{data.num_classes}: give a model with {data.num_classes} outputs"
             )

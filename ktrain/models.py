@@ -72,20 +72,25 @@ def resolve_model(spec):
     return spec
 
 
-def load_for(spec, *, role: str, data, input_scale: tuple[float, float] | None = None) -> keras.Model:
+def load_for(
+    spec, *, role: str, data, input_scale: tuple[float, float] | None = None, quiet: bool = False
+) -> keras.Model:
     """Load (or build) ``spec`` for the images and classes of ``data`` (a DataSplits), refusing a model
     whose input does not take those images, and set the pixel range it takes (``input_scale``, see
-    :mod:`ktrain.scaling`). A model object is checked and returned as it is."""
+    :mod:`ktrain.scaling`; ``quiet``: a model loaded again says nothing about it a second time). A
+    model object is checked and returned as it is."""
     model = spec
     if not isinstance(spec, keras.Model):
         model = load_model(spec, role=role, input_shape=data.image_shape, num_classes=data.num_classes)
     name = f"object {spec.name}" if isinstance(spec, keras.Model) else spec
     check_model(model, role=role, spec=name, image_shape=data.image_shape, dataset=data.name)
-    set_input_scale(model, input_scale, role, data)
+    set_input_scale(model, input_scale, role, data, quiet=quiet)
     return model
 
 
-def set_input_scale(model: keras.Model, scale: tuple[float, float] | None, role: str, data) -> None:
+def set_input_scale(
+    model: keras.Model, scale: tuple[float, float] | None, role: str, data, *, quiet: bool = False
+) -> None:
     """Record on ``model`` the pixel range it takes: ``scale`` if given; else raw pixels for a model
     whose first layer is a ``Rescaling`` (said in one log line), and 1/255 for any other."""
     uint8 = getattr(data.x_train, "dtype", None) == np.uint8
@@ -97,8 +102,9 @@ def set_input_scale(model: keras.Model, scale: tuple[float, float] | None, role:
     first = next((layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)), None)
     if scale is None and uint8 and isinstance(first, keras.layers.Rescaling):
         scale = RAW
-        log.info("The %s starts with a Rescaling layer ('%s'): it gets raw pixels 0-255", role, first.name)
-    elif scale is None:
+        if not quiet:
+            log.info("The %s starts with a Rescaling layer ('%s'): it gets raw pixels 0-255", role, first.name)
+    elif scale is None and not quiet:
         warn_double_scaling(model, role, data)
     setattr(model, INPUT_AFFINE, affine(scale))
 

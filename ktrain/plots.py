@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import re
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
 import matplotlib
@@ -63,9 +64,10 @@ def save_figure(figure, path: Path) -> Path:
     return Path(path)
 
 
-def comparison_plots(results: dict, folder: Path, prefix: str = "") -> list[Path]:
-    """The two comparison figures and one validation-curves figure per method; returns the paths."""
-    folder = Path(folder)
+def comparison_plots(results: dict, path_of: Callable[[str], Path]) -> list[Path]:
+    """The two comparison figures and one validation-curves figure per method; returns the paths.
+    ``path_of`` turns a file name into its path (an out folder's ``output``, which lists it in the
+    manifest before it is written)."""
     teacher = next((entry for entry in results["results"] if entry["role"] == "teacher"), None)
     students = _students(results)
     if not students:
@@ -106,7 +108,7 @@ def comparison_plots(results: dict, folder: Path, prefix: str = "") -> list[Path
         axes.set_xlabel("epoch", fontsize="large")
         axes.set_ylabel(f"validation {metric}", fontsize="large")
         axes.legend(loc="best")
-        written.append(save_figure(figure, folder / f"{prefix}{COMPARISON.format(metric=metric)}"))
+        written.append(save_figure(figure, path_of(COMPARISON.format(metric=metric))))
     for name, entries in students.items():
         histories = [entry["history"] for entry in entries]
         keys = [key for key in histories[0] if key.startswith("val_")]
@@ -125,7 +127,7 @@ def comparison_plots(results: dict, folder: Path, prefix: str = "") -> list[Path
         grid[0][0].legend(loc="best")
         figure.suptitle(f"{name}: validation curves")
         figure.tight_layout()
-        written.append(save_figure(figure, folder / f"{prefix}{file_key(entries[0])}_validation_curves.png"))
+        written.append(save_figure(figure, path_of(f"{file_key(entries[0])}_validation_curves.png")))
     return written
 
 

@@ -63,7 +63,8 @@ class OutFolder:
 LOCK_NAME = ".ktrain.lock"
 MANIFEST = ".ktrain-files"  # one JSON string per line: the names of the outputs ktrain wrote here
 ASIDE = ".ktrain-overwritten"  # an --overwrite run's predecessor, until the new run is past its checks
-# What ktrain 0.1 wrote, for folders without a manifest (after the -res prefix).
+# What ktrain 0.1 wrote, for folders without a manifest (after the -res prefix); models and curves
+# per run also, named by the run's display name (legacy_outputs).
 LEGACY_OUTPUTS = (
     "checkpoints",
     "results.json",
@@ -74,13 +75,22 @@ LEGACY_OUTPUTS = (
     "student.keras",
     "teacher.keras",
     "best_model.keras",
-    "*_model.keras",
     "student_*.tflite",
     "KT_Methods_Comparison_*.png",
-    "*_validation_curves.png",
     "sweep.csv",
     "sweep_heatmap.png",
 )
+
+
+def legacy_outputs() -> list[str]:
+    """The name patterns of 0.1's outputs. A run's model and curves start with its display name, not
+    with a wildcard, so that with no prefix they never match the files of a run with a prefix."""
+    from ktrain.comparison import BASELINE_NAME
+    from ktrain.methods import registered
+
+    names = [method.display_name for method in registered()] + [BASELINE_NAME]
+    per_run = [f"{name}*_model.keras" for name in names] + [f"{name}*_validation_curves.png" for name in names]
+    return [*LEGACY_OUTPUTS, *per_run]
 
 
 def manifest_path(folder: Path, prefix: str = "") -> Path:
@@ -120,9 +130,17 @@ def set_aside(out: OutFolder) -> Path:
     past its checks (:func:`discard_aside`). The log, which every run appends to, and the lock stay."""
     listed = manifest_names(out.path, out.prefix)
     if listed is None:
-        patterns = [out.prefix + pattern for pattern in LEGACY_OUTPUTS]
+        patterns = [out.prefix + pattern for pattern in legacy_outputs()]
+        others = set().union(
+            *(
+                manifest_names(out.path, path.name[len(MANIFEST) + 1 :]) or set()
+                for path in out.path.glob(MANIFEST + ".*")
+            )
+        )  # another prefix's outputs are never this run's
         listed = {
-            entry.name for entry in out.path.iterdir() if any(fnmatch.fnmatchcase(entry.name, p) for p in patterns)
+            entry.name
+            for entry in out.path.iterdir()
+            if entry.name not in others and any(fnmatch.fnmatchcase(entry.name, p) for p in patterns)
         }
     aside = out.file(ASIDE)
     discard_aside(aside)  # a killed run's leftover: ktrain's own

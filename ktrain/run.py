@@ -199,11 +199,12 @@ def _run_single(run: Run, strategy, out: OutFolder | None, listener: Listener | 
     data = run.data.load(config.seed)
     check_against_data(run, data)
     specs, teacher = run.methods, None
+    role = "model" if run.command == "train" else "student"
     copies = needs_copies(strategy, config.precision)
     with strategy.scope():
         # The optimizer's slots must share the strategy's scope with the student's variables, so a
         # caller's student object is always trained as a copy, then written back.
-        student_model = load_student(run.models, data, copy=True)
+        student_model = load_student(run.models, data, copy=True, role=role)
         if specs[0].cls.uses_teacher:
             teacher, specs = load_teacher(
                 run.models,
@@ -219,8 +220,8 @@ def _run_single(run: Run, strategy, out: OutFolder | None, listener: Listener | 
     method = specs[0].build()
     if teacher is not None:
         method.attach_teacher(teacher)
-    student = student_view(student_model, data, run.models, method)
-    check_classes(student, teacher, run.models, data)
+    student = student_view(student_model, data, run.models, method, role)
+    check_classes(student, teacher, run.models, data, role)
     neighbors, batch_size = run.outputs.neighbors, config.eval_batch_size
     teacher_entry = (
         None if teacher is None else teacher_record(teacher, data, config, label(run.models.teacher), neighbors)

@@ -258,8 +258,12 @@ def test_models_that_do_not_fit_the_data(tmp_path):
     )
     assert_one_line_error(
         invoke("train", five_classes, "digits", "-out", tmp_path / "out"),
-        "outputs 5 classes but dataset 'digits' has 10",
+        f"model '{five_classes}' outputs 5 classes but dataset 'digits' has 10",
         out=tmp_path / "out",
+    )
+    one_class = saved_model(tmp_path / "one.keras", classes=1)
+    assert_one_line_error(
+        invoke("evaluate", one_class, "digits"), f"model '{one_class}' outputs 1 class but dataset 'digits' has 10"
     )
 
 

@@ -508,12 +508,23 @@ def test_overwrite_removes_the_files_ktrain_wrote_and_nothing_else(tmp_path):
 def test_overwrite_of_a_folder_without_a_manifest_removes_only_known_output_names(tmp_path):
     assert invoke("train", "zoo:digits_student", "digits", "-e", "1", "-v", "0", "-out", tmp_path).exit_code == 0
     (tmp_path / ".ktrain-files").unlink()  # as ktrain 0.1 left it
-    (tmp_path / "KD_validation_curves.png").write_bytes(b"an 0.1 plot")
+    (tmp_path / "Knowledge Distillation_validation_curves.png").write_bytes(b"an 0.1 plot")
+    (tmp_path / "Knowledge Distillation (seed 1)_model.keras").write_bytes(b"an 0.1 model")
     (tmp_path / "teacher.h5").write_bytes(b"the user's teacher")
+    # Another prefix's outputs, as 0.1 named them (no manifest) and as 0.2 does (its own manifest).
+    (tmp_path / "p_Knowledge Distillation_model.keras").write_bytes(b"p's 0.1 model")
+    # -res best writes best_model.keras, a name 0.1 also wrote: its manifest says whose it is.
+    other = ("train", "zoo:digits_student", "digits", "-e", "1", "-v", "0", "-out", tmp_path, "-res", "best")
+    assert invoke(*other).exit_code == 0
     result = invoke("train", "zoo:digits_student", "digits", "-e", "1", "-v", "0", "-out", tmp_path, "--overwrite")
     assert result.exit_code == 0, result.output
-    assert not (tmp_path / "KD_validation_curves.png").exists()
+    assert not (tmp_path / "Knowledge Distillation_validation_curves.png").exists()
+    assert not (tmp_path / "Knowledge Distillation (seed 1)_model.keras").exists()
     assert (tmp_path / "teacher.h5").read_bytes() == b"the user's teacher"
+    assert (tmp_path / "p_Knowledge Distillation_model.keras").read_bytes() == b"p's 0.1 model"
+    best = tmp_path / "best_model.keras"
+    assert best.is_file() and best.stat().st_mtime < (tmp_path / "model.keras").stat().st_mtime
+    assert (tmp_path / "best_results.json").is_file()
 
 
 @pytest.mark.parametrize("moment", [None, "Loading dataset", "Teacher validation accuracy"])
@@ -608,3 +619,28 @@ def test_ctrl_c_in_evaluate_is_one_line_too(delay):
         pytest.skip("evaluate finished before the signal")  # a fast machine
     assert process.returncode == 130, stderr
     assert len(lines) == 1 and lines[0].startswith("interrupted (Ctrl-C)"), stderr
+
+
+def test_resume_compares_input_scales_by_value(tmp_path):
+    train = ("train", "zoo:digits_student", "digits", "-v", "0", "-out", tmp_path)
+    assert invoke(*train, "-e", 1, "--input-scale", "2/255,-1").exit_code == 0
+    resumed = invoke(*train, "-e", 2, "--resume", "--input-scale", "2/255, -1.0")  # written otherwise
+    assert resumed.exit_code == 0, resumed.output
+    other = invoke(*train, "-e", 3, "--resume", "--input-scale", "1/255")
+    assert other.exit_code == 2 and "models.input_scale 0.00784313725490196,-1.0 → 0.00392" in other.stderr
+
+
+def test_ctrl_c_once_the_command_has_finished_keeps_its_exit_status():
+    # The interpreter's shutdown after the last line (TensorFlow's teardown) took the signal's own
+    # status, -2, as if the command had been killed.
+    command = [sys.executable, "-m", "ktrain.cli", "evaluate", "zoo:digits_teacher", "digits"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in process.stdout:
+        if "test crossentropy" in line:  # the last line: the command is done, the interpreter ends
+            time.sleep(0.1)
+            process.send_signal(signal.SIGINT)
+            break
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode in (0, 130), stderr
+    if process.returncode == 130:  # the signal came before the command returned: said as usual
+        assert "interrupted (Ctrl-C)" in stderr

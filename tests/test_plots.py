@@ -29,7 +29,7 @@ def figures(monkeypatch, tmp_path):
             {"name": "Teacher", "role": "teacher", "validation": {"val_accuracy": 0.95, "val_crossentropy": 0.2}},
         ]
     }
-    plots.comparison_plots(results, tmp_path)
+    plots.comparison_plots(results, lambda name: tmp_path / name)
     return dict(kept)
 
 
@@ -53,3 +53,20 @@ def test_several_seeds_get_a_mean_line_and_a_std_band(figures):
 def test_the_teacher_line_names_its_value(figures):
     axes = figures["KT_Methods_Comparison_accuracy_vs_epoch.png"].axes[0]
     assert "Teacher (validation: 0.9500)" in [line.get_label() for line in axes.get_lines()]
+
+
+def test_each_plot_is_listed_in_the_manifest_before_it_is_written(monkeypatch, tmp_path):
+    # --overwrite removes what the manifest lists: a plot the run dies writing must be listed.
+    from ktrain.report import OutFolder, manifest_names
+
+    listed_when_written = []
+
+    def check(figure, path):
+        listed_when_written.append(path.name in manifest_names(tmp_path, "run_"))
+        return path
+
+    monkeypatch.setattr(plots, "save_figure", check)
+    results = {"results": [entry("KD", 0, [0.5, 0.6]), entry("Scratch", 0, [0.4, 0.5])]}
+    written = plots.comparison_plots(results, OutFolder(tmp_path, "run").output)
+    assert [path.name for path in written][-1] == "run_scratch_validation_curves.png"
+    assert len(listed_when_written) == 4 and all(listed_when_written)

@@ -159,3 +159,16 @@ def test_the_tflite_export_of_a_run_is_checked_in_the_students_range(tmp_path):
     student = next(entry for entry in results["results"] if entry["role"] == "student")
     assert results["export"]["keras_accuracy"] == pytest.approx(student["test"]["accuracy"])
     assert results["export"]["agreement"] == 1.0
+
+
+def test_a_double_scaling_warning_is_said_once_per_compare(tmp_path):
+    # compare loads the student for its architecture and again for each seed: one warning.
+    student = keras.Sequential(
+        [keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Rescaling(1 / 255), keras.layers.Dense(10)]
+    )
+    student.save(tmp_path / "student.keras")
+    compare = ("compare", "zoo:digits_teacher", tmp_path / "student.keras", "digits", "-m", "kd", "-e", "1")
+    result = invoke(*compare, "--seeds", "2", "-v", "0", "-out", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    assert result.stderr.count("rescales its inputs by 1/255") == 1
+    assert (tmp_path / "out" / "output.log").read_text().count("rescales its inputs by 1/255") == 1
