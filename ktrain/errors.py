@@ -23,6 +23,12 @@ def counted(number: int, noun: str) -> str:
     return f"{number} {noun}{'es' if noun.endswith(('s', 'x', 'ch', 'sh')) else 's'}"
 
 
+def model_called(role: str) -> str:
+    """How messages name a model of ``role``: ``student model``, but ``model`` (train's), not
+    ``model model``."""
+    return role if role == "model" else f"{role} model"
+
+
 def first_line(exc: BaseException) -> str:
     """The first line of an exception's message (at most 240 characters), for one-line errors;
     for an OSError its reason, and for a TensorFlow error its message without the op's names."""

@@ -15,7 +15,7 @@ import keras
 import numpy as np
 
 from ktrain import zoo
-from ktrain.errors import KtrainError, first_line
+from ktrain.errors import KtrainError, first_line, model_called
 from ktrain.io import atomic_write
 from ktrain.precision import float32_copy
 from ktrain.scaling import INPUT_AFFINE, RAW, affine, carry_input_scale
@@ -31,28 +31,34 @@ def load_model(spec: str, *, role: str, input_shape: tuple[int, ...], num_classe
         return zoo.build(spec, input_shape, num_classes)
     path = Path(spec)
     if not path.is_file():
-        raise KtrainError(f"{role} model '{spec}' not found: give a .keras or .h5 file, or zoo:NAME")
+        raise KtrainError(f"{model_called(role)} '{spec}' not found: give a .keras or .h5 file, or zoo:NAME")
     if path.suffix.lower() not in MODEL_SUFFIXES:
-        raise KtrainError(f"{role} model '{spec}' is not a .keras or .h5 file: save it with model.save('x.keras')")
+        raise KtrainError(
+            f"{model_called(role)} '{spec}' is not a .keras or .h5 file: save it with model.save('x.keras')"
+        )
     try:
         model = keras.saving.load_model(str(path), compile=False)
     except Exception as exc:  # Keras raises many types for unreadable or foreign files
         custom = re.search(r"(?:Could not locate class|Unknown layer:?) '?([A-Za-z_][A-Za-z0-9_]*)'?", str(exc))
         if custom:
             raise KtrainError(
-                f"{role} model '{spec}' uses the custom class '{custom.group(1)}', which is not registered: "
+                f"{model_called(role)} '{spec}' uses the custom class '{custom.group(1)}', which is not registered: "
                 "define it with @keras.saving.register_keras_serializable() in a module ktrain imports, or save "
                 "the model with built-in layers only"
             ) from exc
         raise KtrainError(
-            f"could not load {role} model '{spec}' ({first_line(exc)}): is it a complete Keras model file?"
+            f"could not load {model_called(role)} '{spec}' ({first_line(exc)}): is it a complete Keras model file?"
         ) from exc
     if not isinstance(model, keras.Model):
-        raise KtrainError(f"{role} model '{spec}' holds a {type(model).__name__}, not a Keras model")
+        raise KtrainError(f"{model_called(role)} '{spec}' holds a {type(model).__name__}, not a Keras model")
     return model
 
 
 RUN_FILES = ("best_model.keras", "student.keras", "model.keras")
+
+
+# Roles of models ktrain trains (``model``: what ``train`` trains, a teacher or a baseline).
+TRAINED_ROLES = ("student", "model")
 
 
 def resolve_model(spec):
@@ -133,7 +139,7 @@ def copy_model(model: keras.Model, role: str) -> keras.Model:
         copy = keras.models.clone_model(model)
     except Exception as exc:  # clone_model needs every layer's get_config
         raise KtrainError(
-            f"could not copy the {role} model object '{model.name}' into the strategy's scope "
+            f"could not copy the {model_called(role)} object '{model.name}' into the strategy's scope "
             f"({first_line(exc)}): give every custom layer a get_config(), or pass the model as a .keras file"
         ) from exc
     copy.set_weights(model.get_weights())
@@ -167,27 +173,28 @@ def check_model(model: keras.Model, *, role: str, spec: str, image_shape: tuple[
     whose input does not take the dataset's images, or whose outputs are not class scores (a dict,
     or one value per pixel), or a student with nothing to train."""
     if not model.built or not _has_inputs(model):
+        dims = ", ".join(map(str, image_shape))
         raise KtrainError(
-            f"{role} model '{spec}' is not built (a Sequential without an Input knows no input shape): start it "
-            f"with keras.Input({tuple(image_shape)}), or call model.build((None, {', '.join(map(str, image_shape))}))"
+            f"{model_called(role)} '{spec}' is not built (a Sequential without an Input knows no input "
+            f"shape): start it with keras.Input({tuple(image_shape)}), or call model.build((None, {dims}))"
         )
     check_input_shape(model, role=role, spec=spec, image_shape=image_shape, dataset=dataset)
-    if role == "student" and not model.trainable_weights:
+    if role in TRAINED_ROLES and not model.trainable_weights:
         raise KtrainError(
-            f"student model '{spec}' has no trainable weights (every layer is frozen): set model.trainable = True "
-            "before saving it, or give another student"
+            f"{model_called(role)} '{spec}' has no trainable weights (every layer is frozen): set "
+            "model.trainable = True before saving it, or give another student"
         )
     structure = getattr(model, "_outputs_struct", None)
     if isinstance(structure, dict):
         raise KtrainError(
-            f"{role} model '{spec}' returns a dict of outputs ({', '.join(map(str, structure))}): ktrain needs class "
-            "scores, one output (or a list of them for an ensemble); return the tensor itself"
+            f"{model_called(role)} '{spec}' returns a dict of outputs ({', '.join(map(str, structure))}): ktrain "
+            "needs class scores, one output (or a list of them for an ensemble); return the tensor itself"
         )
     for output in model.outputs:
         if len(output.shape) != 2:
             raise KtrainError(
-                f"{role} model '{spec}' has an output of shape {_shape(output.shape)}: ktrain needs class scores "
-                "of shape batch×classes; end the model in a Dense layer (after Flatten or global pooling)"
+                f"{model_called(role)} '{spec}' has an output of shape {_shape(output.shape)}: ktrain needs class "
+                "scores of shape batch×classes; end the model in a Dense layer (after Flatten or global pooling)"
             )
 
 
@@ -201,7 +208,7 @@ def _has_inputs(model: keras.Model) -> bool:
 def check_input_shape(model: keras.Model, *, role: str, spec: str, image_shape: tuple[int, ...], dataset: str):
     """Refuse a model whose input does not take the dataset's images."""
     if len(model.inputs) != 1:
-        raise KtrainError(f"{role} model '{spec}' has {len(model.inputs)} inputs: ktrain needs one image input")
+        raise KtrainError(f"{model_called(role)} '{spec}' has {len(model.inputs)} inputs: ktrain needs one image input")
     expected = tuple(model.inputs[0].shape[1:])
     fits = len(expected) == len(image_shape) and all(e is None or e == d for e, d in zip(expected, image_shape))
     if not fits:
@@ -209,8 +216,8 @@ def check_input_shape(model: keras.Model, *, role: str, spec: str, image_shape: 
         if expected + (1,) == tuple(image_shape):
             fix = f"images of one channel get a channel axis: build the model with keras.Input({tuple(image_shape)})"
         raise KtrainError(
-            f"{role} model '{spec}' takes inputs of shape {_shape(expected)} but dataset '{dataset}' has images of "
-            f"shape {_shape(image_shape)}: {fix}"
+            f"{model_called(role)} '{spec}' takes inputs of shape {_shape(expected)} but dataset '{dataset}' has "
+            f"images of shape {_shape(image_shape)}: {fix}"
         )
 
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from ktrain.augment import VIEW_SEED, Augment, Views, parse_augment
 from ktrain.config import MAX_SEED, TrainConfig
-from ktrain.errors import KtrainError
+from ktrain.errors import KtrainError, model_called
 from ktrain.scaling import parse_input_scale
 
 if TYPE_CHECKING:
@@ -57,7 +57,8 @@ def check_model_spec(spec, role: str) -> None:
             )
         if not spec.built or not getattr(spec, "inputs", None):
             raise KtrainError(
-                f"the {role} model '{spec.name}' is not built: give it an Input layer, or call it once on a batch"
+                f"the {model_called(role)} '{spec.name}' is not built: give it an Input layer, or call it once on "
+                "a batch"
             )
         return
     from ktrain import zoo
@@ -71,9 +72,11 @@ def check_model_spec(spec, role: str) -> None:
             raise KtrainError(f"unknown zoo model '{path}' ({role}): use one of {names}")
         return
     if not Path(path).is_file():
-        raise KtrainError(f"{role} model '{path}' not found: give a .keras or .h5 file, or zoo:NAME")
+        raise KtrainError(f"{model_called(role)} '{path}' not found: give a .keras or .h5 file, or zoo:NAME")
     if Path(path).suffix.lower() not in MODEL_SUFFIXES:
-        raise KtrainError(f"{role} model '{path}' is not a .keras or .h5 file: save it with model.save('x.keras')")
+        raise KtrainError(
+            f"{model_called(role)} '{path}' is not a .keras or .h5 file: save it with model.save('x.keras')"
+        )
 
 
 @dataclass(frozen=True)
@@ -100,7 +103,7 @@ class ModelsSpec:
             return parse_input_scale(self.teacher_input_scale, "--teacher-input-scale")
         return self.student_scale
 
-    def validate(self, needs_teacher: bool) -> ModelsSpec:
+    def validate(self, needs_teacher: bool, student_role: str = "student") -> ModelsSpec:
         self.student_scale, self.teacher_scale  # noqa: B018 (parsed now: a bad value is refused before anything runs)
         if needs_teacher and self.teacher is None:
             raise KtrainError("this method needs a TEACHER model")
@@ -109,7 +112,7 @@ class ModelsSpec:
                 "the teacher and the student are the same model object: give the student as a copy, "
                 "e.g. keras.models.clone_model(teacher)"
             )
-        for role, spec in (("teacher", self.teacher), ("student", self.student)):
+        for role, spec in (("teacher", self.teacher), (student_role, self.student)):
             if spec is not None:
                 check_model_spec(spec, role)
         for spec in self.specialists:
@@ -279,7 +282,10 @@ class Run:
     def validate(self) -> Run:
         if not self.methods:
             raise KtrainError("no method given: name at least one with -m")
-        self.models.validate(needs_teacher=any(spec.cls.uses_teacher for spec in self.methods))
+        self.models.validate(
+            needs_teacher=any(spec.cls.uses_teacher for spec in self.methods),
+            student_role="model" if self.command == "train" else "student",
+        )
         self.data.validate()
         self.engine.validate()
         views = self.data.sample_views
