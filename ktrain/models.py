@@ -182,7 +182,7 @@ def check_model(model: keras.Model, *, role: str, spec: str, image_shape: tuple[
     if role in TRAINED_ROLES and not model.trainable_weights:
         raise KtrainError(
             f"{model_called(role)} '{spec}' has no trainable weights (every layer is frozen): set "
-            "model.trainable = True before saving it, or give another student"
+            f"model.trainable = True before saving it, or give another {role}"
         )
     structure = getattr(model, "_outputs_struct", None)
     if isinstance(structure, dict):

@@ -512,6 +512,7 @@ def test_tensorboard_works_on_every_training_command(tmp_path, command):
 def test_train_names_what_it_trains_a_model(tmp_path):
     frozen = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(10, trainable=False)])
     frozen.save(tmp_path / "frozen.keras")
-    for model, fragment in ((tmp_path / "missing.keras", "not found"), (tmp_path / "frozen.keras", "no trainable")):
+    for model, fragment in ((tmp_path / "missing.keras", "not found"), (tmp_path / "frozen.keras", "has no trainable")):
         result = invoke("train", model, "digits", "-e", "1", "-out", tmp_path / "out")
         assert_one_line_error(result, f"error: model '{model}' {fragment}", out=tmp_path / "out")
+        assert "student" not in result.stderr
