@@ -19,7 +19,15 @@ from rich.console import Console
 
 from ktrain import api  # no TensorFlow until a command runs
 from ktrain.cli import REPORTED, interrupted
-from ktrain.cli.options import KtrainGroup, set_active_command, training_command
+from ktrain.cli.helptext import KtrainCommand
+from ktrain.cli.options import (
+    KtrainGroup,
+    Verbosity,
+    choice_metavar,
+    completer,
+    set_active_command,
+    training_command,
+)
 from ktrain.cli.options import quiet_tensorflow_import as _quiet_tensorflow_import
 from ktrain.cli.render import (
     RichProgress,
@@ -31,21 +39,18 @@ from ktrain.cli.render import (
     zoo_table,
 )
 from ktrain.errors import KtrainError
+from ktrain.settings import CHOICES
 
 app = typer.Typer(
     cls=KtrainGroup,
     help="Transfer knowledge from a trained teacher network to a small student.",
     no_args_is_help=True,
-    add_completion=False,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 console = Console()
 errors = Console(stderr=True)
 
-EXPORT_PANEL = "Export"
-COMPARE_PANEL = "Comparison"
-TEACHER_PANEL = "Teacher ensembles"
 
 # Arguments and options shared by several commands, declared once.
 Teacher = Annotated[str, typer.Argument(help="Trained teacher: a .keras/.h5 file or zoo:NAME.")]
@@ -57,7 +62,7 @@ Methods = Annotated[
         "-m",
         "--method",
         help="Method to run, repeatable or comma-separated (see 'ktrain methods').",
-        rich_help_panel="Method options",
+        rich_help_panel="Method",
     ),
 ]
 
@@ -163,7 +168,7 @@ def _show_single(result) -> None:
         console.print(export_table([results["export"]]))
 
 
-@app.command()
+@app.command(cls=KtrainCommand)
 @training_command
 @user_errors
 def train(
@@ -181,7 +186,7 @@ def train(
     _show_single(_execute(command, options, given, switches, verbosity, student=model, data=dataset))
 
 
-@app.command()
+@app.command(cls=KtrainCommand)
 @training_command
 @user_errors
 def distill(
@@ -208,7 +213,7 @@ def distill(
     _show_single(result)
 
 
-@app.command()
+@app.command(cls=KtrainCommand)
 @training_command
 @user_errors
 def pkt(
@@ -225,7 +230,7 @@ def pkt(
     _show_single(_execute(command, options, given, switches, verbosity, student=student, data=dataset, teacher=teacher))
 
 
-@app.command()
+@app.command(cls=KtrainCommand)
 @training_command
 @user_errors
 def compare(
@@ -239,7 +244,7 @@ def compare(
             "-or",
             "--omit-results",
             help="Write no results.json, results.pkl, log or plots.",
-            rich_help_panel=COMPARE_PANEL,
+            rich_help_panel="Method",
         ),
     ] = False,
     command: str = None,
@@ -267,7 +272,7 @@ def compare(
     _show_comparison(result.record, options["out_folder"], omit_results)
 
 
-@app.command()
+@app.command(cls=KtrainCommand)
 @training_command
 @user_errors
 def sweep(
@@ -280,12 +285,12 @@ def sweep(
         typer.Option(
             "--grid",
             help="KEY=V1,V2,...: a method option and its values, repeatable (see 'ktrain methods').",
-            rich_help_panel=COMPARE_PANEL,
+            rich_help_panel="Method",
         ),
     ] = None,
     max_points: Annotated[
         int,
-        typer.Option("--max-points", help="Refuse a larger grid.", rich_help_panel=COMPARE_PANEL),
+        typer.Option("--max-points", help="Refuse a larger grid.", rich_help_panel="Method"),
     ] = api.default(api.sweep, "max_points"),
     command: str = None,
     options: dict = None,
@@ -350,7 +355,7 @@ def _show_comparison(results: dict, out_folder: str, omitted: bool) -> None:
     console.print("no result files written (-or)" if omitted else f"outputs in {out_folder}")
 
 
-@app.command()
+@app.command(cls=KtrainCommand)
 @user_errors
 def demo(
     out_folder: Annotated[
@@ -375,7 +380,7 @@ def demo(
         int | None, typer.Option("--seeds", help="Seeds per student (default: the job's).", show_default=False)
     ] = None,
     seed: Annotated[int, typer.Option("-seed", "--seed", help="First random seed.")] = api.default(api.demo, "seed"),
-    verbosity: Annotated[int, typer.Option("-v", "--verbosity", help="0: final table only; 1: progress bars.")] = 1,
+    verbosity: Verbosity = 1,
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Start again in a folder holding another command's run.")
     ] = False,
@@ -385,6 +390,7 @@ def demo(
             "-sl",
             "--selective-learning",
             help="Train zoo:pyramid_ensemble (a generalist and two specialists); compare ensemble and selective KD.",
+            rich_help_panel="Method",
         ),
     ] = False,
 ):
@@ -404,12 +410,15 @@ def demo(
     _show_comparison(result.record, out_folder, False)
 
 
-@app.command()
+@app.command(cls=KtrainCommand)
 @user_errors
 def report(
     run_dir: Annotated[str, typer.Argument(help="An out folder holding results.json.")],
     prefix: Annotated[str, typer.Option("-res", "--results-name-prefix", help="The run's file-name prefix.")] = "",
-    plots: Annotated[bool, typer.Option("--plots/--no-plots", help="Redraw the comparison plots into RUN_DIR.")] = True,
+    plots: Annotated[
+        bool,
+        typer.Option("--plots/--no-plots", help="Redraw the comparison plots into RUN_DIR.", rich_help_panel="Outputs"),
+    ] = True,
 ):
     """Re-render the results table (and plots) of a finished run from its results.json, without TensorFlow."""
     import json
@@ -446,7 +455,7 @@ def report(
         raise KtrainError(f"'{path}' is not a ktrain results.json (at {exc!r}): give the file a run wrote") from None
 
 
-@app.command()
+@app.command(cls=KtrainCommand)
 @user_errors
 def evaluate(
     model: Annotated[str, typer.Argument(help="A .keras/.h5 model file or zoo:NAME.")],
@@ -455,7 +464,10 @@ def evaluate(
         int, typer.Option("-k", "--neighbors", help="Also report kNN accuracy with this k (0: no).")
     ] = api.default(api.evaluate, "neighbors"),
     layer: Annotated[
-        str | None, typer.Option("--layer", help="Feature layer for kNN (default: input of the classifier).")
+        str | None,
+        typer.Option(
+            "--layer", help="Feature layer for kNN (default: input of the classifier).", rich_help_panel="Models"
+        ),
     ] = None,
     data_dir: Annotated[str | None, typer.Option("--data-dir", help="Local TFDS data directory.")] = None,
     eval_batch_size: Annotated[
@@ -464,6 +476,7 @@ def evaluate(
     input_scale: Annotated[
         str | None, typer.Option("--input-scale", help="What the model takes for pixels 0-255 (as in train).")
     ] = None,
+    verbosity: Verbosity = 1,
 ):
     """Test accuracy, cross-entropy and (with -k) kNN accuracy of MODEL on DATASET's test split."""
     if neighbors < 0 or eval_batch_size <= 0:
@@ -477,12 +490,13 @@ def evaluate(
         data_dir=data_dir,
         batch_size=eval_batch_size,
         input_scale=input_scale,
+        listener=RichProgress(console, verbosity),
     )
     for key, value in scores.items():
         console.print(f"{key:>22}: {value:.4f}" if isinstance(value, float) else f"{key:>22}: {value}", highlight=False)
 
 
-@app.command()
+@app.command(cls=KtrainCommand)
 @user_errors
 def cache(
     teacher: Teacher,
@@ -491,10 +505,16 @@ def cache(
         api.cache, "cache_dir"
     ),
     features: Annotated[
-        bool, typer.Option("--features", help="Also cache the teacher's features (for pkt and pkt+kd).")
+        bool,
+        typer.Option(
+            "--features", help="Also cache the teacher's features (for pkt and pkt+kd).", rich_help_panel="Method"
+        ),
     ] = False,
     teacher_layer: Annotated[
-        str | None, typer.Option("--teacher-layer", help="Feature layer (default: input of the classifier).")
+        str | None,
+        typer.Option(
+            "--teacher-layer", help="Feature layer (default: input of the classifier).", rich_help_panel="Models"
+        ),
     ] = None,
     val_split: Annotated[float, typer.Option("--val-split", help="As the training run will use.")] = api.default(
         api.cache, "val_split"
@@ -520,12 +540,18 @@ def cache(
         int | None, typer.Option("--cache-topk", help="Keep each view's N largest logits only.")
     ] = None,
     teacher_precision: Annotated[
-        str, typer.Option("--teacher-precision", help="As the training run will use.")
+        str,
+        typer.Option(
+            "--teacher-precision",
+            help="As the training run will use.",
+            metavar=choice_metavar(CHOICES["teacher_precision"]),
+            autocompletion=completer(CHOICES["teacher_precision"]),
+        ),
     ] = api.default(api.cache, "teacher_precision"),
     teacher_input_scale: Annotated[
         str | None, typer.Option("--teacher-input-scale", help="As the training run will use.")
     ] = None,
-    verbosity: Annotated[int, typer.Option("-v", "--verbosity", help="0: quiet, 1: progress bar.")] = 1,
+    verbosity: Verbosity = 1,
 ):
     """Precompute TEACHER's soft targets on DATASET's train and validation splits into --cache-dir."""
     _quiet_tensorflow_import()
@@ -544,7 +570,7 @@ def cache(
         views=views,
         view_seed=view_seed,
         cache_topk=cache_topk,
-        teacher_precision=teacher_precision,
+        teacher_precision=teacher_precision.lower(),
         teacher_input_scale=teacher_input_scale,
         listener=RichProgress(console, verbosity),
     )
@@ -555,7 +581,7 @@ def cache(
     )
 
 
-@app.command("export")
+@app.command("export", cls=KtrainCommand)
 @user_errors
 def export_command(
     student: Annotated[
@@ -563,18 +589,28 @@ def export_command(
     ],
     out: Annotated[str, typer.Argument(help="The .tflite file to write.")],
     quantize: Annotated[
-        str, typer.Option("--quantize", help="float32 (also none), float16, or int8 (full-integer; needs --dataset).")
+        str,
+        typer.Option(
+            "--quantize",
+            help="float32 (also none), float16, or int8 (full-integer; needs --dataset).",
+            rich_help_panel="Outputs",
+            metavar=choice_metavar(CHOICES["export"]),
+            autocompletion=completer(CHOICES["export"]),
+        ),
     ] = api.default(api.export, "quantize"),
     dataset: Annotated[
         str | None,
         typer.Option(
-            "--dataset", help="Dataset whose test split checks the export (and whose train split calibrates int8)."
+            "--dataset",
+            help="Dataset whose test split checks the export (and whose train split calibrates int8).",
+            rich_help_panel="Data",
         ),
     ] = None,
     data_dir: Annotated[str | None, typer.Option("--data-dir", help="Local TFDS data directory.")] = None,
     max_accuracy_drop: Annotated[
         float, typer.Option("--max-accuracy-drop", help="Largest test-accuracy loss allowed; more exits with an error.")
     ] = api.default(api.export, "max_accuracy_drop"),
+    verbosity: Verbosity = 1,
 ):
     """Export STUDENT to TFLite and check size, accuracy, agreement with Keras and latency."""
     _quiet_tensorflow_import()
@@ -583,11 +619,12 @@ def export_command(
     report = api.export(
         student,
         out,
-        quantize=quantize,
+        quantize=quantize.lower(),
         data=dataset,
         data_dir=data_dir,
         max_accuracy_drop=max_accuracy_drop,
         check=False,
+        listener=RichProgress(console, verbosity),
     )
     console.print(export_table([report]))
     if "tflite_accuracy" not in report:
@@ -595,7 +632,7 @@ def export_command(
     check(report)
 
 
-@app.command()
+@app.command(cls=KtrainCommand)
 def methods():
     """List the transfer methods (use them with -m NAME) with their options and defaults."""
     _quiet_tensorflow_import()
@@ -609,21 +646,24 @@ def methods():
         console.print(f"{method.name}{aliases}: {method.display_name}; {options or 'no options'}", highlight=False)
 
 
-@app.command()
+@app.command(cls=KtrainCommand)
 @user_errors
 def zoo(
     dataset: Annotated[
-        str, typer.Option("--dataset", help="Build each model for this dataset's images and classes.")
+        str,
+        typer.Option(
+            "--dataset", help="Build each model for this dataset's images and classes.", rich_help_panel="Data"
+        ),
     ] = "digits",
     data_dir: Annotated[str | None, typer.Option("--data-dir", help="Local TFDS data directory.")] = None,
 ):
     """List the built-in architectures (use them as zoo:NAME), built for DATASET's images."""
     _quiet_tensorflow_import()
-    from ktrain.data import load_dataset
+    from ktrain.data import dataset_shape
     from ktrain.zoo import describe
 
-    data = load_dataset(dataset, data_dir=data_dir)
-    console.print(zoo_table(describe(data.image_shape, data.num_classes), data))
+    image_shape, num_classes = dataset_shape(dataset, data_dir=data_dir)
+    console.print(zoo_table(describe(image_shape, num_classes), dataset, image_shape, num_classes))
 
 
 def _is_a(exc: BaseException, name: str) -> bool:
@@ -633,11 +673,20 @@ def _is_a(exc: BaseException, name: str) -> bool:
 
 def main() -> None:
     """Console entry point: usage errors become one line too."""
-    set_active_command(sys.argv[1:])
+    set_active_command(_completing() or sys.argv[1:])
     try:
         _main()
     finally:
         set_active_command(None)
+
+
+def _completing() -> list[str] | None:
+    """The words after ``ktrain`` a shell asks completions for (Click's and Typer's completion
+    variables), so the command being completed gets its method options; None when not completing."""
+    if not os.environ.get("_KTRAIN_COMPLETE"):
+        return None
+    words = os.environ.get("COMP_WORDS") or os.environ.get("_TYPER_COMPLETE_ARGS") or ""
+    return words.split()[1:]
 
 
 def _main() -> None:
@@ -652,7 +701,8 @@ def _main() -> None:
         if not _is_a(exc, "UsageError"):
             raise
         command = exc.ctx.command_path if getattr(exc, "ctx", None) else "ktrain"
-        errors.print(f"error: {exc.format_message()} (see '{command} --help')", highlight=False, soft_wrap=True)
+        message = exc.format_message().replace("Value error, ", "")  # Typer's wording for a bad choice
+        errors.print(f"error: {message} (see '{command} --help')", highlight=False, soft_wrap=True)
         sys.exit(2)
     if code == 130 and not REPORTED[0]:  # Typer's own form of a KeyboardInterrupt, printed by nobody
         interrupted()

@@ -16,22 +16,20 @@ from typing import Annotated
 import typer
 from typer.core import TyperGroup
 
-PANEL = "Engine options"
-# Help panels by the spec a setting fills (the rest are engine options).
-PANELS = {"OutputSpec": "Outputs", "Plan": "Comparison"}
-VERBOSITY = (
-    "verbosity",
-    Annotated[
-        int,
-        typer.Option(
-            "-v",
-            "--verbosity",
-            help="0: final table only; 1: progress bar; 2: a line per epoch.",
-            rich_help_panel="Outputs",
-        ),
-    ],
-    1,
-)
+# -v means the same on every command that has it.
+Verbosity = Annotated[
+    int,
+    typer.Option(
+        "-v",
+        "--verbosity",
+        help="0: final table only; 1: progress bars (without a terminal, a line per epoch and phase); 2: also a "
+        "line per epoch.",
+        rich_help_panel="Outputs",
+        min=0,
+        max=2,
+    ),
+]
+VERBOSITY = ("verbosity", Verbosity, 1)
 
 
 def setting_annotation(setting):
@@ -41,12 +39,27 @@ def setting_annotation(setting):
     optional = option.optional or option.kind is tuple
     from ktrain.settings import CHOICES
 
-    panel = PANELS.get(setting.holder.__name__, PANEL)
-    choices = CHOICES.get(setting.name)
-    # The help lists a choice's values, and shows an on/off flag as a flag, not as taking a <bool>.
-    metavar = f"[{'|'.join(choices)}]" if choices else "" if option.kind is bool else None
-    declared = typer.Option(*option.flags, help=option.help, rich_help_panel=panel, metavar=metavar)
+    # A single choice shows its values (the help lists them) and completes them; the setting checks
+    # the value, in any case. An on/off flag shows as a flag, not as taking a <bool>.
+    choices = CHOICES.get(setting.name, ())
+    declared = typer.Option(
+        *option.flags,
+        help=option.help,
+        rich_help_panel=setting.panel,
+        metavar=choice_metavar(choices) if choices else "" if option.kind is bool else None,
+        autocompletion=completer(choices) if choices else None,
+    )
     return Annotated[kind | None if optional else kind, declared]
+
+
+def choice_metavar(choices) -> str:
+    """``[a|b|c]``: how an option of a single choice shows its values (cli.helptext reads them back)."""
+    return f"[{'|'.join(choices)}]"
+
+
+def completer(choices):
+    """Shell completion of a single choice: the values that start with what is typed."""
+    return lambda incomplete: [choice for choice in choices if choice.startswith(incomplete)]
 
 
 def setting_parameters(command: str) -> list[inspect.Parameter]:
@@ -86,7 +99,7 @@ def quiet_tensorflow_import() -> None:
     tensorflow.get_logger().setLevel("ERROR")
 
 
-METHOD_PANEL = "Method options"
+METHOD_PANEL = "Method"
 
 
 def _method_parameters(command: str) -> tuple[list[inspect.Parameter], dict[str, str]]:
@@ -232,6 +245,11 @@ class KtrainGroup(TyperGroup):
     """Refuses a seed-style short flag (``-or``) on a command that lacks it, in one line naming the
     commands that have it, before Click reads it as a shorter flag with its value attached (``-or``
     on ``train`` was ``-o r``, "unknown optimizer 'r'")."""
+
+    def format_help(self, ctx, formatter) -> None:
+        from ktrain.cli.helptext import render_group
+
+        render_group(self, ctx)
 
     def resolve_command(self, ctx, args):
         name, command, rest = super().resolve_command(ctx, args)

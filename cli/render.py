@@ -4,7 +4,15 @@ import time
 
 from rich import box
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from ktrain.listener import Listener
@@ -73,23 +81,28 @@ class RichProgress(Listener):
             self.progress = None
 
     def on_task_begin(self, title, total):
+        """A bar over ``total`` batches, or for a phase of unknown length (0) a spinner; both with
+        the elapsed time."""
         if self.verbosity <= 0:
             return
-        if self.plain:
-            self.title, self.started = title, time.perf_counter()
-            self._line(f"{title}: {total} batches...")
+        if self.plain:  # one line, when it ends
+            self.title, self.started, self.total = title, time.perf_counter(), total
             return
+        if total:
+            columns = (
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("batches"),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+            )
+        else:
+            columns = (SpinnerColumn(), TimeElapsedColumn())
         self.progress = Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("batches"),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            console=self.console,
+            TextColumn("[bold]{task.description}"), *columns, console=self.console, transient=not total
         )
         self.progress.start()
-        self.task = self.progress.add_task(title, total=total)
+        self.task = self.progress.add_task(title, total=total or None)  # None: a spinner, elapsed time running
 
     def on_task_advance(self, done):
         if self.progress is not None:
@@ -97,7 +110,8 @@ class RichProgress(Listener):
 
     def on_task_end(self):
         if self.plain and self.verbosity > 0:
-            self._line(f"{self.title}: done in {time.perf_counter() - self.started:.1f} s")
+            batches = f" ({self.total} batches)" if self.total else ""
+            self._line(f"{self.title}{batches}: {time.perf_counter() - self.started:.1f} s")
         self.on_train_end()
 
 
@@ -244,13 +258,12 @@ def _spread(row: dict, key: str) -> str:
     return f"{row[key]:.4f}"
 
 
-def zoo_table(rows: list[dict], data) -> Table:
-    """``ktrain zoo``: name, suggested role, parameters and input as built for ``data``, and what it is."""
-    shape = "×".join(map(str, data.image_shape))
+def zoo_table(rows: list[dict], dataset: str, image_shape: tuple[int, ...], num_classes: int) -> Table:
+    """``ktrain zoo``: name, suggested role, parameters and input as built for ``dataset``'s images
+    and classes, and what it is."""
+    shape = "×".join(map(str, image_shape))
     table = Table(
-        box=box.SIMPLE_HEAD,
-        pad_edge=False,
-        title=f"Built for {data.name} ({shape} images, {data.num_classes} classes)",
+        box=box.SIMPLE_HEAD, pad_edge=False, title=f"Built for {dataset} ({shape} images, {num_classes} classes)"
     )
     table.add_column("model", no_wrap=True)
     table.add_column("role")

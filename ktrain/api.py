@@ -15,6 +15,7 @@ from typing import Any
 
 from ktrain.config import TrainConfig
 from ktrain.errors import KtrainError
+from ktrain.listener import listening
 from ktrain.settings import HIDDEN, SETTINGS, build_specs, engine_config, settings_for
 from ktrain.specs import DataSpec, ModelsSpec, OutputSpec, Plan, Run
 
@@ -196,7 +197,7 @@ def sweep(
     chosen = [spec.name for spec in run.methods]
     axes = parse_grid(grid, chosen, given)
     specs = sweep_specs(chosen, axes, given, max_points)
-    with _quiet_tensorflow():
+    with _quiet_tensorflow(), listening(listener):
         outcome = run_sweep(replace(run, methods=specs), axes, listener)
     return comparison(outcome, Sweep)
 
@@ -210,10 +211,12 @@ def evaluate(
     batch_size: int = 128,
     data_dir=None,
     input_scale: str | None = None,
+    listener=None,
 ):
     """Test accuracy and cross-entropy of ``model`` on ``data``'s test split, and with ``neighbors``
     the kNN accuracy and mAP of its features (``layer``, default the classifier's input).
-    ``input_scale``: the pixel range the model takes, as ``--input-scale``.
+    ``input_scale``: the pixel range the model takes, as ``--input-scale``. Its phases (loading,
+    testing, kNN) go to ``listener``.
 
     ``model`` is a Keras model object, a ``.keras``/``.h5``/``.hdf5`` path or ``"zoo:NAME"``.
 
@@ -232,9 +235,16 @@ def evaluate(
     check_model_spec(model, "evaluated")
     dataset = as_dataset(data, None)
     scale = parse_input_scale(input_scale)
-    return evaluate_model(
-        model, dataset, neighbors=neighbors, layer=layer, data_dir=data_dir, batch_size=batch_size, input_scale=scale
-    )
+    with listening(listener):
+        return evaluate_model(
+            model,
+            dataset,
+            neighbors=neighbors,
+            layer=layer,
+            data_dir=data_dir,
+            batch_size=batch_size,
+            input_scale=scale,
+        )
 
 
 def export(
@@ -246,13 +256,15 @@ def export(
     max_accuracy_drop: float = 0.01,
     data_dir=None,
     check: bool = True,
+    listener=None,
 ) -> dict:
     """Export ``student`` (a model object, a model file or a run's out folder) to the TFLite file
     ``path``: ``quantize`` is float32 (also "none"), float16 or int8 (full-integer, calibrated on
     ``data``'s training split). With ``data``, the export is checked on its test split, and an
     accuracy loss over ``max_accuracy_drop`` raises KtrainError after the file is written (with
     ``check=False`` the report says ``passed: False`` instead). Returns the report (size,
-    accuracies, agreement with Keras, latency).
+    accuracies, agreement with Keras, latency). Its phases (loading, converting, checking) go to
+    ``listener``.
 
     {DATA}
     """
@@ -266,14 +278,15 @@ def export(
     if not isinstance(student, str):
         check_model_spec(student, "student")
     splits = None
-    if data is not None:
-        dataset = as_dataset(data, None)
-        if isinstance(dataset, str):
-            splits = load_dataset(dataset, data_dir=data_dir)
-        else:
-            splits = dataset.splits(val_split=DataSpec.val_split, seed=0)
-    mode = "float32" if quantize == "none" else quantize
-    report = export_model(student, os.fspath(path), mode, max_accuracy_drop=max_accuracy_drop, data=splits)
+    with listening(listener):
+        if data is not None:
+            dataset = as_dataset(data, None)
+            if isinstance(dataset, str):
+                splits = load_dataset(dataset, data_dir=data_dir)
+            else:
+                splits = dataset.splits(val_split=DataSpec.val_split, seed=0)
+        mode = "float32" if quantize == "none" else quantize
+        report = export_model(student, os.fspath(path), mode, max_accuracy_drop=max_accuracy_drop, data=splits)
     if check:
         check_report(report)
     return report
@@ -303,7 +316,7 @@ def demo(
     seeds = chosen.seeds if seeds is None else seeds
     if epochs <= 0 or seeds <= 0:
         raise KtrainError(f"epochs (-e) is {epochs} and seeds is {seeds}: give values greater than 0")
-    with _quiet_tensorflow():
+    with _quiet_tensorflow(), listening(listener):
         outcome = run_demo(
             chosen, out_folder, epochs=epochs, seeds=seeds, seed=seed, listener=listener, overwrite=overwrite
         )
@@ -364,21 +377,22 @@ def cache(
     from ktrain.augment import Views, parse_augment
     from ktrain.targets import build_cache
 
-    return build_cache(
-        ModelsSpec(teacher=teacher, specialists=tuple(specialists), teacher_input_scale=teacher_input_scale),
-        data,
-        cache_dir=cache_dir,
-        features=features or bool(teacher_layer),
-        teacher_layer=teacher_layer,
-        data_dir=data_dir,
-        val_split=val_split,
-        seed=seed,
-        batch_size=batch_size,
-        views=Views(parse_augment(augment), views, view_seed),
-        topk=cache_topk,
-        listener=listener,
-        teacher_precision=teacher_precision,
-    )
+    with listening(listener):
+        return build_cache(
+            ModelsSpec(teacher=teacher, specialists=tuple(specialists), teacher_input_scale=teacher_input_scale),
+            data,
+            cache_dir=cache_dir,
+            features=features or bool(teacher_layer),
+            teacher_layer=teacher_layer,
+            data_dir=data_dir,
+            val_split=val_split,
+            seed=seed,
+            batch_size=batch_size,
+            views=Views(parse_augment(augment), views, view_seed),
+            topk=cache_topk,
+            listener=listener,
+            teacher_precision=teacher_precision,
+        )
 
 
 def default(function, name: str):
@@ -399,7 +413,7 @@ def run_command(command: str, *, listener=None, **arguments) -> Result | Compari
     :func:`build_run`) and run it: what every public function and every training command of the
     command line calls."""
     run = build_run(command, **arguments)
-    with _quiet_tensorflow():
+    with _quiet_tensorflow(), listening(listener):
         if command == "compare":
             from ktrain.comparison import run_compare
 

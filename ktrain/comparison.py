@@ -25,7 +25,7 @@ from ktrain.engine import NumericalFault, Trainer
 from ktrain.errors import KtrainError, counted
 from ktrain.evaluation import extract_features, knn_accuracy, representation_report
 from ktrain.io import json_ready, write_json_atomic, write_pickle_atomic, write_text_atomic
-from ktrain.listener import Listener, Listeners
+from ktrain.listener import Listener, Listeners, phase
 from ktrain.loading import check_classes, load_student, load_teacher, student_view
 from ktrain.methods.selection import MethodSpec, baseline, choose
 from ktrain.plots import comparison_plots, file_key
@@ -325,9 +325,10 @@ class Comparison:
             method.attach_teacher(teacher)
         view = student_view(model, data, run.models, method)
         if view.feature_key is not None and view.feature_key not in untrained:
-            untrained[view.feature_key] = representation_report(
-                view, data, run.outputs.neighbors, config.eval_batch_size
-            )
+            with phase("kNN and mAP of the untrained student's features"):
+                untrained[view.feature_key] = representation_report(
+                    view, data, run.outputs.neighbors, config.eval_batch_size
+                )
         title = name if run.plan.seeds == 1 else f"{name} · seed {seed}"
         log.info("Performing %s...", title)
         targets = self.targets if method.uses_teacher else None

@@ -21,6 +21,7 @@ import tensorflow as tf
 
 from ktrain.classes import format_classes
 from ktrain.errors import KtrainError, first_line
+from ktrain.listener import phase
 
 BUILTIN = "digits"
 SEED_TFDS_NAMES = ("mnist", "fashion_mnist", "cifar10", "cifar100", "svhn_cropped")
@@ -82,7 +83,8 @@ def load_dataset(name: str, *, data_dir: str | None = None, val_split: float = 0
     elif name.endswith(".npz") or Path(name).is_file():
         arrays = _read_npz(Path(name), name)
     else:
-        arrays = _load_tfds(name, data_dir)
+        with phase(f"Loading {name} (TFDS)"):
+            arrays = _load_tfds(name, data_dir)
     x_train, y_train, x_test, y_test, num_classes = arrays
     train_index, val_index = stratified_split(y_train, val_split, seed)
     return DataSplits(
@@ -235,7 +237,20 @@ def _labels(y, label: str, key: str) -> np.ndarray:
     return y.astype(np.int32)
 
 
-def _load_tfds(name: str, data_dir: str | None):
+def dataset_shape(name: str, *, data_dir: str | None = None) -> tuple[tuple[int, ...], int]:
+    """The image shape and number of classes of dataset ``name``; a TFDS dataset says them itself,
+    so its images are neither downloaded nor read (unless their size varies)."""
+    if name != BUILTIN and not name.endswith(".npz") and not Path(name).is_file():
+        features = _tfds_builder(name, data_dir).info.features
+        shape = tuple(features["image"].shape)
+        if None not in shape:
+            return shape, features["label"].num_classes
+    data = load_dataset(name, data_dir=data_dir)
+    return data.image_shape, data.num_classes
+
+
+def _tfds_builder(name: str, data_dir: str | None):
+    """The TFDS builder of ``name``, checked for the image and label features ktrain needs."""
     import tensorflow_datasets as tfds
 
     try:
@@ -250,6 +265,12 @@ def _load_tfds(name: str, data_dir: str | None):
         raise KtrainError(
             f"TFDS dataset '{name}' has features {', '.join(features.keys())}: ktrain needs 'image' and 'label'"
         )
+    return builder
+
+
+def _load_tfds(name: str, data_dir: str | None):
+    builder = _tfds_builder(name, data_dir)
+    features = builder.info.features
     try:
         builder.download_and_prepare()
     except Exception as exc:

@@ -12,6 +12,7 @@ import numpy as np
 
 from ktrain.data import eval_pipeline
 from ktrain.errors import KtrainError, counted
+from ktrain.listener import phase
 from ktrain.losses import classification_counts
 from ktrain.methods.base import LOGITS
 from ktrain.taps import NetworkView
@@ -192,22 +193,18 @@ def evaluate_model(
             f"model '{spec}' outputs {counted(view.num_classes, 'class')} but dataset '{data.name}' has "
             f"{data.num_classes}: give a model with {data.num_classes} outputs"
         )
-    scores = {
-        "test images": len(data.y_test),
-        "params": view.params,
-        **{f"test {k}": v for k, v in evaluate_classifier(view, data.x_test, data.y_test, batch_size).items()},
-    }
+    with phase(f"Testing {spec}"):
+        test = evaluate_classifier(view, data.x_test, data.y_test, batch_size)
+    scores = {"test images": len(data.y_test), "params": view.params, **{f"test {k}": v for k, v in test.items()}}
     if neighbors:
-        report = representation_report(view, data, neighbors, batch_size)
+        with phase(f"kNN and mAP of {spec}'s features"):
+            report = representation_report(view, data, neighbors, batch_size)
         scores.update({f"test kNN accuracy (k={neighbors})": report["knn_accuracy_cosine"], "test mAP": report["map"]})
     return scores
 
 
 def _evaluate_ensemble(model, spec: str, data, neighbors: int, batch_size: int) -> dict:
     """An ensemble of specialists: the averaged ensemble, and each member on the images of its classes."""
-    from ktrain.classes import format_classes
-    from ktrain.errors import KtrainError
-    from ktrain.records import member_scores
     from ktrain.specialists import ensemble_from_model
 
     if neighbors:
@@ -216,6 +213,14 @@ def _evaluate_ensemble(model, spec: str, data, neighbors: int, batch_size: int) 
             "feature layer: drop -k, or evaluate one member saved as its own model"
         )
     ensemble = ensemble_from_model(model, data, spec)
+    with phase(f"Testing {spec}"):
+        return _ensemble_scores(ensemble, data, batch_size)
+
+
+def _ensemble_scores(ensemble, data, batch_size: int) -> dict:
+    from ktrain.classes import format_classes
+    from ktrain.records import member_scores
+
     scores = {
         "test images": len(data.y_test),
         "params": ensemble.params,

@@ -1,4 +1,13 @@
-"""How the engine reports progress; the CLI renders it, the library itself stays silent."""
+"""How the engine reports progress; the CLI renders it, the library itself stays silent.
+
+Training reports through the listener a run is given. Other long phases (loading a dataset,
+scoring a model, kNN and mAP, checking an export) run deep inside helpers that take no listener:
+they say so with :func:`phase`, which reports to the listener the current call runs under
+(:func:`listening`, set by every entry point of the API) as a task without a known length.
+"""
+
+import contextlib
+from contextvars import ContextVar
 
 
 class Listener:
@@ -13,7 +22,8 @@ class Listener:
     def on_train_end(self) -> None: ...
 
     def on_task_begin(self, title: str, total: int) -> None:
-        """A phase other than training starts (the teacher's soft targets, say): ``total`` steps."""
+        """A phase other than training starts (the teacher's soft targets, say): ``total`` steps, or
+        0 for a phase of unknown length (see :func:`phase`)."""
 
     def on_task_advance(self, done: int) -> None: ...
 
@@ -53,3 +63,34 @@ class Listeners(Listener):
     def on_task_end(self):
         for listener in self.listeners:
             listener.on_task_end()
+
+
+_LISTENER: ContextVar[Listener | None] = ContextVar("ktrain_listener", default=None)
+_IN_PHASE: ContextVar[bool] = ContextVar("ktrain_in_phase", default=False)
+
+
+@contextlib.contextmanager
+def listening(listener: Listener | None):
+    """Within the block, :func:`phase` reports to ``listener`` (None: nothing is reported)."""
+    token = _LISTENER.set(listener)
+    try:
+        yield
+    finally:
+        _LISTENER.reset(token)
+
+
+@contextlib.contextmanager
+def phase(title: str):
+    """A long phase of unknown length named ``title``, reported to the current listener. A phase
+    inside another (the teacher's kNN inside scoring the teacher) is part of the outer one."""
+    listener = _LISTENER.get()
+    if listener is None or _IN_PHASE.get():
+        yield
+        return
+    token = _IN_PHASE.set(True)
+    listener.on_task_begin(title, 0)
+    try:
+        yield
+    finally:
+        listener.on_task_end()
+        _IN_PHASE.reset(token)

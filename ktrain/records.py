@@ -12,6 +12,7 @@ from ktrain.config import TrainConfig
 from ktrain.data import DataSplits
 from ktrain.engine import FitResult, Trainer
 from ktrain.evaluation import evaluate_classifier, predict_logits, representation_report
+from ktrain.listener import phase
 from ktrain.methods.base import Method
 from ktrain.report import environment
 from ktrain.specialists import SpecialistEnsemble, is_generalist
@@ -25,6 +26,11 @@ def teacher_record(teacher, data: DataSplits, config: TrainConfig, spec: str, ne
     """The teacher's validation (logged: a sanity check before training) and test scores; an ensemble
     is scored as its averaged ensemble, and each member on the test images of its own classes. A
     teacher view with features also gets its representation scores."""
+    with phase("Scoring the teacher"):
+        return _teacher_record(teacher, data, config, spec, neighbors)
+
+
+def _teacher_record(teacher, data: DataSplits, config: TrainConfig, spec: str, neighbors: int) -> dict:
     ensemble = isinstance(teacher, SpecialistEnsemble)
     scorer = teacher.averaged if ensemble else teacher
     validation = evaluate_classifier(scorer, data.x_val, data.y_val, config.eval_batch_size)
@@ -120,6 +126,8 @@ def member_scores(ensemble: SpecialistEnsemble, data: DataSplits, batch_size: in
 def student_record(
     method: Method, view: NetworkView, trainer: Trainer, fit: FitResult, data: DataSplits, spec: str
 ) -> dict:
+    with phase(f"Testing {trainer.title}"):
+        test = trainer.evaluate(data.x_test, data.y_test)
     return {
         "name": method.display_name,
         "role": "student",
@@ -129,7 +137,7 @@ def student_record(
         "source": spec,
         "logits_from": view.source,
         "params": view.params,
-        "test": trainer.evaluate(data.x_test, data.y_test),
+        "test": test,
         "history": fit.columns(),
         "best_epoch": fit.best_epoch,
         "epochs_run": len(fit.history),
@@ -146,7 +154,8 @@ def add_representation(
     if view.feature_key is None:
         return
     entry["feature_layer"] = view.feature_source
-    entry["representation"] = representation_report(view, data, neighbors, batch_size)
+    with phase(f"kNN and mAP of the {entry['name']} features"):
+        entry["representation"] = representation_report(view, data, neighbors, batch_size)
     entry["untrained_representation"] = untrained
 
 

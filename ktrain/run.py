@@ -33,7 +33,7 @@ from ktrain.evaluation import check_neighbors, evaluate_classifier, representati
 from ktrain.fingerprint import NAME as FINGERPRINT
 from ktrain.fingerprint import check_and_record
 from ktrain.io import json_ready, write_json_atomic
-from ktrain.listener import Listener, Listeners
+from ktrain.listener import Listener, Listeners, phase
 from ktrain.loading import check_classes, load_student, load_teacher, student_view
 from ktrain.methods.selection import baseline
 from ktrain.precision import policy as precision_policy
@@ -228,7 +228,8 @@ def _run_single(run: Run, strategy, out: OutFolder | None, listener: Listener | 
     )
     untrained = None
     if student.feature_key is not None:
-        untrained = representation_report(student, data, neighbors, batch_size)
+        with phase("kNN and mAP of the untrained student's features"):
+            untrained = representation_report(student, data, neighbors, batch_size)
         log.info("Untrained student: kNN accuracy %.4f, mAP %.4f", untrained["knn_accuracy_cosine"], untrained["map"])
     targets = None
     if teacher is not None:

@@ -36,8 +36,28 @@ COMPARING = ("compare", "sweep")
 TRAINING = ("train", "distill", "pkt", *COMPARING)
 TEACHING = ("distill", "pkt", *COMPARING)
 
-# Help panels of the command line, by the spec a setting fills.
-PANELS = {OutputSpec: "Outputs", Plan: "Comparison"}
+# Help panels, in the order every command shows them (after its arguments).
+PANEL_ORDER = ("Data", "Models", "Method", "Training", "Engine", "Outputs")
+# A setting's panel: by the spec it fills, except the engine's settings that decide how fast, not what.
+HOLDER_PANELS = {
+    DataSpec: "Data",
+    ModelsSpec: "Models",
+    OptimizerConfig: "Training",
+    ScheduleConfig: "Training",
+    TrainConfig: "Training",
+    Plan: "Training",
+    OutputSpec: "Outputs",
+}
+ENGINE_SETTINGS = (
+    "eval_batch_size",
+    "jit",
+    "strategy",
+    "precision",
+    "teacher_precision",
+    "targets",
+    "cache_dir",
+    "cache_topk",
+)
 
 
 @dataclass(frozen=True)
@@ -56,6 +76,11 @@ class Setting:
         return self.option.name
 
     @property
+    def panel(self) -> str:
+        """The help panel it is listed in (one of ``PANEL_ORDER``)."""
+        return "Engine" if self.name in ENGINE_SETTINGS else HOLDER_PANELS[self.holder]
+
+    @property
     def target(self) -> str:
         return self.field or self.option.name
 
@@ -69,6 +94,8 @@ class Setting:
         return self.default if self.command_line_default is None else self.command_line_default
 
     def convert(self, value: Any) -> Any:
+        if self.name in CHOICES and isinstance(value, str):  # a single choice, in any case
+            value = value.lower()
         return self.parse(value) if self.parse is not None else self.option.convert(value)
 
 
@@ -86,7 +113,7 @@ SETTINGS: dict[str, Setting] = {
         _setting(
             "eval_batch_size",
             ("-ebs", "--evaluation-batch-size"),
-            "Batch size for evaluation and teacher predictions.",
+            "Batch size for evaluation (and a teacher's predictions).",
             TrainConfig,
             kind=int,
         ),
@@ -173,7 +200,7 @@ SETTINGS: dict[str, Setting] = {
         _setting(
             "start_weights",
             ("-w", "--start-weights"),
-            "Weights file to start the student from.",
+            "Weights file to start the student (train: the model) from.",
             ModelsSpec,
             kind=str,
             optional=True,
@@ -198,7 +225,7 @@ SETTINGS: dict[str, Setting] = {
         _setting(
             "reinit",
             ("--reinit",),
-            "Start the student from fresh random weights instead of its file's.",
+            "Start the student (train: the model) from fresh random weights instead of its file's.",
             ModelsSpec,
             kind=bool,
         ),
@@ -264,7 +291,7 @@ SETTINGS: dict[str, Setting] = {
         _setting(
             "views",
             ("--views",),
-            "Show each sample one of K fixed views, so their teacher targets can be cached.",
+            "Show each sample one of K fixed views (so a teacher's targets for them can be cached).",
             DataSpec,
             kind=int,
             optional=True,

@@ -24,6 +24,7 @@ from ktrain import models, scaling
 from ktrain.data import DataSplits, load_dataset, model_input_array
 from ktrain.errors import KtrainError, first_line
 from ktrain.io import atomic_write
+from ktrain.listener import phase
 from ktrain.precision import float32_copy
 from ktrain.specs import label
 
@@ -144,13 +145,21 @@ def export(
         model = spec
     else:  # a file (a zoo: name needs the data, refused above): nothing to build it for
         model = models.load_model(spec, role="student", input_shape=(), num_classes=0)
-    content = convert(float32_copy(model), mode, data, model)
+    with phase(f"Converting to TFLite ({mode})"):
+        content = convert(float32_copy(model), mode, data, model)
     Path(out_path).parent.mkdir(parents=True, exist_ok=True)
     with atomic_write(Path(out_path)) as temporary:
         temporary.write_bytes(content)
     report = {"file": out_path, "mode": mode, "bytes": len(content), "source": label(spec)}
     if data is None:
         return report
+    with phase(f"Checking the TFLite model on {len(data.y_test)} test images"):
+        report.update(_scores(model, content, data, max_accuracy_drop))
+    return report
+
+
+def _scores(model, content: bytes, data: DataSplits, max_accuracy_drop: float) -> dict:
+    """Test accuracy of ``model`` and of its TFLite ``content``, their agreement, the median latency."""
     lite = LiteModel(content)
     images = scaling.apply(model, model_input_array(data.x_test))
     keras_predictions = np.argmax(np.asarray(model.predict(images, batch_size=256, verbose=0)), axis=-1)
@@ -161,17 +170,15 @@ def export(
         latencies.append(time.perf_counter() - started)
         lite_predictions.append(int(np.argmax(scores)))
     lite_predictions = np.array(lite_predictions)
-    report.update(
-        {
-            "test_images": len(images),
-            "keras_accuracy": float(np.mean(keras_predictions == data.y_test)),
-            "tflite_accuracy": float(np.mean(lite_predictions == data.y_test)),
-            "agreement": float(np.mean(lite_predictions == keras_predictions)),
-            "median_latency_ms": 1000
-            * statistics.median(latencies[:LATENCY_SAMPLES] if len(latencies) > 10 else latencies),
-            "max_accuracy_drop": max_accuracy_drop,
-        }
-    )
+    timed = latencies[:LATENCY_SAMPLES] if len(latencies) > 10 else latencies
+    report = {
+        "test_images": len(images),
+        "keras_accuracy": float(np.mean(keras_predictions == data.y_test)),
+        "tflite_accuracy": float(np.mean(lite_predictions == data.y_test)),
+        "agreement": float(np.mean(lite_predictions == keras_predictions)),
+        "median_latency_ms": 1000 * statistics.median(timed),
+        "max_accuracy_drop": max_accuracy_drop,
+    }
     report["accuracy_drop"] = report["keras_accuracy"] - report["tflite_accuracy"]
     report["passed"] = report["accuracy_drop"] <= max_accuracy_drop
     return report

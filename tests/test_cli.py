@@ -1,6 +1,7 @@
 """The command line through typer's CliRunner: the demo, train, distill, seed flags and every bad input."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -497,7 +498,7 @@ def test_without_a_terminal_each_epoch_is_one_complete_line(tmp_path):
     assert [line.split()[3] for line in epochs] == ["1/3", "2/3", "3/3"]
     for line in epochs:
         assert "…" not in line and all(word in line for word in ("loss", "val_acc", "lr")), line
-    assert any(line.startswith("Teacher's soft targets: done in") for line in lines)
+    assert any(re.fullmatch(r"Teacher's soft targets \(\d+ batches\): \d+\.\d s", line) for line in lines), lines
 
 
 @pytest.mark.parametrize("command", ["train", "distill", "pkt"])
@@ -516,3 +517,16 @@ def test_train_names_what_it_trains_a_model(tmp_path):
         result = invoke("train", model, "digits", "-e", "1", "-out", tmp_path / "out")
         assert_one_line_error(result, f"error: model '{model}' {fragment}", out=tmp_path / "out")
         assert "student" not in result.stderr
+
+
+def test_zoo_for_a_tfds_dataset_reads_its_shape_without_its_images(monkeypatch):
+    import tensorflow_datasets as tfds
+
+    def no_download(self, *args, **kwargs):
+        raise AssertionError("zoo must not download or read the dataset's images")
+
+    monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare", no_download)
+    monkeypatch.setattr(tfds.core.DatasetBuilder, "as_dataset", no_download)
+    result = runner.invoke(app, ["zoo", "--dataset", "cifar100"], env={"COLUMNS": "160"})
+    assert result.exit_code == 0, result.output
+    assert "Built for cifar100 (32×32×3 images, 100 classes)" in result.output
