@@ -5,6 +5,7 @@ command line's imports (typer, rich, then TensorFlow) have run, so an early Ctrl
 exit status 130, never a traceback.
 """
 
+import atexit
 import os
 import signal
 import sys
@@ -23,6 +24,7 @@ def _on_interrupt(signum, frame):
 
 def main() -> None:
     signal.signal(signal.SIGINT, _on_interrupt)
+    status = 1  # what Python exits with after a traceback
     try:
         from ktrain.cli.main import main as run
 
@@ -31,12 +33,21 @@ def main() -> None:
         if not INTERRUPTED[0]:
             raise
         interrupted()
+    except SystemExit as exc:
+        status = 0 if exc.code is None else exc.code if isinstance(exc.code, int) else 1
+        raise
     except KeyboardInterrupt:
         interrupted()
     finally:
-        # The command is over and its files are written: a Ctrl-C while the interpreter shuts down
-        # (TensorFlow's teardown takes a moment) would otherwise end it with the signal's status (-2).
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        # The command is over and its files are written. A Ctrl-C while the interpreter shuts down
+        # ended the process with the signal's own status (-2), as if it had been killed: Python puts
+        # back the default action of a signal with a Python handler as it finalizes, and most of
+        # the shutdown (TensorFlow's teardown) comes after. So a Ctrl-C now ends the process at once
+        # with the command's status, and from the exit handlers on it is ignored (Ctrl-\ still
+        # stops a teardown that hangs). This is the process's entry point: in-process callers use
+        # ktrain.cli.main.main, which leaves the handlers alone.
+        signal.signal(signal.SIGINT, lambda signum, frame: os._exit(status))
+        atexit.register(signal.signal, signal.SIGINT, signal.SIG_IGN)
 
 
 def interrupted() -> None:

@@ -82,9 +82,8 @@ def default_of(parameter, ctx) -> str | None:
         return None
     if default is True and parameter.secondary_opts:
         return parameter.opts[0]
-    if isinstance(default, list | tuple):
-        return ", ".join(str(item) for item in default)
-    return str(default)
+    text = ", ".join(str(item) for item in default) if isinstance(default, list | tuple) else str(default)
+    return text or None  # an empty value (no augmentation) says nothing
 
 
 def usage_pieces(command, ctx) -> list[str]:

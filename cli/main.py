@@ -244,7 +244,7 @@ def compare(
             "-or",
             "--omit-results",
             help="Write no results.json, results.pkl, log or plots.",
-            rich_help_panel="Method",
+            rich_help_panel="Outputs",
         ),
     ] = False,
     command: str = None,
@@ -490,7 +490,7 @@ def evaluate(
         data_dir=data_dir,
         batch_size=eval_batch_size,
         input_scale=input_scale,
-        listener=RichProgress(console, verbosity),
+        listener=RichProgress(errors, verbosity),  # stdout holds the scores alone, for scripts
     )
     for key, value in scores.items():
         console.print(f"{key:>22}: {value:.4f}" if isinstance(value, float) else f"{key:>22}: {value}", highlight=False)
@@ -624,7 +624,7 @@ def export_command(
         data_dir=data_dir,
         max_accuracy_drop=max_accuracy_drop,
         check=False,
-        listener=RichProgress(console, verbosity),
+        listener=RichProgress(errors, verbosity),  # stdout holds the report alone
     )
     console.print(export_table([report]))
     if "tflite_accuracy" not in report:

@@ -38,6 +38,7 @@ class RichProgress(Listener):
         self.console.print(text, highlight=False, soft_wrap=True, markup=False)
 
     def on_train_begin(self, title, epochs, steps_per_epoch):
+        self.on_train_end()  # one display at a time: any other still live ends here
         if self.verbosity <= 0:
             return
         self.title, self.epochs = title, epochs
@@ -83,6 +84,7 @@ class RichProgress(Listener):
     def on_task_begin(self, title, total):
         """A bar over ``total`` batches, or for a phase of unknown length (0) a spinner; both with
         the elapsed time."""
+        self.on_train_end()  # one display at a time
         if self.verbosity <= 0:
             return
         if self.plain:  # one line, when it ends
@@ -107,6 +109,9 @@ class RichProgress(Listener):
     def on_task_advance(self, done):
         if self.progress is not None:
             self.progress.update(self.task, completed=done)
+
+    def on_task_failed(self):
+        self.on_train_end()  # the error that follows says what happened; no timing line
 
     def on_task_end(self):
         if self.plain and self.verbosity > 0:

@@ -198,15 +198,20 @@ class Trainer:
         chunk = max(1, math.ceil(steps_per_epoch / UPDATES_PER_EPOCH))
         started = time.perf_counter()
         self.listener.on_train_begin(self.title, config.epochs, steps_per_epoch)
-        with InterruptGuard() as interrupt:
-            for epoch in range(first_epoch, config.epochs + 1):
-                start = (
-                    in_progress if in_progress and in_progress["epoch"] == epoch else {"steps_done": 0, "totals": {}}
-                )
-                in_progress = None
-                logs = self._run_epoch(data, epoch, steps_per_epoch, chunk, start, interrupt, checkpoint, progress)
-                if self._end_epoch(epoch, logs, progress, checkpoint):
-                    break
+        try:  # the display ends with the run, also one that fails (a NaN loss, with the next method to run)
+            with InterruptGuard() as interrupt:
+                for epoch in range(first_epoch, config.epochs + 1):
+                    start = (
+                        in_progress
+                        if in_progress and in_progress["epoch"] == epoch
+                        else {"steps_done": 0, "totals": {}}
+                    )
+                    in_progress = None
+                    logs = self._run_epoch(data, epoch, steps_per_epoch, chunk, start, interrupt, checkpoint, progress)
+                    if self._end_epoch(epoch, logs, progress, checkpoint):
+                        break
+        finally:
+            self.listener.on_train_end()
         result = progress.result
         result.best_epoch = progress.best.epoch
         if progress.best_weights is not None and result.history and progress.best.epoch != result.history[-1]["epoch"]:
@@ -219,7 +224,6 @@ class Trainer:
                 progress.best.best,
             )
         result.seconds = time.perf_counter() - started
-        self.listener.on_train_end()
         return result
 
     def _new_progress(self) -> _Progress:

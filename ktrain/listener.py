@@ -29,6 +29,10 @@ class Listener:
 
     def on_task_end(self) -> None: ...
 
+    def on_task_failed(self) -> None:
+        """The phase ended by an exception (which follows): by default as :meth:`on_task_end`."""
+        self.on_task_end()
+
 
 class Listeners(Listener):
     """Forwards every hook to several listeners (the Rich display and TensorBoard, say)."""
@@ -64,6 +68,10 @@ class Listeners(Listener):
         for listener in self.listeners:
             listener.on_task_end()
 
+    def on_task_failed(self):
+        for listener in self.listeners:
+            listener.on_task_failed()
+
 
 _LISTENER: ContextVar[Listener | None] = ContextVar("ktrain_listener", default=None)
 _IN_PHASE: ContextVar[bool] = ContextVar("ktrain_in_phase", default=False)
@@ -82,7 +90,7 @@ def listening(listener: Listener | None):
 @contextlib.contextmanager
 def phase(title: str):
     """A long phase of unknown length named ``title``, reported to the current listener. A phase
-    inside another (the teacher's kNN inside scoring the teacher) is part of the outer one."""
+    inside another is part of the outer one."""
     listener = _LISTENER.get()
     if listener is None or _IN_PHASE.get():
         yield
@@ -91,6 +99,10 @@ def phase(title: str):
     listener.on_task_begin(title, 0)
     try:
         yield
-    finally:
+    except BaseException:
+        listener.on_task_failed()
+        raise
+    else:
         listener.on_task_end()
+    finally:
         _IN_PHASE.reset(token)

@@ -46,7 +46,7 @@ def load_student(
         # A file's (or object's) layers keep the policy they were saved with: run a copy under --precision.
         model = policy_copy(model, policy)
         model.trainable = True
-        log.info("Student runs in %s (a copy of its float32 layers)", policy)
+        log.info("The %s runs in %s (a copy of its float32 layers)", role, policy)
     if spec.reinit:
         model = carry_input_scale(model, keras.models.clone_model(model))  # clone_model draws fresh weights
     if spec.start_weights:
@@ -54,7 +54,7 @@ def load_student(
             model.load_weights(spec.start_weights)
         except Exception as exc:
             raise KtrainError(
-                f"could not load start weights '{spec.start_weights}' into the student ({first_line(exc)}): "
+                f"could not load start weights '{spec.start_weights}' into the {role} ({first_line(exc)}): "
                 "give a weights file saved from the same architecture"
             ) from exc
     return model

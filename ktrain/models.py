@@ -124,10 +124,10 @@ def warn_double_scaling(model: keras.Model, role: str, data) -> None:
         scale = getattr(layer, "scale", None) if isinstance(layer, keras.layers.Rescaling) else None
         if isinstance(scale, int | float) and abs(scale - 1 / 255) < 1e-6:
             log.warning(
-                "the %s model's layer '%s' rescales its inputs by 1/255, but ktrain already scales these uint8 "
+                "the %s's layer '%s' rescales its inputs by 1/255, but ktrain already scales these uint8 "
                 "images to [0, 1]: it sees them 255 times too small; give --input-scale none (raw pixels), or "
                 "remove the layer",
-                role,
+                model_called(role),
                 layer.name,
             )
             return

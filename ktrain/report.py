@@ -93,6 +93,22 @@ def legacy_outputs() -> list[str]:
     return [*LEGACY_OUTPUTS, *per_run]
 
 
+def legacy_names(folder: Path, prefix: str) -> set[str]:
+    """The entries of ``folder`` that 0.1 wrote for runs with ``prefix`` (``X_`` or ""), by name,
+    except any another prefix's manifest (or the unprefixed one) lists: those are never this run's."""
+    patterns = [prefix + pattern for pattern in legacy_outputs()]
+    others = set()
+    for path in folder.glob(MANIFEST + "*"):
+        other = path.name[len(MANIFEST) + 1 :]
+        if path.is_file() and (other + "_" if other else "") != prefix:
+            others |= manifest_names(folder, other) or set()
+    return {
+        entry.name
+        for entry in folder.iterdir()
+        if entry.name not in others and any(fnmatch.fnmatchcase(entry.name, pattern) for pattern in patterns)
+    }
+
+
 def manifest_path(folder: Path, prefix: str = "") -> Path:
     """The manifest of the runs with ``-res`` ``prefix`` in ``folder`` (one per prefix: an
     ``--overwrite`` of one never touches another's files)."""
@@ -116,8 +132,13 @@ def manifest_names(folder: Path, prefix: str = "") -> set[str] | None:
 
 
 def list_outputs(folder: Path, paths: list[Path], prefix: str = "") -> None:
-    """Add ``paths`` (entries of ``folder``) to the manifest of ``prefix``'s runs."""
-    listed = manifest_names(folder, prefix) or set()
+    """Add ``paths`` (entries of ``folder``) to the manifest of ``prefix``'s runs. The first manifest
+    of a folder written by 0.1 (no manifest) starts with the 0.1 outputs it holds for ``prefix``
+    (``ktrain report`` redrawing its plots, a resumed 0.1 run), so an ``--overwrite`` still finds them."""
+    listed = manifest_names(folder, prefix)
+    if listed is None:
+        listed = set()
+        paths = [*(Path(folder) / name for name in sorted(legacy_names(Path(folder), prefix))), *paths]
     new = [Path(path).name for path in paths if Path(path).name not in listed]
     if new:
         append_json_lines(manifest_path(folder, prefix), new)
@@ -130,18 +151,7 @@ def set_aside(out: OutFolder) -> Path:
     past its checks (:func:`discard_aside`). The log, which every run appends to, and the lock stay."""
     listed = manifest_names(out.path, out.prefix)
     if listed is None:
-        patterns = [out.prefix + pattern for pattern in legacy_outputs()]
-        others = set().union(
-            *(
-                manifest_names(out.path, path.name[len(MANIFEST) + 1 :]) or set()
-                for path in out.path.glob(MANIFEST + ".*")
-            )
-        )  # another prefix's outputs are never this run's
-        listed = {
-            entry.name
-            for entry in out.path.iterdir()
-            if entry.name not in others and any(fnmatch.fnmatchcase(entry.name, p) for p in patterns)
-        }
+        listed = legacy_names(out.path, out.prefix)
     aside = out.file(ASIDE)
     discard_aside(aside)  # a killed run's leftover: ktrain's own
     aside.mkdir()

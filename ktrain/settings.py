@@ -38,7 +38,8 @@ TEACHING = ("distill", "pkt", *COMPARING)
 
 # Help panels, in the order every command shows them (after its arguments).
 PANEL_ORDER = ("Data", "Models", "Method", "Training", "Engine", "Outputs")
-# A setting's panel: by the spec it fills, except the engine's settings that decide how fast, not what.
+# A setting's panel: by the spec it fills, except the engine's: how the steps and the teacher's
+# targets are computed (devices, XLA, precisions, the cache), not what the run trains.
 HOLDER_PANELS = {
     DataSpec: "Data",
     ModelsSpec: "Models",

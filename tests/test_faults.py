@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from ktrain import report
 from ktrain.cli.main import app
 
 runner = CliRunner()
@@ -644,3 +645,26 @@ def test_ctrl_c_once_the_command_has_finished_keeps_its_exit_status():
     assert process.returncode in (0, 130), stderr
     if process.returncode == 130:  # the signal came before the command returned: said as usual
         assert "interrupted (Ctrl-C)" in stderr
+
+
+def test_a_prefixed_overwrite_keeps_what_the_unprefixed_manifest_lists(tmp_path):
+    # A 0.1 run with -res kd (no manifest) beside a current unprefixed run that wrote kd_model.keras.
+    assert invoke("train", "zoo:digits_student", "digits", "-e", "1", "-v", "0", "-out", tmp_path).exit_code == 0
+    (tmp_path / "kd_model.keras").write_bytes(b"the unprefixed run's kd student")
+    report.list_outputs(tmp_path, [tmp_path / "kd_model.keras"])
+    (tmp_path / "kd_results.json").write_text("{}")  # the 0.1 run's
+    compare = ("compare", "zoo:digits_teacher", "zoo:digits_student", "digits", "-m", "kd", "-e", "1", "-v", "0")
+    assert invoke(*compare, "-s", "none", "-out", tmp_path, "-res", "kd", "--overwrite").exit_code == 0
+    assert (tmp_path / "kd_model.keras").read_bytes() == b"the unprefixed run's kd student"
+    assert json.loads((tmp_path / "kd_results.json").read_text())["command"] == "compare"
+
+
+def test_report_in_a_folder_without_a_manifest_lists_its_earlier_outputs(tmp_path):
+    compare = ("compare", "zoo:digits_teacher", "zoo:digits_student", "digits", "-m", "kd", "-e", "1", "-v", "0")
+    assert invoke(*compare, "-out", tmp_path).exit_code == 0
+    (tmp_path / ".ktrain-files").unlink()  # as 0.1 left it
+    assert invoke("report", tmp_path).exit_code == 0  # redraws the plots: the folder's first manifest
+    assert {"results.json", "results.pkl", "checkpoints"} <= report.manifest_names(tmp_path)
+    train = ("train", "zoo:digits_student", "digits", "-e", "1", "-v", "0", "-out", tmp_path, "--overwrite")
+    assert invoke(*train).exit_code == 0
+    assert not (tmp_path / "results.pkl").exists() and not (tmp_path / "best_model.keras").exists()

@@ -111,8 +111,9 @@ def test_shell_completion_completes_commands_options_and_choices():
 
 def test_every_long_phase_is_a_line_without_a_terminal(tmp_path):
     evaluated = invoke("evaluate", "zoo:digits_teacher", "digits", "-k", "3")
-    assert re.search(r"^Testing zoo:digits_teacher: \d+\.\d s$", evaluated.output, re.M), evaluated.output
-    assert re.search(r"^kNN and mAP of zoo:digits_teacher's features: \d+\.\d s$", evaluated.output, re.M)
+    assert re.search(r"^Testing zoo:digits_teacher: \d+\.\d s$", evaluated.stderr, re.M), evaluated.output
+    assert re.search(r"^kNN and mAP of zoo:digits_teacher's features: \d+\.\d s$", evaluated.stderr, re.M)
+    assert evaluated.stdout.splitlines()[0].split() == ["test", "images:", "359"]  # the scores alone, for scripts
     distill = ("distill", "zoo:digits_teacher", "zoo:digits_student", "digits", "-e", "1", "-out", tmp_path / "d")
     result = invoke(*distill, "--export", "float32")
     assert result.exit_code == 0, result.output
@@ -139,3 +140,13 @@ def test_loading_a_tfds_dataset_is_a_phase():
 def test_a_missing_argument_is_named_as_the_usage_names_it(monkeypatch, capsys):
     message = one_line_error(monkeypatch, capsys, "train", "zoo:digits_student")
     assert message == "error: Missing argument 'DATASET'. (see 'ktrain train --help')"
+
+
+def test_a_phase_that_fails_prints_only_the_error(monkeypatch):
+    def offline(self, *args, **kwargs):
+        raise ConnectionError("Failed to resolve host")
+
+    monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare", offline)
+    result = invoke("evaluate", "zoo:digits_student", "mnist")
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: dataset 'mnist' is not available") and "Loading" not in result.output
