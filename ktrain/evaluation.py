@@ -182,6 +182,8 @@ def evaluate_model(
         data = load_dataset(dataset, data_dir=data_dir)
     else:
         data = dataset.splits(val_split=DataSpec.val_split, seed=0)
+    if neighbors:
+        check_neighbors(neighbors, len(data.y_train))  # before anything is computed
     model = models.load_for(spec, role="evaluated", data=data, input_scale=input_scale)
     spec = label(spec)
     if len(model.outputs) > 1:

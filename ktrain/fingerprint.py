@@ -31,9 +31,12 @@ UNDECIDING = ("epochs", "eval_batch_size", "cache_dir", "targets", "jit")
 SCALES = ("models.input_scale", "models.teacher_input_scale")
 
 
-def fingerprint(run: Run) -> dict[str, str]:
-    """``run``'s deciding settings, flat, as text."""
+def fingerprint(run: Run, replicas: int | None = None) -> dict[str, str]:
+    """``run``'s deciding settings, flat, as text; with ``replicas``, the number of replicas its
+    strategy trains on (the per-replica batch, and so the numbers, depend on it)."""
     flat: dict[str, str] = {"command": run.command}
+    if replicas is not None:
+        flat["engine.replicas"] = str(replicas)
     models = run.models
     for name in ("teacher", "student", "start_weights"):
         flat[f"models.{name}"] = _model(getattr(models, name))
@@ -93,10 +96,10 @@ def _model(spec: Any) -> str:
     return f"file sha256 {digest.hexdigest()[:16]}" + (f":{classes}" if classes else "")
 
 
-def check_and_record(run: Run, path: Path) -> None:
+def check_and_record(run: Run, path: Path, replicas: int | None = None) -> None:
     """On ``--resume``, refuse a run whose deciding settings differ from those ``path`` recorded
     (naming each, old → new); then record this run's. A folder from before run.json is accepted."""
-    current = fingerprint(run)
+    current = fingerprint(run, replicas)
     if run.outputs.resume and not path.is_file():
         return  # a folder from before run.json: its checkpoints' own checks apply, nothing is recorded
     if run.outputs.resume:

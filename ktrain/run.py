@@ -92,7 +92,7 @@ def run_context(run: Run, *, log_file: bool = True):
                 if aside is not None:  # restored if the run ends before its first output
                     out.commit_hooks.append(lambda: discard_aside(aside))
                 list_outputs(out.path, [out.file(FINGERPRINT)], out.prefix)  # not output(): no commit yet
-                check_and_record(run, out.file(FINGERPRINT))
+                check_and_record(run, out.file(FINGERPRINT), strategy.num_replicas_in_sync)
             except KtrainError:
                 _undo(out, created, aside)
                 raise

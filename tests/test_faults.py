@@ -668,3 +668,11 @@ def test_report_in_a_folder_without_a_manifest_lists_its_earlier_outputs(tmp_pat
     train = ("train", "zoo:digits_student", "digits", "-e", "1", "-v", "0", "-out", tmp_path, "--overwrite")
     assert invoke(*train).exit_code == 0
     assert not (tmp_path / "results.pkl").exists() and not (tmp_path / "best_model.keras").exists()
+
+
+def test_resume_refuses_another_replica_count(tmp_path):
+    train = ("train", "zoo:digits_student", "digits", "-v", "0", "-out", tmp_path)
+    assert invoke(*train, "-e", 1, "--strategy", "one").exit_code == 0
+    assert json.loads((tmp_path / "run.json").read_text())["engine.replicas"] == "1"
+    result = invoke(*train, "-e", 2, "--resume", "--strategy", "mirrored")  # two logical CPUs: two replicas
+    assert result.exit_code == 2 and "engine.replicas 1 → 2" in result.stderr, result.output
