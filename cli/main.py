@@ -49,7 +49,7 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 console = Console()
-errors = Console(stderr=True)
+errors = Console(stderr=True, markup=False, emoji=False)  # messages quote user values as they are
 
 
 # Arguments and options shared by several commands, declared once.
@@ -103,7 +103,7 @@ def user_errors(command):
         try:
             return command(*args, **kwargs)
         except KtrainError as exc:
-            errors.print(f"error: {exc}", highlight=False, soft_wrap=True)
+            errors.print(f"error: {exc}", highlight=False, soft_wrap=True, markup=False)
             raise typer.Exit(2) from None
 
     return wrapper
@@ -138,7 +138,7 @@ def _interruptible(run):
             interrupted()
         if exc.epoch is None:
             where = f"interrupted outside a training epoch; the checkpoints so far are in {exc.checkpoint_dir}"
-            errors.print(f"{where}. To continue: {_again()}", highlight=False, soft_wrap=True)
+            errors.print(f"{where}. To continue: {_again()}", highlight=False, soft_wrap=True, markup=False)
             REPORTED[0] = True
             raise typer.Exit(130) from None
         where = f"checkpoint saved in {exc.checkpoint_dir}" if exc.checkpoint_dir else "no checkpoint (compare)"
@@ -146,6 +146,7 @@ def _interruptible(run):
             f"interrupted at epoch {exc.epoch}, step {exc.step}; {where}. To continue: {_again()}",
             highlight=False,
             soft_wrap=True,
+            markup=False,
         )
         REPORTED[0] = True
         raise typer.Exit(130) from None
@@ -702,7 +703,7 @@ def _main() -> None:
             raise
         command = exc.ctx.command_path if getattr(exc, "ctx", None) else "ktrain"
         message = exc.format_message().replace("Value error, ", "")  # Typer's wording for a bad choice
-        errors.print(f"error: {message} (see '{command} --help')", highlight=False, soft_wrap=True)
+        errors.print(f"error: {message} (see '{command} --help')", highlight=False, soft_wrap=True, markup=False)
         sys.exit(2)
     if code == 130 and not REPORTED[0]:  # Typer's own form of a KeyboardInterrupt, printed by nobody
         interrupted()

@@ -150,3 +150,12 @@ def test_a_phase_that_fails_prints_only_the_error(monkeypatch):
     result = invoke("evaluate", "zoo:digits_student", "mnist")
     assert result.exit_code == 2
     assert result.stderr.startswith("error: dataset 'mnist' is not available") and "Loading" not in result.output
+
+
+def test_errors_quote_values_as_given_not_as_rich_markup(monkeypatch, capsys):
+    # '[/]' crashed the error printer (MarkupError), '[v2]' vanished, 'crop:-1' became an emoji.
+    for value in ("exp[/]x.keras", "model[v2].keras"):
+        message = one_line_error(monkeypatch, capsys, "evaluate", value, "digits")
+        assert message.startswith(f"error: evaluated model '{value}' not found")
+    message = one_line_error(monkeypatch, capsys, "train", "zoo:digits_student", "digits", "--augment", "crop:-1")
+    assert message.startswith("error: --augment crop:-1: ")
