@@ -444,8 +444,8 @@ def report(
         else:
             _print_results(results)
             if plots:
+                from ktrain.outfolder import OutFolder
                 from ktrain.plots import comparison_plots
-                from ktrain.report import OutFolder
 
                 written = comparison_plots(results, OutFolder(run_dir, prefix).output)
                 for path in written:

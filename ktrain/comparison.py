@@ -28,9 +28,10 @@ from ktrain.io import json_ready, write_json_atomic, write_pickle_atomic, write_
 from ktrain.listener import Listener, Listeners, phase
 from ktrain.loading import check_classes, load_student, load_teacher, student_view
 from ktrain.methods.selection import MethodSpec, baseline, choose
+from ktrain.outfolder import OutFolder
 from ktrain.plots import comparison_plots, file_key
 from ktrain.records import add_representation, results_record, student_record, teacher_record
-from ktrain.report import OutFolder, final_results_block, seed_pickle
+from ktrain.report import final_results_block, seed_pickle
 from ktrain.run import (
     Outcome,
     check_against_data,

@@ -178,12 +178,7 @@ class Trainer:
         """Train for the configured epochs; with ``checkpoint_dir`` checkpoint every epoch (and on
         Ctrl-C), and with ``resume`` continue from the newest checkpoint there."""
         config = self.config
-        steps_per_epoch = len(data.y_train) // config.batch_size
-        if steps_per_epoch == 0:
-            raise KtrainError(
-                f"batch size (-bs) {config.batch_size} is larger than the {len(data.y_train)} training samples: "
-                "lower -bs or --val-split"
-            )
+        steps_per_epoch = check_batch_size(config.batch_size, len(data.y_train))
         self.rate.start(steps_per_epoch, config.epochs)
         progress = self._new_progress()
         checkpoint = None
@@ -360,6 +355,15 @@ class Trainer:
         if penalties:
             parts["l2"] = float(tf.add_n(penalties))
         return {**parts, "loss": sum(parts.values()), "accuracy": correct / count, "crossentropy": crossentropy}
+
+
+def check_batch_size(batch_size: int, samples: int) -> int:
+    """The steps of an epoch; refused when the batch is larger than the training split."""
+    if batch_size > samples:
+        raise KtrainError(
+            f"batch size (-bs) {batch_size} is larger than the {samples} training samples: lower -bs or --val-split"
+        )
+    return samples // batch_size
 
 
 class NumericalFault(RunFault):

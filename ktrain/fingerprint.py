@@ -20,11 +20,12 @@ from typing import Any
 
 from ktrain.errors import KtrainError
 from ktrain.io import write_json_atomic
+from ktrain.outfolder import FINGERPRINT
 from ktrain.scaling import parse_input_scale
 from ktrain.specialists import split_spec
 from ktrain.specs import Run, is_object, label
 
-NAME = "run.json"
+NAME = FINGERPRINT
 # Settings that change how fast or how long, not the numbers: -e may grow on resume, cached and
 # online targets are tested equal, XLA changes speed (and determinism, which resume checks itself).
 UNDECIDING = ("epochs", "eval_batch_size", "cache_dir", "targets", "jit")

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,29 +26,27 @@ from ktrain.checkpoint import has_checkpoint
 from ktrain.classes import format_classes
 from ktrain.config import TrainConfig
 from ktrain.data import DataSplits
-from ktrain.engine import Interrupted, Trainer
+from ktrain.engine import Interrupted, Trainer, check_batch_size
 from ktrain.errors import KtrainError, RunFault
 from ktrain.evaluation import check_neighbors, evaluate_classifier, representation_report
-from ktrain.fingerprint import NAME as FINGERPRINT
 from ktrain.fingerprint import check_and_record
 from ktrain.io import json_ready, write_json_atomic
 from ktrain.listener import Listener, Listeners, phase
 from ktrain.loading import check_classes, load_student, load_teacher, student_view
 from ktrain.methods.selection import baseline
-from ktrain.precision import policy as precision_policy
-from ktrain.records import add_representation, results_record, student_record, teacher_record
-from ktrain.report import (
+from ktrain.outfolder import (
+    FINGERPRINT,
     LOCK_NAME,
+    Before,
     OutFolder,
-    attach_log_file,
     claim_out_folder,
-    detach_log_file,
     discard_aside,
     folder_lock,
     list_outputs,
-    manifest_path,
-    restore_aside,
 )
+from ktrain.precision import policy as precision_policy
+from ktrain.records import add_representation, results_record, student_record, teacher_record
+from ktrain.report import attach_log_file, detach_log_file
 from ktrain.seeding import seed_everything
 from ktrain.specialists import ensemble_from_model, is_generalist, members_of
 from ktrain.specs import OutputSpec, Run, is_object, label
@@ -73,64 +70,63 @@ class Outcome:
 def run_context(run: Run, *, log_file: bool = True):
     """Validate ``run``, build its strategy (first: it must exist before other TF work), claim the out
     folder and attach the log file; yields ``(strategy, out)``, ``out`` None when nothing is written.
-    A teacher model object gets its ``trainable`` flags back when the run ends."""
+    A teacher model object gets its ``trainable`` flags back when the run ends.
+
+    A refusal, or a Ctrl-C, before the run has a checkpoint of its own leaves the folder as it was
+    (see :mod:`ktrain.outfolder`); any other end discards the earlier run an ``--overwrite`` set aside."""
     run.validate()
     strategy = build_strategy(run.engine.strategy)
-    out, created, aside = None, None, None
     with contextlib.ExitStack() as stack:
+        out, before, aside = None, None, None
         if run.outputs.writes_files:  # -or -s none: no folder at all
-            folder = output_folder(strategy, run.outputs.folder)
-            created = first_missing(Path(folder))
+            folder = Path(output_folder(strategy, run.outputs.folder))
+            created = first_missing(folder)
             out = OutFolder(folder, run.outputs.prefix)
+            lock_existed = (out.path / LOCK_NAME).exists()
             try:
-                try:  # before the check: no second run slips in between
-                    stack.enter_context(folder_lock(out))
-                except KtrainError:
-                    created = None  # the folder is the running run's now: leave it alone
-                    raise
+                holder = stack.enter_context(folder_lock(out))  # before the check: no second run slips in
+            except KtrainError:
+                if created is not None:  # not the running run's folder: this one made it
+                    Before(out, None, created).restore(None)
+                raise
+            before = Before(out, holder if lock_existed else None, created)
+            try:
                 aside = claim_out_folder(out, resume=run.outputs.resume, overwrite=run.outputs.overwrite)
-                if aside is not None:  # restored if the run ends before its first output
-                    out.commit_hooks.append(lambda: discard_aside(aside))
                 list_outputs(out.path, [out.file(FINGERPRINT)], out.prefix)  # not output(): no commit yet
                 check_and_record(run, out.file(FINGERPRINT), strategy.num_replicas_in_sync)
-            except KtrainError:
-                _undo(out, created, aside)
+            except (KtrainError, KeyboardInterrupt):
+                before.restore(aside)
                 raise
         handler = attach_log_file(out, run.outputs.debug) if log_file and out is not None else None
+        ended = None  # what a refusal or an early Ctrl-C leaves: nothing of the run, if it has no checkpoint
         try:
             with precision_policy(run.engine.precision), models.unchanged_trainable(run.models.teacher):
                 yield strategy, out
         except KtrainError as exc:
-            if handler is not None:
-                detach_log_file(handler, refused=not isinstance(exc, RunFault))
-                handler = None
-            if not isinstance(exc, RunFault):  # a refusal, not a failure of the run: leave no trace
-                _undo(out, created, aside)
+            ended = "refused" if not isinstance(exc, RunFault) else None
             raise
         except KeyboardInterrupt:  # Ctrl-C outside a training loop (which raises Interrupted)
-            folder = None if out is None else out.file("checkpoints")
-            finished = folder is not None and has_checkpoint(folder, recursive=True)
-            if handler is not None:
-                log.info("Interrupted (Ctrl-C)")
-                detach_log_file(handler, refused=not finished)  # no stray warning before the one line
-                handler = None
-            if not finished:  # nothing of the new run counts yet: as if it had not started
-                _undo(out, created, aside)
-            raise Interrupted(None, None, str(folder) if finished else None) from None
+            ended = "interrupted"
+            checkpointed = out is not None and has_checkpoint(out.file("checkpoints"), recursive=True)
+            raise Interrupted(None, None, str(out.file("checkpoints")) if checkpointed else None) from None
         finally:
-            if handler is not None:
-                detach_log_file(handler)
-            if aside is not None and not out.committed:  # ended before its first output
-                restore_aside(out, aside)
+            _end(out, before, aside, handler, ended)
 
 
-def _undo(out: OutFolder | None, created: Path | None, aside: Path | None) -> None:
-    """A refused run leaves no trace: the earlier run it set aside comes back (unless the run
-    committed), and a folder it created goes."""
-    if aside is not None and not out.committed:
-        restore_aside(out, aside)
-    if out is not None and created:
-        remove_if_only_log(out, created)
+def _end(out: OutFolder | None, before: Before | None, aside: Path | None, handler, ended: str | None) -> None:
+    """Detach the log and settle the folder: a run ``ended`` by a refusal or a Ctrl-C before it had a
+    checkpoint of its own leaves the folder as it was; otherwise the set-aside earlier run goes."""
+    undo = ended is not None and out is not None and not has_checkpoint(out.file("checkpoints"), recursive=True)
+    if handler is not None:
+        if ended == "interrupted":
+            log.info("Interrupted (Ctrl-C)")
+        detach_log_file(handler, refused=undo)  # no stray warning before the one line
+    if before is None:
+        return
+    if undo:
+        before.restore(aside)
+    else:
+        discard_aside(aside)
 
 
 def first_missing(folder: Path) -> Path | None:
@@ -143,31 +139,12 @@ def first_missing(folder: Path) -> Path | None:
     return missing
 
 
-def remove_if_only_log(out: OutFolder, created: Path) -> None:
-    """Input refused once the data is loaded (``--cache-topk`` against the class count, say): remove
-    the out folder this run created (and the parents it created), when the log is all it holds, so
-    a refusal leaves no files."""
-    entries = list(out.path.iterdir())
-    only_log = (
-        out.file("output.log").name,
-        out.file(FINGERPRINT).name,
-        LOCK_NAME,
-        manifest_path(out.path, out.prefix).name,
-    )
-    if all(entry.name in only_log for entry in entries):
-        shutil.rmtree(out.path, ignore_errors=True)
-        for parent in out.path.absolute().parents:
-            if not parent.is_relative_to(created.absolute()):
-                break
-            with contextlib.suppress(OSError):  # not empty: something else was put there meanwhile
-                parent.rmdir()
-
-
 def check_against_data(run: Run, data: DataSplits) -> None:
     """Settings only the data can refuse, checked as soon as it is loaded: before a teacher is
     trained or scored, so a refusal comes first and costs nothing."""
     if run.outputs.neighbors:
         check_neighbors(run.outputs.neighbors, len(data.x_train))
+    check_batch_size(run.engine.batch_size, len(data.y_train))
     check_topk_classes(run.engine.cache_topk, data)
 
 
@@ -188,7 +165,7 @@ def tensorboard_listener(run: Run, out: OutFolder | None) -> Listener | None:
         return None
     from ktrain.tensorboard import TensorBoardListener
 
-    return TensorBoardListener(out.output("tensorboard"))
+    return TensorBoardListener(lambda: out.output("tensorboard"))  # named when it first writes
 
 
 def _run_single(run: Run, strategy, out: OutFolder | None, listener: Listener | None) -> Outcome:

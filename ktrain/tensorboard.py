@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import tensorflow as tf
@@ -22,12 +23,17 @@ SCALAR = summary_pb2.SummaryMetadata(plugin_data=summary_pb2.SummaryMetadata.Plu
 class TensorBoardListener(Listener):
     """Writes every number of each epoch's logs under ``folder/<run title>/``."""
 
-    def __init__(self, folder: Path):
-        self.folder = Path(folder)
+    def __init__(self, folder: Path | Callable[[], Path]):
+        """``folder``, or a function that names it as an output of the run when it is first needed
+        (the first training run: past the checks of the run's input)."""
+        self._folder = folder
+        self.folder = None if callable(folder) else Path(folder)
         self.writer = None
 
     def on_train_begin(self, title, epochs, steps_per_epoch):
         run = re.sub(r"[^A-Za-z0-9._+-]+", "_", title).strip("_")
+        if self.folder is None:
+            self.folder = Path(self._folder())
         with self._writing():
             self.writer = tf.summary.create_file_writer(str(self.folder / run))
 

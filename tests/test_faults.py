@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from ktrain import report
+from ktrain import outfolder
 from ktrain.cli.main import app
 
 runner = CliRunner()
@@ -197,12 +197,11 @@ def test_an_out_folder_holding_a_run_is_refused_unless_overwritten(tmp_path):
 def test_a_full_disk_is_a_clear_error_and_earlier_outputs_stay(tmp_path, monkeypatch):
     assert invoke("train", "zoo:digits_student", "digits", "-e", "1", "-v", "0", "-out", tmp_path).exit_code == 0
     before = (tmp_path / "results.json").read_text()
-    import ktrain.report
 
     def full(self, *args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(ktrain.report.Path, "write_text", full)
+    monkeypatch.setattr(Path, "write_text", full)
     # Extending the finished run by an epoch rewrites its results.json, which fails.
     result = invoke("train", "zoo:digits_student", "digits", "-e", "2", "-v", "0", "-out", tmp_path, "--resume")
     assert result.exit_code == 2 and "No space left on device" in result.stderr
@@ -403,7 +402,7 @@ def test_resume_restores_dropout_random_state(tmp_path):
 def test_a_second_run_on_a_folder_in_use_is_refused(tmp_path):
     import fcntl
 
-    from ktrain.report import LOCK_NAME
+    from ktrain.outfolder import LOCK_NAME
 
     out = tmp_path / "run"
     out.mkdir()
@@ -589,7 +588,7 @@ def test_an_overwrite_that_fails_after_its_first_output_keeps_the_new_run(tmp_pa
 
 
 def test_a_torn_manifest_line_does_not_swallow_the_next_entry(tmp_path):
-    from ktrain.report import list_outputs, manifest_names
+    from ktrain.outfolder import list_outputs, manifest_names
 
     (tmp_path / ".ktrain-files").write_text('"a.json"\n"to')  # a crash cut the last line
     list_outputs(tmp_path, [tmp_path / "b.json"])
@@ -651,7 +650,7 @@ def test_a_prefixed_overwrite_keeps_what_the_unprefixed_manifest_lists(tmp_path)
     # A 0.1 run with -res kd (no manifest) beside a current unprefixed run that wrote kd_model.keras.
     assert invoke("train", "zoo:digits_student", "digits", "-e", "1", "-v", "0", "-out", tmp_path).exit_code == 0
     (tmp_path / "kd_model.keras").write_bytes(b"the unprefixed run's kd student")
-    report.list_outputs(tmp_path, [tmp_path / "kd_model.keras"])
+    outfolder.list_outputs(tmp_path, [tmp_path / "kd_model.keras"])
     (tmp_path / "kd_results.json").write_text("{}")  # the 0.1 run's
     compare = ("compare", "zoo:digits_teacher", "zoo:digits_student", "digits", "-m", "kd", "-e", "1", "-v", "0")
     assert invoke(*compare, "-s", "none", "-out", tmp_path, "-res", "kd", "--overwrite").exit_code == 0
@@ -664,7 +663,7 @@ def test_report_in_a_folder_without_a_manifest_lists_its_earlier_outputs(tmp_pat
     assert invoke(*compare, "-out", tmp_path).exit_code == 0
     (tmp_path / ".ktrain-files").unlink()  # as 0.1 left it
     assert invoke("report", tmp_path).exit_code == 0  # redraws the plots: the folder's first manifest
-    assert {"results.json", "results.pkl", "checkpoints"} <= report.manifest_names(tmp_path)
+    assert {"results.json", "results.pkl", "checkpoints"} <= outfolder.manifest_names(tmp_path)
     train = ("train", "zoo:digits_student", "digits", "-e", "1", "-v", "0", "-out", tmp_path, "--overwrite")
     assert invoke(*train).exit_code == 0
     assert not (tmp_path / "results.pkl").exists() and not (tmp_path / "best_model.keras").exists()

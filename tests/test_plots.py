@@ -57,7 +57,7 @@ def test_the_teacher_line_names_its_value(figures):
 
 def test_each_plot_is_listed_in_the_manifest_before_it_is_written(monkeypatch, tmp_path):
     # --overwrite removes what the manifest lists: a plot the run dies writing must be listed.
-    from ktrain.report import OutFolder, manifest_names
+    from ktrain.outfolder import OutFolder, manifest_names
 
     listed_when_written = []
 
