@@ -122,8 +122,11 @@ def test_early_stopping_stops_and_restores_the_best_weights(small_digits):
         schedule=ScheduleConfig(lr_decay=0.0, early_stopping_patience=2),
     )
     result, *_ = fit(small_digits, cfg, method="supervised")
-    assert result.stopped_early and len(result.history) == 3
-    assert result.best_epoch == 1 and result.restored_best
+    # At this learning rate validation accuracy barely moves: the run stops 2 epochs after its best
+    # (which epoch that is depends on the initial weights), well before the 10 it was given.
+    accuracies = [record["val_accuracy"] for record in result.history]
+    assert result.stopped_early and len(result.history) == result.best_epoch + 2 < 10
+    assert accuracies[result.best_epoch - 1] == max(accuracies) and result.restored_best
 
 
 def test_restored_weights_are_those_of_the_best_epoch(small_digits):
