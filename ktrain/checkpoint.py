@@ -45,6 +45,16 @@ def _complete(folder: Path) -> list[int]:
     return sorted(_number(path) for path in Path(folder).glob("ckpt-*.state.json"))
 
 
+def _check_history(history, epochs: int) -> None:
+    """A checkpoint's history is one record per epoch done, in order (else it is not the run's)."""
+    if not isinstance(history, list) or len(history) != epochs:
+        count = len(history) if isinstance(history, list) else "no"
+        raise ValueError(f"its history holds {count} epochs, not the {epochs} it says are done")
+    for position, record in enumerate(history, start=1):
+        if not isinstance(record, dict) or record.get("epoch") != position:
+            raise ValueError(f"its history's line {position} is not epoch {position}'s record")
+
+
 def has_checkpoint(folder: Path, recursive: bool = False) -> bool:
     """Whether ``folder`` (or, ``recursive``, any folder in it: a comparison's runs) holds at least
     one complete checkpoint (one whose state file was written)."""
@@ -113,6 +123,7 @@ class RunCheckpoint:
             try:
                 state = self._state(number)
                 history = self._read_history(state)
+                _check_history(history, state["epoch"])
                 self.checkpoint.restore(str(prefix)).assert_existing_objects_matched()
                 # A checkpoint written by ktrain 0.1 holds its history and a best-weights copy of its own.
                 best_file = state.get("best_file")
@@ -149,6 +160,14 @@ class RunCheckpoint:
         for key, kind in (("plateau", dict), ("early_stopping", dict), ("best", dict), ("stopped_early", bool)):
             if not isinstance(state.get(key), kind):
                 raise ValueError(f"the state file lacks '{key}'")
+        epoch, best = state["epoch"], state["best"].get("epoch")
+        if epoch < 0:
+            raise ValueError(f"the state file's epoch is {epoch}")
+        if best is not None and (not isinstance(best, int) or not 0 <= best <= epoch):
+            raise ValueError(f"its best epoch {best} is not one of the {epoch} done")
+        cut = state.get("in_progress")
+        if cut is not None and (not isinstance(cut, dict) or cut.get("epoch") != epoch + 1):
+            raise ValueError("its epoch cut short is not the one after the last done")
         return state
 
     def _append_history(self, history: list[dict]) -> int:

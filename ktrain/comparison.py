@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -127,16 +128,23 @@ class ResumeLog:
             folder.mkdir(parents=True, exist_ok=True)
 
     def _read(self) -> list[dict]:
-        """The finished entries; a damaged log is reported and read as empty: each run then resumes
-        from its own checkpoints (a finished one ends at once)."""
+        """The finished entries; a damaged log, or a damaged entry, is reported and left out: each
+        run it held then resumes from its own checkpoints (a finished one ends at once)."""
         try:
             entries = json.loads(self.path.read_text(encoding="utf-8"))["entries"]
-            if not all(isinstance(entry, dict) and "name" in entry and "seed" in entry for entry in entries):
-                raise ValueError("an entry lacks its name or seed")
-            return entries
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+            if not isinstance(entries, list):
+                raise ValueError("its entries are not a list")
+        except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:
             log.warning("%s is unreadable (%s): every run resumes from its own checkpoints", self.path, exc)
             return []
+        kept = []
+        for position, entry in enumerate(entries):
+            damage = entry_damage(entry)
+            if damage is None:
+                kept.append(entry)
+            else:
+                log.warning("%s: entry %d %s: its run resumes from its own checkpoints", self.path, position, damage)
+        return kept
 
     def finished(self, name: str, seed: int) -> dict | None:
         return next((entry for entry in self.done if (entry["name"], entry["seed"]) == (name, seed)), None)
@@ -144,6 +152,29 @@ class ResumeLog:
     def save(self, entries: list[dict]) -> None:
         if self.keep:
             write_json_atomic(self.path, {"entries": entries})
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def entry_damage(entry) -> str | None:
+    """What is wrong with a finished run's entry read back from progress.json (None: nothing), for
+    the fields that the table, results.json and the choice of the best student read."""
+    if not isinstance(entry, dict):
+        return "is not an object"
+    kinds = {"name": str, "seed": int, "test": dict, "history": dict, "epochs_run": int, "best_epoch": int}
+    for key, kind in kinds.items():
+        if not isinstance(entry.get(key), kind) or isinstance(entry.get(key), bool):
+            return f"has no valid '{key}'"
+    if not _number(entry.get("best_val_accuracy")):
+        return "has no valid 'best_val_accuracy'"
+    accuracy = entry["test"].get("accuracy")
+    if not _number(accuracy):
+        return "has no valid test accuracy"
+    if not all(isinstance(values, list) for values in entry["history"].values()):
+        return "has a history that is not lists"
+    return None
 
 
 class BestStudent:

@@ -18,6 +18,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ktrain.classes import format_classes, parse_classes
 from ktrain.errors import KtrainError
 from ktrain.io import write_json_atomic
 from ktrain.outfolder import FINGERPRINT
@@ -48,8 +49,9 @@ def fingerprint(run: Run, replicas: int | None = None) -> dict[str, str]:
         flat["models.teacher_input_scale"] = _scale(models.teacher_input_scale or models.input_scale)
     data = run.data
     flat["data.dataset"] = _model(data.dataset)
-    for name in ("val_split", "augment", "classes", "views", "view_seed"):
+    for name in ("val_split", "augment", "views", "view_seed"):
         flat[f"data.{name}"] = str(label(getattr(data, name)))
+    flat["data.classes"] = _classes(data.classes)
     _flatten("engine", dataclasses.asdict(run.engine), flat)
     for spec in run.methods:
         grid = {key for key, _ in spec.point}
@@ -80,6 +82,17 @@ def _scale(text: str | None) -> str:
     return "auto" if scale is None else f"{scale[0]!r},{scale[1]!r}"
 
 
+def _classes(text: str | None) -> str:
+    """Classes by what they are (``0-4`` and ``0,1,2,3,4`` are one); text that does not parse (it is
+    refused later, when the data is known) as it is."""
+    if text is None:
+        return "None"
+    try:
+        return format_classes(parse_classes(str(text), 10**6, "--classes"))
+    except (KtrainError, ValueError):
+        return str(text)
+
+
 def _model(spec: Any) -> str:
     """A file (a model, FILE:CLASSES, an .npz) by a checksum of its bytes, wherever it is; a model
     object by its class and size (its name depends on the session); a name as it is."""
@@ -94,7 +107,7 @@ def _model(spec: Any) -> str:
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
-    return f"file sha256 {digest.hexdigest()[:16]}" + (f":{classes}" if classes else "")
+    return f"file sha256 {digest.hexdigest()[:16]}" + (f":{_classes(classes)}" if classes else "")
 
 
 def check_and_record(run: Run, path: Path, replicas: int | None = None) -> None:
@@ -113,6 +126,8 @@ def check_and_record(run: Run, path: Path, replicas: int | None = None) -> None:
         for key in SCALES:  # recorded as written by the version before the scale's value was
             if isinstance(recorded.get(key), str) and recorded[key] != "auto":
                 recorded[key] = _scale(recorded[key])
+        if isinstance(recorded.get("data.classes"), str):  # recorded as written by earlier versions
+            recorded["data.classes"] = _classes(recorded["data.classes"])
         differences = [  # a setting the record lacks (added by a later version) is not a difference
             f"{key} {recorded[key]} → {current.get(key, '(unset)')}"
             for key in sorted(recorded)

@@ -182,3 +182,18 @@ def test_report_does_not_need_tensorflow(comparison):
     )
     result = subprocess.run([sys.executable, "-c", code, str(out)], capture_output=True, text=True, timeout=120)
     assert "TF-FREE" in result.stdout, result.stdout + result.stderr
+
+
+def test_a_damaged_entry_of_the_progress_log_reruns_only_its_run(tmp_path):
+    assert invoke(*COMPARE, "-e", 1, "-m", "kd", "-out", tmp_path).exit_code == 0
+    before = json.loads((tmp_path / "results.json").read_text())["results"]
+    progress = tmp_path / "checkpoints" / "progress.json"
+    entries = json.loads(progress.read_text())["entries"]
+    entries[0]["test"] = None  # hand-edited: the table would have no accuracy for it
+    progress.write_text(json.dumps({"entries": entries}))
+    result = invoke(*COMPARE, "-e", 1, "-m", "kd", "-out", tmp_path, "--resume")
+    assert result.exit_code == 0, result.output
+    log = (tmp_path / "output.log").read_text()
+    assert "entry 0 has no valid 'test': its run resumes from its own checkpoints" in log
+    after = json.loads((tmp_path / "results.json").read_text())["results"]
+    assert [e["test"]["accuracy"] for e in after] == [e["test"]["accuracy"] for e in before]

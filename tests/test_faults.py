@@ -102,7 +102,23 @@ def test_a_corrupt_checkpoint_falls_back_to_the_one_before(tmp_path, uninterrupt
     assert learning(out) == learning(uninterrupted)
 
 
-@pytest.mark.parametrize("damage", ["state", "best"])
+def _edited(field: str, value):
+    def edit(state: dict) -> dict:
+        return {**state, field: value}
+
+    return edit
+
+
+HAND_EDITS = {  # JSON a checkpoint could hold, but not this run's
+    "epoch -1": _edited("epoch", -1),
+    "epoch 999": _edited("epoch", 999),
+    "history_length 0": _edited("history_length", 0),
+    "best epoch after the last": lambda state: {**state, "best": {**state["best"], "epoch": state["epoch"] + 1}},
+    "epoch cut short two ahead": lambda state: {**state, "in_progress": {"epoch": state["epoch"] + 2}},
+}
+
+
+@pytest.mark.parametrize("damage", ["state", "best", *HAND_EDITS, "history line"])
 def test_a_checkpoint_missing_a_part_falls_back_too(tmp_path, uninterrupted, damage):
     out = tmp_path / "run"
     process = start(out)
@@ -113,8 +129,14 @@ def test_a_checkpoint_missing_a_part_falls_back_too(tmp_path, uninterrupted, dam
     newest = max(folder.glob("ckpt-*.state.json"), key=lambda p: int(p.name.split("-")[1].split(".")[0]))
     if damage == "state":
         newest.write_text('{"history_length": 0}')  # JSON, but not a checkpoint's state
-    else:
+    elif damage == "best":
         (folder / json.loads(newest.read_text())["best_file"]).unlink()  # the best weights it names
+    elif damage == "history line":  # the last epoch's record replaced by another JSON value
+        lines = (folder / "history.jsonl").read_text().splitlines()
+        count = json.loads(newest.read_text())["history_length"]
+        (folder / "history.jsonl").write_text("\n".join([*lines[: count - 1], "[1, 2]", *lines[count:]]) + "\n")
+    else:
+        newest.write_text(json.dumps(HAND_EDITS[damage](json.loads(newest.read_text()))))
     result = invoke(*TRAIN, "-out", out, "--resume")
     assert result.exit_code == 0, result.output
     assert "is unreadable" in (out / "output.log").read_text()
