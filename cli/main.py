@@ -9,6 +9,7 @@ signatures, and the method options and switches from the methods' own declaratio
 
 import functools
 import os
+import shlex
 import sys
 from typing import Annotated
 
@@ -38,7 +39,7 @@ from ktrain.cli.render import (
     sweep_table,
     zoo_table,
 )
-from ktrain.errors import KtrainError
+from ktrain.errors import KtrainError, first_line, path_error
 from ktrain.settings import CHOICES
 
 app = typer.Typer(
@@ -96,14 +97,27 @@ def _options(
 
 
 def user_errors(command):
-    """Turn a KtrainError into ``error: <message>`` on one line and exit status 2."""
+    """Turn a KtrainError, or an OSError for a path, into ``error: <message>`` on one line and exit
+    status 2."""
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
         try:
             return command(*args, **kwargs)
-        except KtrainError as exc:
-            errors.print(f"error: {exc}", highlight=False, soft_wrap=True, markup=False)
+        except (KtrainError, OSError) as exc:  # an OSError no writer turned into a line: a path's fault
+            message = exc if isinstance(exc, KtrainError) else path_error(exc)
+            errors.print(f"error: {message}", highlight=False, soft_wrap=True, markup=False)
+            raise typer.Exit(2) from None
+        except Exception as exc:
+            if not _is_a(exc, "ResourceExhaustedError"):  # TensorFlow's out of memory; no TF import here
+                raise
+            errors.print(
+                f"error: out of memory ({first_line(exc)}): lower the batch size (-bs), the views (--views) or "
+                "the image size; checkpoints written before are intact",
+                highlight=False,
+                soft_wrap=True,
+                markup=False,
+            )
             raise typer.Exit(2) from None
 
     return wrapper
@@ -155,7 +169,8 @@ def _interruptible(run):
 def _again() -> str:
     """The command that continues an interrupted run."""
     again = "--resume" in sys.argv or sys.argv[1:2] == ["demo"]  # a demo starts again
-    return f"ktrain {' '.join(sys.argv[1:])}" + ("" if again else " --resume")
+    words = [word for word in sys.argv[1:] if again or word != "--overwrite"]  # what it overwrote is gone
+    return shlex.join(["ktrain", *words, *([] if again else ["--resume"])])  # pasted into a shell as it is
 
 
 def _show_single(result) -> None:
@@ -427,13 +442,18 @@ def report(
 
     name = f"{prefix}_results.json" if prefix else "results.json"
     path = Path(run_dir) / name
+    if Path(run_dir).is_file():
+        raise KtrainError(f"'{run_dir}' is a file: give the out folder of a run, the folder that holds its {name}")
     try:
         results = json.loads(path.read_text(encoding="utf-8"))
         results["results"]
     except FileNotFoundError:
         raise KtrainError(f"no {name} in '{run_dir}': give the out folder of a run (and its -res prefix)") from None
-    except (ValueError, KeyError, TypeError) as exc:
-        raise KtrainError(f"'{path}' is not a ktrain results.json ({exc}): give the file a run wrote") from None
+    except IsADirectoryError:
+        raise KtrainError(f"'{path}' is a folder, not a run's {name}: give the out folder of a run") from None
+    except (ValueError, KeyError, TypeError, RecursionError) as exc:
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else exc
+        raise KtrainError(f"'{path}' is not a ktrain results.json ({reason}): give the file a run wrote") from None
     try:
         if results.get("sweep"):
             from ktrain.grid import run_rows, summarize
@@ -452,7 +472,7 @@ def report(
                     console.print(f"wrote {path}", highlight=False)
     except KtrainError:  # a write that failed (a full disk), said as it is
         raise
-    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, RecursionError) as exc:
         raise KtrainError(f"'{path}' is not a ktrain results.json (at {exc!r}): give the file a run wrote") from None
 
 

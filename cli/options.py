@@ -223,7 +223,7 @@ def training_command(function):
 
 
 # -- flags a command lacks ----------------------------------------------------------------------
-SEED_FLAG = re.compile(r"(-[A-Za-z][A-Za-z0-9]+)(?:=.*)?")  # -or, -kdl, -lrp: one dash, several letters
+SEED_FLAG = re.compile(r"(-[A-Za-z][A-Za-z0-9]*)(?:=.*)?")  # -s, -or, -kdl, -lrp: one dash, letters
 
 
 def flags_of(command: str) -> set[str]:

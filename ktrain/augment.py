@@ -16,6 +16,9 @@ from ktrain.errors import KtrainError
 AUGMENTATIONS = ("flip", "crop", "mixup", "cutmix")
 # Beta(α, α) for the mixing ratio: Zhang et al.'s α = 0.2 for mixup (ImageNet), Yun et al.'s α = 1 for cutmix.
 DEFAULT_ALPHA = {"mixup": 0.2, "cutmix": 1.0}
+MAX_ALPHA = 100.0  # Beta(α, α) is already near-constant at 0.5; far above, its sampling overflows
+MAX_PADDING = 1024
+MAX_VIEWS = 10_000
 # The view seed's default: fixed, and independent of the run seed, so one K-view cache serves
 # every run seed and every sweep point.
 VIEW_SEED = 0
@@ -109,8 +112,10 @@ def _padding(argument: str, part: str) -> int:
         padding = int(argument)
     except ValueError:
         padding = -1
-    if padding < 1:
-        raise KtrainError(f"--augment {part}: give the crop padding as a whole number of pixels, 1 or more (crop:2)")
+    if not 1 <= padding <= MAX_PADDING:
+        raise KtrainError(
+            f"--augment {part}: give the crop padding as a whole number of pixels from 1 to {MAX_PADDING} (crop:2)"
+        )
     return padding
 
 
@@ -119,9 +124,26 @@ def _alpha(argument: str, part: str) -> float:
         alpha = float(argument)
     except ValueError:
         alpha = float("nan")
-    if not (0.0 < alpha < float("inf")):
-        raise KtrainError(f"--augment {part}: give the Beta α as a finite number above 0 (mixup:0.2)")
+    if not (0.0 < alpha <= MAX_ALPHA):
+        raise KtrainError(
+            f"--augment {part}: give the Beta α as a number above 0 and at most {MAX_ALPHA:g} (mixup:0.2; at "
+            f"{MAX_ALPHA:g} nearly every mix is half and half already)"
+        )
     return alpha
+
+
+def check_padding(augment: Augment, image_shape: tuple[int, ...]) -> None:
+    """A crop padding the images can take: at most half their smaller side (or 1), so that a
+    shifted crop always keeps most of the image."""
+    if augment.crop_padding is None:
+        return
+    side = min(image_shape[:2])
+    limit = max(1, side // 2)
+    if augment.crop_padding > limit:
+        raise KtrainError(
+            f"--augment crop:{augment.crop_padding} pads more than these {image_shape[0]}×{image_shape[1]} images "
+            f"allow: give at most crop:{limit} (half the smaller side)"
+        )
 
 
 @dataclass(frozen=True)
@@ -136,8 +158,11 @@ class Views:
 
     def validate(self) -> Views:
         if self.count is not None:
-            if self.count <= 0:
-                raise KtrainError(f"--views is {self.count}: give 1 or more views per sample")
+            if not 1 <= self.count <= MAX_VIEWS:
+                raise KtrainError(
+                    f"--views is {self.count}: give 1 to {MAX_VIEWS:,} views per sample (an epoch shows each sample "
+                    "one view, so more than the epochs are never all seen)"
+                )
             if not self.augment:
                 raise KtrainError(
                     f"--views {self.count} without --augment: views are augmented copies, name the augmentation "

@@ -1,5 +1,6 @@
 """The one exception type the command line turns into a one-line message."""
 
+import errno
 import re
 
 
@@ -39,3 +40,22 @@ def first_line(exc: BaseException) -> str:
         return type(exc).__name__
     line = lines[0]
     return line if len(line) <= 240 else f"{line[:100]}…{line[-130:]}"  # the reason is often at the end
+
+
+_PATH_FIXES = {
+    errno.ENAMETOOLONG: "use a shorter name (a file or folder name holds at most 255 bytes)",
+    errno.ENOTDIR: "a part of the path is a file, not a folder: check the path",
+    errno.EISDIR: "it is a folder: give a file",
+    errno.EACCES: "check its permissions, or choose another path",
+    errno.EPERM: "check its permissions, or choose another path",
+    errno.ELOOP: "it goes through a loop of symbolic links: check the path",
+    errno.EROFS: "it is on a read-only file system: choose another path",
+}
+
+
+def path_error(exc: OSError) -> KtrainError:
+    """The one line for a path the operating system would not use (a name too long, a file where
+    a folder should be, no permission): the path as given, the reason and the fix."""
+    where = f" '{exc.filename}'" if exc.filename is not None else ""
+    fix = _PATH_FIXES.get(exc.errno, "check the path")
+    return KtrainError(f"cannot use{where} ({exc.strerror or exc}): {fix}")

@@ -14,13 +14,14 @@ import pickle
 import tempfile
 from pathlib import Path
 
-from ktrain.errors import RunFault
+from ktrain.errors import KtrainError, RunFault
 
 
 @contextlib.contextmanager
-def atomic_write(path: Path):
+def atomic_write(path: Path, fix: str = "choose another -out"):
     """Yield a temporary path beside ``path``; on success give it normal permissions and rename it to
-    ``path``, so a crash leaves the old file or the new one, never half of one."""
+    ``path``, so a crash leaves the old file or the new one, never half of one. A failure is one
+    line (``fix`` says where else to write)."""
     path = Path(path)
     temporary = None
     try:
@@ -34,7 +35,7 @@ def atomic_write(path: Path):
         os.replace(temporary, path)
         fsync(path.parent)
     except OSError as exc:  # creating, writing or renaming alike
-        raise write_failed(path, exc) from exc
+        raise write_failed(path, exc, fix) from exc
     finally:
         if temporary is not None and os.path.exists(temporary):
             os.unlink(temporary)
@@ -49,11 +50,10 @@ def _last_byte(path) -> bytes:
         return stream.read(1)
 
 
-def write_failed(path: Path, exc: OSError) -> RunFault:
-    """The one line for a file that could not be written."""
+def write_failed(path: Path, exc: OSError, fix: str = "choose another -out") -> RunFault:
+    """The one line for a file that could not be written; ``fix`` names where else to write."""
     return RunFault(
-        f"could not write '{path}' ({exc.strerror or exc}): free some space or choose another -out; "
-        "files written before are intact"
+        f"could not write '{path}' ({exc.strerror or exc}): free some space or {fix}; files written before are intact"
     )
 
 
@@ -88,9 +88,9 @@ def json_ready(payload: dict) -> dict:
     return json.loads(json.dumps(payload, default=_plain))
 
 
-def write_json_atomic(path: Path, payload: dict) -> Path:
+def write_json_atomic(path: Path, payload: dict, fix: str = "choose another -out") -> Path:
     """Write JSON through a temporary file in the same folder, then rename."""
-    with atomic_write(path) as temporary:
+    with atomic_write(path, fix) as temporary:
         temporary.write_text(json.dumps(payload, indent=2, default=_plain) + "\n", encoding="utf-8")
     return Path(path)
 
@@ -115,3 +115,16 @@ def _plain(value):
     if isinstance(value, Path):
         return str(value)
     raise TypeError(f"cannot write {type(value).__name__} to JSON")
+
+
+def check_output_file(path: Path, what: str) -> None:
+    """Refuse, before any work, an output file path that cannot be written: a folder at the path,
+    or a file where one of its folders should be (``what`` names the argument, for the fix)."""
+    path = Path(path)
+    if path.is_dir():
+        raise KtrainError(f"{what} '{path}' is a folder: give a file name, such as {path / 'student.tflite'}")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise KtrainError(f"{what} '{path}' is inside '{parent}', which is a file: give another path")
+            return

@@ -192,11 +192,17 @@ def uninterrupted():
 
 
 def _remove(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        with contextlib.suppress(FileNotFoundError):
+    """Remove a file or folder if it is there; a name the system refuses (too long) is not there."""
+    try:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
             path.unlink()
+    except (FileNotFoundError, NotADirectoryError):
+        pass
+    except OSError as exc:
+        if exc.errno != errno.ENAMETOOLONG:
+            raise
 
 
 def holds_run(out: OutFolder) -> bool:
@@ -313,6 +319,29 @@ def folder_lock(out: OutFolder):
     finally:
         fcntl.flock(descriptor, fcntl.LOCK_UN)
         os.close(descriptor)
+
+
+def check_inputs_outside(out: OutFolder, inputs: list[tuple[str, str]]) -> None:
+    """Refuse a run that reads a file its outputs could replace in its own out folder (or that
+    ``--overwrite`` would move aside with the earlier run): a model, weights or data file read
+    there would be lost. Other files in the folder, and subfolders not ktrain's, are fine."""
+    folder = out.path.resolve()
+    listed = (manifest_names(out.path, out.prefix) or set()) if out.path.is_dir() else set()
+    patterns = [out.prefix + pattern for pattern in (*legacy_outputs(), *_WRITTEN)]
+    for what, given in inputs:
+        path = Path(given).resolve()
+        if not path.is_relative_to(folder) or path == folder:
+            continue
+        top = path.relative_to(folder).parts[0]
+        if top in listed or top.startswith(".ktrain") or any(fnmatch.fnmatchcase(top, p) for p in patterns):
+            raise KtrainError(
+                f"the {what} '{given}' is in the out folder '{out.path}', where this run writes (or moves) its "
+                "outputs: copy it elsewhere first, or choose another -out"
+            )
+
+
+# Names this version writes beside 0.1's (per method key, and the log).
+_WRITTEN = ("*_model.keras", "*_validation_curves.png", "*.tflite", "output.log", "*.png")
 
 
 def claim_out_folder(out: OutFolder, *, resume: bool = False, overwrite: bool = False) -> Path | None:

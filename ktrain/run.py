@@ -22,12 +22,13 @@ from pathlib import Path
 import keras
 
 from ktrain import models
+from ktrain.augment import check_padding
 from ktrain.checkpoint import has_checkpoint
 from ktrain.classes import format_classes
 from ktrain.config import TrainConfig
 from ktrain.data import DataSplits
 from ktrain.engine import Interrupted, Trainer, check_batch_size
-from ktrain.errors import KtrainError, RunFault
+from ktrain.errors import KtrainError, RunFault, path_error
 from ktrain.evaluation import check_neighbors, evaluate_classifier, representation_report
 from ktrain.fingerprint import check_and_record
 from ktrain.io import json_ready, write_json_atomic
@@ -39,6 +40,7 @@ from ktrain.outfolder import (
     LOCK_NAME,
     Before,
     OutFolder,
+    check_inputs_outside,
     claim_out_folder,
     discard_aside,
     folder_lock,
@@ -82,29 +84,38 @@ def run_context(run: Run, *, log_file: bool = True):
             folder = Path(output_folder(strategy, run.outputs.folder))
             created = first_missing(folder)
             out = OutFolder(folder, run.outputs.prefix)
+            role = "model" if run.command == "train" else "student"
+            check_inputs_outside(out, run.models.files(role) + run.data.files())
             lock_existed = (out.path / LOCK_NAME).exists()
             try:
                 holder = stack.enter_context(folder_lock(out))  # before the check: no second run slips in
-            except KtrainError:
+            except (KtrainError, OSError) as exc:
                 if created is not None:  # not the running run's folder: this one made it
                     Before(out, None, created).restore(None)
+                if isinstance(exc, OSError):
+                    raise path_error(exc) from None
                 raise
             before = Before(out, holder if lock_existed else None, created)
             try:
                 aside = claim_out_folder(out, resume=run.outputs.resume, overwrite=run.outputs.overwrite)
                 list_outputs(out.path, [out.file(FINGERPRINT)], out.prefix)  # not output(): no commit yet
                 check_and_record(run, out.file(FINGERPRINT), strategy.num_replicas_in_sync)
-            except (KtrainError, KeyboardInterrupt):
+            except (KtrainError, OSError, KeyboardInterrupt) as exc:
                 before.restore(aside)
+                if isinstance(exc, OSError):
+                    raise path_error(exc) from None
                 raise
-        handler = attach_log_file(out, run.outputs.debug) if log_file and out is not None else None
-        ended = None  # what a refusal or an early Ctrl-C leaves: nothing of the run, if it has no checkpoint
+        handler, ended = None, None  # ended: a refusal or an early Ctrl-C leaves nothing of the run
         try:
+            handler = attach_log_file(out, run.outputs.debug) if log_file and out is not None else None
             with precision_policy(run.engine.precision), models.unchanged_trainable(run.models.teacher):
                 yield strategy, out
         except KtrainError as exc:
             ended = "refused" if not isinstance(exc, RunFault) else None
             raise
+        except OSError as exc:  # a path no check caught (writers say their own failures as RunFault)
+            ended = "refused"
+            raise path_error(exc) from None
         except KeyboardInterrupt:  # Ctrl-C outside a training loop (which raises Interrupted)
             ended = "interrupted"
             checkpointed = out is not None and has_checkpoint(out.file("checkpoints"), recursive=True)
@@ -145,6 +156,7 @@ def check_against_data(run: Run, data: DataSplits) -> None:
     if run.outputs.neighbors:
         check_neighbors(run.outputs.neighbors, len(data.x_train))
     check_batch_size(run.engine.batch_size, len(data.y_train))
+    check_padding(run.data.sample_views.augment, data.image_shape)
     check_topk_classes(run.engine.cache_topk, data)
 
 

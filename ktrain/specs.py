@@ -117,9 +117,25 @@ class ModelsSpec:
                 check_model_spec(spec, role)
         for spec in self.specialists:
             check_model_spec(spec, "specialist")
+        if self.start_weights is not None and self.reinit:
+            raise KtrainError(
+                "-w and --reinit were both given: -w starts from a weights file, --reinit from fresh random "
+                "weights; give one"
+            )
         if self.start_weights is not None and not Path(self.start_weights).is_file():
             raise KtrainError(f"start weights '{self.start_weights}' not found (-w): give a weights file")
         return self
+
+    def files(self, student_role: str = "student") -> list[tuple[str, str]]:
+        """The files the models are read from, as ``(what, path)``: model files and -w's weights."""
+        from ktrain import zoo
+        from ktrain.specialists import split_spec
+
+        named = [("teacher", self.teacher), (student_role, self.student)]
+        named += [("specialist", spec) for spec in self.specialists]
+        found = [(role, split_spec(spec)[0]) for role, spec in named if isinstance(spec, str)]
+        found = [(role, path) for role, path in found if not path.startswith(zoo.ZOO_PREFIX)]
+        return found + ([("start weights (-w)", self.start_weights)] if self.start_weights else [])
 
 
 @dataclass(frozen=True)
@@ -146,6 +162,10 @@ class DataSpec:
     def sample_views(self) -> Views:
         """How training samples are shown: the augmentation, the view count and the view seed."""
         return Views(parse_augment(self.augment), self.views, self.view_seed)
+
+    def files(self) -> list[tuple[str, str]]:
+        """The files the data is read from, as ``(what, path)``: an .npz dataset."""
+        return [("dataset", self.dataset)] if isinstance(self.dataset, str) and self.dataset.endswith(".npz") else []
 
     def load(self, seed: int):
         """The splits (the validation carve-out depends on ``seed``), restricted to ``classes`` if given."""
@@ -196,6 +216,13 @@ class DataSpec:
         return data
 
 
+MAX_PREFIX_BYTES = 150  # leaves room for the longest name ktrain adds, and then some
+
+
+def _shortened(text: str) -> str:
+    return text if len(text) <= 60 else f"{text[:28]}…{text[-28:]}"
+
+
 @dataclass(frozen=True)
 class OutputSpec:
     """Where results go and what is written: files, students, exports, TensorBoard, the log."""
@@ -214,16 +241,39 @@ class OutputSpec:
     neighbors: int = 5
 
     def validate(self) -> OutputSpec:
+        if self.resume and self.overwrite:
+            raise KtrainError(
+                "--resume and --overwrite were both given: --resume continues the run, --overwrite "
+                "starts it again; give one"
+            )
         if self.neighbors <= 0:
             raise KtrainError(f"neighbors (-k) is {self.neighbors}: give a value greater than 0")
         if any(separator in self.prefix for separator in ("/", "\\", os.sep)) or self.prefix in (".", ".."):
             raise KtrainError(
                 f"-res '{self.prefix}' is not a plain name: it prefixes file names in -out; give a name without '/'"
             )
+        if len(self.prefix.encode()) > MAX_PREFIX_BYTES:
+            raise KtrainError(
+                f"-res '{_shortened(self.prefix)}' is {len(self.prefix.encode())} bytes long: a file name holds at "
+                f"most 255 and ktrain adds its own to the prefix; give at most {MAX_PREFIX_BYTES}"
+            )
+        long_names = [part for part in Path(self.folder or ".").parts if len(part.encode()) > 255]
+        if long_names:
+            raise KtrainError(
+                f"-out names a folder '{_shortened(long_names[0])}' of {len(long_names[0].encode())} bytes: a file or "
+                "folder name holds at most 255; give a shorter one"
+            )
         if self.save_students not in SAVE_MODES:
             raise KtrainError(f"save mode (-s) is '{self.save_students}': use all, best or none")
         if self.export is not None and self.export not in EXPORT_MODES:
             raise KtrainError(f"--export is '{self.export}': use {', '.join(EXPORT_MODES)} or none")
+        if self.export not in (None, "none") and self.save_students == "none":
+            raise KtrainError(
+                f"--export {self.export} with -s none: the export is made from the saved student; give -s best "
+                "(the default) or drop --export"
+            )
+        if self.resume and not self.write_results:
+            raise KtrainError("--resume with -or: a resumed run finds its finished parts in results.json; drop -or")
         if self.folder is None:
             wanted = (
                 ("export", self.export),
@@ -296,6 +346,7 @@ class Run:
             )
         for spec in self.methods:
             spec.check_samples(views.augment.mixing_name, self.engine.cache_topk)
+            spec.check_epochs(self.engine.epochs)
         self.outputs.validate()
         self.plan.validate()
         last = self.engine.seed + self.plan.seeds - 1

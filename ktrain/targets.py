@@ -331,12 +331,14 @@ def load_or_build(
         return cached
     log.info("Getting teacher's predictions (cache %s)...", arrays_path)
     targets = compute(teacher, data, batch_size, plan, listener)
-    with atomic_write(arrays_path) as temporary:
+    with atomic_write(arrays_path, "choose another --cache-dir") as temporary:
         np.savez(
             temporary,
             **{f"{split}/{tap}": array for split, taps in targets.arrays.items() for tap, array in taps.items()},
         )
-    write_json_atomic(manifest_path, {**key, "arrays_sha256": _array_digest(targets.arrays)})
+    write_json_atomic(
+        manifest_path, {**key, "arrays_sha256": _array_digest(targets.arrays)}, "choose another --cache-dir"
+    )
     targets.source = str(arrays_path)
     return targets
 

@@ -23,7 +23,7 @@ import tensorflow as tf
 from ktrain import models, scaling
 from ktrain.data import DataSplits, load_dataset, model_input_array
 from ktrain.errors import KtrainError, first_line
-from ktrain.io import atomic_write
+from ktrain.io import atomic_write, check_output_file, write_failed
 from ktrain.listener import phase
 from ktrain.precision import float32_copy
 from ktrain.specs import label
@@ -129,6 +129,7 @@ def export(
         raise KtrainError(f"--quantize is '{mode}': use float32, float16 or int8")
     if not out_path.endswith(".tflite"):
         raise KtrainError(f"output '{out_path}' does not end in .tflite: name the file OUT.tflite")
+    check_output_file(Path(out_path), "output")
     if not 0 <= max_accuracy_drop <= 1:
         raise KtrainError(f"--max-accuracy-drop is {max_accuracy_drop}: give a share between 0 and 1")
     if mode == "int8" and dataset is None and data is None:
@@ -147,8 +148,11 @@ def export(
         model = models.load_model(spec, role="student", input_shape=(), num_classes=0)
     with phase(f"Converting to TFLite ({mode})"):
         content = convert(float32_copy(model), mode, data, model)
-    Path(out_path).parent.mkdir(parents=True, exist_ok=True)
-    with atomic_write(Path(out_path)) as temporary:
+    try:
+        Path(out_path).parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise write_failed(Path(out_path), exc, "give another OUTPUT path") from None
+    with atomic_write(Path(out_path), "give another OUTPUT path") as temporary:
         temporary.write_bytes(content)
     report = {"file": out_path, "mode": mode, "bytes": len(content), "source": label(spec)}
     if data is None:

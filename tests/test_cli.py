@@ -305,6 +305,7 @@ def test_usage_errors_from_the_entry_point_are_one_line(monkeypatch, capsys):
         (["train", "zoo:digits_student", "digits", "-or"], "train has no option -or: it is an option of compare"),
         (["distill", "a", "b", "digits", "-or"], "distill has no option -or: it is an option of compare"),
         (["train", "zoo:digits_student", "digits", "-kdl", "0.1"], "train has no option -kdl: it is an option of"),
+        (["distill", "a", "b", "digits", "-s", "none"], "distill has no option -s: it is an option of compare, sweep"),
     ],
 )
 def test_a_flag_of_another_command_is_named_not_misread(monkeypatch, capsys, argv, expected):

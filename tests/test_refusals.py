@@ -201,3 +201,120 @@ def test_a_refusal_is_one_line_even_after_a_warning(tmp_path):
     before = set(tmp_path.rglob("*"))
     distill = ("distill", "zoo:digits_teacher", tmp_path / "five.keras", "digits", "-e", "1", "-v", "0")
     assert_refused(invoke(*distill, "-out", tmp_path / "out"), "outputs 10 classes but student", tmp_path, before)
+
+
+# -- paths, files in the out folder, and options that contradict each other -----------------------
+LONG = "a" * 300  # a file or folder name holds at most 255 bytes
+TRAIN_STUDENT = ("train", "zoo:digits_student", "digits", "-e", "1", "-v", "0")
+
+
+@pytest.mark.parametrize(
+    "arguments, fragment",
+    [
+        (("-out", f"out/{LONG}/x"), "-out names a folder 'aaaaaaaaaaaaaaaaaaaaaaaaaaaa…"),
+        (("-res", LONG), "-res 'aaaaaaaaaaaaaaaaaaaaaaaaaaaa…aaaaaaaaaaaaaaaaaaaaaaaaaaaa' is 300 bytes long"),
+        (("-out", "out", "--resume", "--overwrite"), "--resume and --overwrite were both given"),
+        (("-out", "out", "-w", "w.weights.h5", "--reinit"), "-w and --reinit were both given"),
+    ],
+)
+def test_a_bad_path_or_a_contradiction_is_one_line_and_writes_nothing(tmp_path, monkeypatch, arguments, fragment):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "w.weights.h5").write_bytes(b"")
+    before = set(tmp_path.rglob("*"))
+    assert_refused(invoke(*TRAIN_STUDENT, *arguments), fragment, tmp_path, before)
+
+
+def test_a_model_path_too_long_for_the_system_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = invoke("train", f"{LONG}.keras", "digits", "-e", "1", "-v", "0", "-out", "out")
+    assert_refused(result, f"cannot use '{LONG}.keras' (File name too long): use a shorter name", tmp_path, set())
+
+
+@pytest.mark.parametrize(
+    "arguments, fragment",
+    [
+        (("-s", "none", "--export", "int8"), "--export int8 with -s none: the export is made from the saved student"),
+        (("-or", "--resume"), "--resume with -or: a resumed run finds its finished parts in results.json"),
+    ],
+)
+def test_compare_refuses_outputs_that_contradict(tmp_path, arguments, fragment):
+    compare = ("compare", "zoo:digits_teacher", "zoo:digits_student", "digits", "-e", "1", "-v", "0")
+    assert_refused(invoke(*compare, "-out", tmp_path / "out", *arguments), fragment, tmp_path, set())
+
+
+def test_fitnets_hint_stage_may_not_take_every_epoch(tmp_path):
+    distill = ("distill", "zoo:digits_teacher", "zoo:digits_cnn_student", "digits", "-m", "fitnet", "-v", "0")
+    result = invoke(*distill, "--fitnet-hint-epochs", "3", "-e", "3", "-out", tmp_path / "out")
+    assert_refused(result, "method 'fitnet': --fitnet-hint-epochs 3 takes all 3 epochs (-e)", tmp_path, set())
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A finished `train` run: a folder holding a run, its model file among its outputs."""
+    out = tmp_path_factory.mktemp("trained") / "run"
+    assert invoke(*TRAIN_STUDENT, "-out", out).exit_code == 0
+    return out
+
+
+def contents(folder: Path) -> dict:
+    return {path: path.read_bytes() if path.is_file() else None for path in folder.rglob("*")}
+
+
+@pytest.mark.parametrize("overwrite", [(), ("--overwrite",)])
+def test_a_model_read_from_the_out_folder_is_never_replaced(trained, tmp_path, overwrite):
+    before = contents(trained)
+    distill = ("distill", trained / "model.keras", "zoo:digits_student", "digits", "-e", "1", "-v", "0")
+    result = invoke(*distill, "-out", trained, *overwrite)
+    assert result.exit_code == 2 and "\n" not in result.stderr.strip(), result.output
+    assert f"the teacher '{trained / 'model.keras'}' is in the out folder '{trained}'" in result.stderr
+    assert contents(trained) == before
+
+
+def test_a_model_kept_beside_the_outputs_under_a_name_ktrain_writes_is_refused(tmp_path):
+    keep = tmp_path / "keep"
+    keep.mkdir()
+    inputs = image_input()
+    keras.Model(inputs, keras.layers.Dense(10)(keras.layers.Flatten()(inputs))).save(keep / "model.keras")
+    before = set(tmp_path.rglob("*"))
+    result = invoke("train", keep / "model.keras", "digits", "-e", "1", "-v", "0", "-out", keep)
+    assert_refused(result, f"the model '{keep / 'model.keras'}' is in the out folder", tmp_path, before)
+
+
+def test_a_model_of_another_name_in_the_out_folder_is_fine(tmp_path):
+    inputs = image_input()
+    keras.Model(inputs, keras.layers.Dense(10)(keras.layers.Flatten()(inputs))).save(tmp_path / "mine.h5")
+    result = invoke("train", tmp_path / "mine.h5", "digits", "-e", "1", "-v", "0", "-out", tmp_path)
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "mine.h5").is_file() and (tmp_path / "model.keras").is_file()
+
+
+@pytest.mark.parametrize(
+    "make, fragment",
+    [
+        (lambda root: (root / "run" / "results.json").mkdir(parents=True), "is a folder, not a run's results.json"),
+        (lambda root: (root / "run").write_text("{}"), "is a file: give the out folder of a run"),
+        (
+            lambda root: [(root / "run").mkdir(), (root / "run" / "results.json").write_text("[" * 100_000)],
+            "is not a ktrain results.json (nested too deeply)",
+        ),
+    ],
+)
+def test_report_on_what_is_not_a_run_folder_is_one_line(tmp_path, make, fragment):
+    make(tmp_path)
+    before = set(tmp_path.rglob("*"))
+    assert_refused(invoke("report", tmp_path / "run"), fragment, tmp_path, before)
+
+
+@pytest.mark.parametrize(
+    "target, fragment",
+    [
+        ("file/x.tflite", "output 'file/x.tflite' is inside 'file', which is a file: give another path"),
+        ("folder.tflite", "output 'folder.tflite' is a folder: give a file name"),
+    ],
+)
+def test_export_to_a_path_that_cannot_hold_the_file_is_one_line(trained, tmp_path, monkeypatch, target, fragment):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "file").write_text("")
+    (tmp_path / "folder.tflite").mkdir()
+    before = set(tmp_path.rglob("*"))
+    assert_refused(invoke("export", trained / "model.keras", target), fragment, tmp_path, before)

@@ -43,17 +43,19 @@ def test_augment_specs_parse_print_and_refuse_bad_values():
     assert parse_augment("mixup").mixup == 0.2 and not parse_augment("") and not parse_augment(None)
     for bad, fragment in (
         ("rotate", "unknown augmentation 'rotate'"),
-        ("crop:0", "--augment crop:0: give the crop padding as a whole number of pixels, 1 or more"),
+        ("crop:0", "--augment crop:0: give the crop padding as a whole number of pixels from 1 to 1024"),
         ("crop:x", "give the crop padding"),
-        ("mixup:-1", "--augment mixup:-1: give the Beta α as a finite number above 0"),
-        ("cutmix:inf", "finite number above 0"),
+        ("mixup:-1", "--augment mixup:-1: give the Beta α as a number above 0 and at most 100"),
+        ("cutmix:inf", "above 0 and at most 100"),
+        ("mixup:1e300", "at most 100"),
+        ("crop:1025", "from 1 to 1024"),
         ("flip:2", "flip takes no value"),
         ("crop,crop:3", "--augment names crop twice"),
         ("mixup,cutmix", "names both mixup and cutmix"),
     ):
         with pytest.raises(KtrainError, match=fragment):
             parse_augment(bad)
-    with pytest.raises(KtrainError, match="--views is 0: give 1 or more"):
+    with pytest.raises(KtrainError, match="--views is 0: give 1 to 10,000"):
         Views(augment, 0).validate()
     with pytest.raises(KtrainError, match="--views 4 without --augment"):
         Views(Augment(), 4).validate()
@@ -413,7 +415,7 @@ def test_cli_caches_k_views_and_a_run_reads_them(digits_teacher, tmp_path):
 @pytest.mark.parametrize(
     "arguments, fragment",
     [
-        (("--augment", "flip", "--views", "0"), "--views is 0: give 1 or more views per sample"),
+        (("--augment", "flip", "--views", "0"), "--views is 0: give 1 to 10,000 views per sample"),
         (("--views", "3"), "--views 3 without --augment"),
         (("--augment", "crop", "--views", "2", "--cache-topk", "0"), "--cache-topk is 0: give a number of classes"),
         (("--augment", "crop", "--views", "2", "--cache-topk", "10"), "--cache-topk is 10 but digits has 10 classes"),
@@ -422,6 +424,8 @@ def test_cli_caches_k_views_and_a_run_reads_them(digits_teacher, tmp_path):
         (("--augment", "cutmix", "-m", "pkt"), "its supervised term relates samples by their hard labels"),
         (("--augment", "mixup", "--classes", "3"), "mixing needs two classes or more"),
         (("--augment", "crop:0"), "give the crop padding as a whole number of pixels"),
+        (("--augment", "crop:5", "--views", "2"), "crop:5 pads more than these 8×8 images allow: give at most crop:4"),
+        (("--augment", "crop", "--views", "10001"), "--views is 10001: give 1 to 10,000"),
         (
             ("--augment", "mixup", "--cache-topk", "3", "--views", "2", "-m", "dist"),
             "--cache-topk 3 with method 'dist'",

@@ -231,6 +231,11 @@ class Method(abc.ABC):
         return None if cls.mixed_samples else "its loss needs one hard label per sample"
 
     @classmethod
+    def epochs_refusal(cls, options: Options, epochs: int) -> str | None:
+        """Why these options cannot train for ``epochs`` epochs, or None when they can."""
+        return None
+
+    @classmethod
     def topk_refusal(cls, options: Options) -> str | None:
         """Why these options cannot learn from top-N teacher logits, or None when they can (default:
         from :attr:`topk_targets`)."""

@@ -116,6 +116,15 @@ class FitNets(Method):
             raise KtrainError("FitNets takes --hint-layer and --guided-layer together: give both, or neither")
         return options
 
+    @classmethod
+    def epochs_refusal(cls, options, epochs):
+        if options.fitnet_hint_epochs >= epochs:
+            return (
+                f"--fitnet-hint-epochs {options.fitnet_hint_epochs} takes all {epochs} epochs (-e), so the "
+                "student never learns its classes; give fewer hint epochs or more -e"
+            )
+        return None
+
     def _pair(self) -> tuple[str, str]:
         if self.options.hint_layer is None:
             raise KtrainError("FitNets' layers are chosen from the models: resolve the method before its taps")

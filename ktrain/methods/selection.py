@@ -84,6 +84,12 @@ class MethodSpec:
             )
         return replace(MethodSpec.of(self.cls.ensemble_variant, self.given), point=self.point)
 
+    def check_epochs(self, epochs: int) -> None:
+        """Refuse, in one line, options that leave no epoch for what the method is for."""
+        refusal = self.cls.epochs_refusal(self.options, epochs)
+        if refusal:
+            raise KtrainError(f"method '{self.name}': {refusal}")
+
     def check_samples(self, mixing: str | None, topk: int | None) -> None:
         """Refuse, in one line, a mixing augmentation or top-N targets the method cannot learn from."""
         refusal = self.cls.mixing_refusal(self.options) if mixing else None
