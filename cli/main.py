@@ -706,6 +706,8 @@ def _completing() -> list[str] | None:
     variables), so the command being completed gets its method options; None when not completing."""
     if not os.environ.get("_KTRAIN_COMPLETE"):
         return None
+    if not os.environ.get("COMP_CWORD", "0").isdigit():  # not a shell's own call: nothing to complete
+        sys.exit(1)
     words = os.environ.get("COMP_WORDS") or os.environ.get("_TYPER_COMPLETE_ARGS") or ""
     return words.split()[1:]
 

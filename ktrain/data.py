@@ -12,6 +12,7 @@ are scaled by 1/255, as the seed did, inside the pipeline after batching.
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -156,6 +157,8 @@ def model_input_array(images: np.ndarray) -> np.ndarray:
 
 
 def _read_npz(path, label: str):
+    if os.path.exists(path) and not os.path.isfile(path):  # a folder, a FIFO (which would block), a device
+        raise KtrainError(f"dataset file '{label}' is not a regular file: give an .npz file")
     try:
         with np.load(path, allow_pickle=False) as archive:
             missing = [key for key in NPZ_KEYS if key not in archive.files]
@@ -225,6 +228,7 @@ def _labels(y, label: str, key: str) -> np.ndarray:
             f"{label}: {key} holds labels of dtype {y.dtype}: give class indices (0, 1, ...) or one-hot rows"
         )
     if y.ndim == 2 and y.shape[1] > 1:
+        _check_one_hot(y, label, key)
         y = np.argmax(y, axis=1)
     y = y.reshape(-1)
     if not np.issubdtype(y.dtype, np.integer):
@@ -235,6 +239,18 @@ def _labels(y, label: str, key: str) -> np.ndarray:
     if y.size and y.max() > np.iinfo(np.int32).max:  # checked before any cast: it would wrap to another class
         raise KtrainError(f"{label}: {key} holds the label {y.max()}: give class indices from 0 to the class count - 1")
     return y.astype(np.int32)
+
+
+def _check_one_hot(y: np.ndarray, label: str, key: str) -> None:
+    """2-D labels are one-hot rows: a single 1 and zeros (argmax of anything else would pick a class
+    silently: an all-zero row became class 0)."""
+    bad = ~((y == 0) | (y == 1)).all(axis=1) | ((y == 1).sum(axis=1) != 1)
+    if bad.any():
+        row = int(np.argmax(bad))
+        raise KtrainError(
+            f"{label}: {key} row {row} is not one-hot ({np.array2string(y[row][:12], separator=',')}): give "
+            "class indices, or rows of one 1 and zeros"
+        )
 
 
 def dataset_shape(name: str, *, data_dir: str | None = None) -> tuple[tuple[int, ...], int]:

@@ -50,12 +50,17 @@ _PATH_FIXES = {
     errno.EPERM: "check its permissions, or choose another path",
     errno.ELOOP: "it goes through a loop of symbolic links: check the path",
     errno.EROFS: "it is on a read-only file system: choose another path",
+    errno.ENOSPC: "free some space on its disk (TensorFlow also writes to TMPDIR)",
+    errno.EDQUOT: "free some space within the disk quota (TensorFlow also writes to TMPDIR)",
 }
 
 
 def path_error(exc: OSError) -> KtrainError:
     """The one line for a path the operating system would not use (a name too long, a file where
     a folder should be, no permission): the path as given, the reason and the fix."""
-    where = f" '{exc.filename}'" if exc.filename is not None else ""
+    name = None if exc.filename is None else str(exc.filename)
+    if name is not None and len(name) > 120:  # the name the system refused is often the long one
+        name = f"{name[:50]}…{name[-50:]}"
+    where = f" '{name}'" if name is not None else ""
     fix = _PATH_FIXES.get(exc.errno, "check the path")
     return KtrainError(f"cannot use{where} ({exc.strerror or exc}): {fix}")

@@ -7,6 +7,7 @@ the teacher, so one forward pass (or one cache) serves every method of a compari
 from __future__ import annotations
 
 import logging
+import warnings
 
 import keras
 
@@ -51,7 +52,9 @@ def load_student(
         model = carry_input_scale(model, keras.models.clone_model(model))  # clone_model draws fresh weights
     if spec.start_weights:
         try:
-            model.load_weights(spec.start_weights)
+            with warnings.catch_warnings():  # Keras warns per layer it skips; the one line below says it all
+                warnings.simplefilter("ignore")
+                model.load_weights(spec.start_weights)
         except Exception as exc:
             raise KtrainError(
                 f"could not load start weights '{spec.start_weights}' into the {role} ({first_line(exc)}): "

@@ -2,6 +2,7 @@
 traceback, and the folder left as it was. Plus a property-based test of the .npz loader."""
 
 import json
+import os
 import tempfile
 from pathlib import Path
 
@@ -227,7 +228,8 @@ def test_a_bad_path_or_a_contradiction_is_one_line_and_writes_nothing(tmp_path, 
 def test_a_model_path_too_long_for_the_system_is_one_line(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     result = invoke("train", f"{LONG}.keras", "digits", "-e", "1", "-v", "0", "-out", "out")
-    assert_refused(result, f"cannot use '{LONG}.keras' (File name too long): use a shorter name", tmp_path, set())
+    shown = f"{LONG[:50]}…{LONG[-44:]}.keras"
+    assert_refused(result, f"cannot use '{shown}' (File name too long): use a shorter name", tmp_path, set())
 
 
 @pytest.mark.parametrize(
@@ -318,3 +320,44 @@ def test_export_to_a_path_that_cannot_hold_the_file_is_one_line(trained, tmp_pat
     (tmp_path / "folder.tflite").mkdir()
     before = set(tmp_path.rglob("*"))
     assert_refused(invoke("export", trained / "model.keras", target), fragment, tmp_path, before)
+
+
+@pytest.mark.parametrize(
+    "labels, fragment",
+    [
+        (np.zeros((20, 10)), "y_train row 0 is not one-hot ([0.,0.,0.,0.,0.,0.,0.,0.,0.,0.])"),
+        (np.full((20, 10), 0.1), "y_train row 0 is not one-hot"),
+        (np.eye(10)[np.arange(20) % 10] * 2, "y_train row 0 is not one-hot"),
+    ],
+)
+def test_rows_that_are_not_one_hot_are_refused(tmp_path, labels, fragment):
+    images = np.zeros((20, 8, 8, 1), np.uint8)
+    np.savez(tmp_path / "d.npz", x_train=images, y_train=labels, x_test=images, y_test=np.arange(20) % 10)
+    before = set(tmp_path.rglob("*"))
+    result = invoke("train", "zoo:digits_student", tmp_path / "d.npz", "-e", "1", "-v", "0", "-out", tmp_path / "out")
+    assert_refused(result, fragment, tmp_path, before)
+
+
+def test_a_dataset_path_that_is_a_fifo_is_refused_not_waited_on(tmp_path):
+    os.mkfifo(tmp_path / "d.npz")
+    before = set(tmp_path.rglob("*"))
+    result = invoke("train", "zoo:digits_student", tmp_path / "d.npz", "-e", "1", "-v", "0", "-out", tmp_path / "out")
+    assert_refused(result, "is not a regular file: give an .npz file", tmp_path, before)
+
+
+def test_the_command_to_continue_pastes_into_a_shell(monkeypatch):
+    from ktrain.cli.main import _again
+
+    monkeypatch.setattr("sys.argv", ["ktrain", "train", "my model.keras", "digits", "-out", "a b", "--overwrite"])
+    assert _again() == "ktrain train 'my model.keras' digits -out 'a b' --resume"
+
+
+def test_completion_called_with_a_bad_word_index_prints_nothing(monkeypatch, capsys):
+    from ktrain.cli.main import main
+
+    monkeypatch.setenv("_KTRAIN_COMPLETE", "complete_bash")
+    monkeypatch.setenv("COMP_WORDS", "ktrain tr")
+    monkeypatch.setenv("COMP_CWORD", "abc")
+    with pytest.raises(SystemExit) as exited:
+        main()
+    assert exited.value.code == 1 and capsys.readouterr() == ("", "")
